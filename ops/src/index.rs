@@ -1,0 +1,184 @@
+//! Indexing ops along one axis: gather (torch.gather), index-select, scatter-add
+//! (torch.scatter_add) and index-add (the adjoint of index-select).
+//!
+//! Indices are u32 tensors. They are checked on the host before launch (one download of
+//! the index tensor): an index `≥ shape[axis]` returns
+//! [`LapisError::InvalidArgument`] naming the first bad position, never an out-of-bounds
+//! access. Scatter-add is deterministic (see `lapis_kernels::index`).
+
+use lapis_kernels::{elementwise_cube_count, elementwise_cube_dim, index as k};
+
+use crate::dispatch;
+use crate::error::{LapisError, Result};
+use crate::tensor::{arr, Tensor};
+use crate::validate;
+
+fn check_indices(op: &'static str, idx: &Tensor, len: usize) -> Result<()> {
+    validate::index(op, idx)?;
+    let host = idx.to_vec::<u32>()?;
+    if let Some((pos, &bad)) = host.iter().enumerate().find(|(_, &v)| v as usize >= len) {
+        return Err(LapisError::invalid(
+            op,
+            "index",
+            bad,
+            format!("at flat position {pos}: must be < {len}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `idx` has `x`'s rank and, off `axis`, the same sizes (lapis requires equality where
+/// torch allows ≤, so the `[outer, k, inner]` view is exact).
+fn check_like(op: &'static str, x: &Tensor, idx: &Tensor, axis: usize) -> Result<()> {
+    let ok = idx.rank() == x.rank()
+        && (0..x.rank()).all(|d| d == axis || idx.shape()[d] == x.shape()[d]);
+    if ok {
+        Ok(())
+    } else {
+        Err(LapisError::ShapeMismatch {
+            op,
+            lhs: x.shape().to_vec(),
+            rhs: idx.shape().to_vec(),
+        })
+    }
+}
+
+/// torch.gather: `out[.., j, ..] = x[.., idx[.., j, ..], ..]` along `axis`; `out` has `idx`'s shape.
+pub fn gather(x: &Tensor, axis: usize, idx: &Tensor) -> Result<Tensor> {
+    validate::axis("gather", x, axis)?;
+    validate::same_device("gather", x, idx)?;
+    check_like("gather", x, idx, axis)?;
+    let (outer, len, inner) = validate::split_at_axis(x.shape(), axis);
+    check_indices("gather", idx, len)?;
+    let kk = idx.shape()[axis];
+    let out = Tensor::empty("gather", x.device(), idx.shape(), x.dtype())?;
+    let n = out.numel();
+    let dt = x.dtype().storage_type();
+    dispatch!(x.device(), |client, R| k::gather_kernel::launch::<R>(
+        client,
+        elementwise_cube_count(client, n),
+        elementwise_cube_dim(),
+        arr::<R>(x),
+        arr::<R>(idx),
+        arr::<R>(&out),
+        outer as u32,
+        len as u32,
+        kk as u32,
+        inner as u32,
+        dt,
+    ));
+    Ok(out)
+}
+
+/// torch.index_select: `out[.., j, ..] = x[.., idx[j], ..]`; `idx` is 1-D.
+pub fn index_select(x: &Tensor, axis: usize, idx: &Tensor) -> Result<Tensor> {
+    validate::axis("index_select", x, axis)?;
+    validate::same_device("index_select", x, idx)?;
+    if idx.rank() != 1 {
+        return Err(LapisError::shape(
+            "index_select",
+            idx.shape(),
+            "indices must be 1-D",
+        ));
+    }
+    let (outer, len, inner) = validate::split_at_axis(x.shape(), axis);
+    check_indices("index_select", idx, len)?;
+    let kk = idx.numel();
+    let mut out_shape = x.shape().to_vec();
+    out_shape[axis] = kk;
+    let out = Tensor::empty("index_select", x.device(), &out_shape, x.dtype())?;
+    let n = out.numel();
+    let dt = x.dtype().storage_type();
+    dispatch!(x.device(), |client, R| k::index_select_kernel::launch::<R>(
+        client,
+        elementwise_cube_count(client, n),
+        elementwise_cube_dim(),
+        arr::<R>(x),
+        arr::<R>(idx),
+        arr::<R>(&out),
+        outer as u32,
+        len as u32,
+        kk as u32,
+        inner as u32,
+        dt,
+    ));
+    Ok(out)
+}
+
+/// torch.scatter_add: `out = base`, then `out[.., idx[p], ..] += src[p]` for every position
+/// `p` of `src` (`src` and `idx` share a shape, equal to `base`'s off `axis`).
+pub fn scatter_add(base: &Tensor, axis: usize, idx: &Tensor, src: &Tensor) -> Result<Tensor> {
+    validate::axis("scatter_add", base, axis)?;
+    validate::float("scatter_add", base)?;
+    validate::same_device("scatter_add", base, idx)?;
+    validate::same_device("scatter_add", base, src)?;
+    validate::same_dtype("scatter_add", base, src)?;
+    check_like("scatter_add", base, idx, axis)?;
+    if idx.shape() != src.shape() {
+        return Err(LapisError::ShapeMismatch {
+            op: "scatter_add",
+            lhs: idx.shape().to_vec(),
+            rhs: src.shape().to_vec(),
+        });
+    }
+    let (outer, len, inner) = validate::split_at_axis(base.shape(), axis);
+    check_indices("scatter_add", idx, len)?;
+    let kk = idx.shape()[axis];
+    let out = Tensor::empty("scatter_add", base.device(), base.shape(), base.dtype())?;
+    let n = out.numel();
+    let dt = base.dtype().storage_type();
+    dispatch!(
+        base.device(),
+        |client, R| k::scatter_add_kernel::launch::<R>(
+            client,
+            elementwise_cube_count(client, n),
+            elementwise_cube_dim(),
+            arr::<R>(base),
+            arr::<R>(idx),
+            arr::<R>(src),
+            arr::<R>(&out),
+            outer as u32,
+            len as u32,
+            kk as u32,
+            inner as u32,
+            dt,
+        )
+    );
+    Ok(out)
+}
+
+/// index-add, the adjoint of [`index_select`]: `out` has `src`'s shape with
+/// `shape[axis] = len`, and `out[.., r, ..] = Σ_{j : idx[j] = r} src[.., j, ..]`.
+pub fn index_add(src: &Tensor, axis: usize, idx: &Tensor, len: usize) -> Result<Tensor> {
+    validate::axis("index_add", src, axis)?;
+    validate::float("index_add", src)?;
+    validate::same_device("index_add", src, idx)?;
+    if idx.rank() != 1 || idx.numel() != src.shape()[axis] {
+        return Err(LapisError::ShapeMismatch {
+            op: "index_add",
+            lhs: src.shape().to_vec(),
+            rhs: idx.shape().to_vec(),
+        });
+    }
+    check_indices("index_add", idx, len)?;
+    let mut out_shape = src.shape().to_vec();
+    out_shape[axis] = len;
+    let (outer, kk, inner) = validate::split_at_axis(src.shape(), axis);
+    let out = Tensor::empty("index_add", src.device(), &out_shape, src.dtype())?;
+    let n = out.numel();
+    let dt = src.dtype().storage_type();
+    dispatch!(src.device(), |client, R| k::index_add_kernel::launch::<R>(
+        client,
+        elementwise_cube_count(client, n),
+        elementwise_cube_dim(),
+        arr::<R>(idx),
+        arr::<R>(src),
+        arr::<R>(&out),
+        outer as u32,
+        len as u32,
+        kk as u32,
+        inner as u32,
+        dt,
+    ));
+    Ok(out)
+}

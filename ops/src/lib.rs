@@ -1,0 +1,66 @@
+//! # lapis-ops
+//!
+//! The tensor layer of lapis: [`Device`] (CUDA or wgpu, chosen by [`Device::auto`]),
+//! [`Tensor`] (a contiguous device buffer with a shape and a [`DType`]), [`LapisError`],
+//! and every op as a plain function returning `Result<Tensor, LapisError>`:
+//!
+//! | family | functions | module |
+//! | --- | --- | --- |
+//! | unary | [`neg`], [`exp`], [`log`], [`sqrt`], [`abs`], [`relu`], [`gelu`], [`tanh`], [`sigmoid`], [`sign`], [`affine`] | [`elementwise`] |
+//! | binary (broadcasting) | [`add`], [`sub`], [`mul`], [`div`], [`maximum`], [`minimum`], [`pow`] | [`elementwise`] |
+//! | reductions (cubek-reduce) | [`sum`], [`mean`], [`max`], [`min`], [`argmax`], `*_all` | [`reduce`] |
+//! | matmul (cubek-matmul) | [`matmul`] (batched, broadcasting) | [`matmul`](mod@matmul) |
+//! | layout | [`permute`], [`transpose`], [`Tensor::reshape`], [`slice`], [`concat`], [`broadcast_to`] | [`layout`] |
+//! | softmax | [`softmax`](fn@softmax), [`log_softmax`] | [`softmax`](mod@softmax) |
+//! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
+//! | creation | [`fill`], [`zeros`], [`ones`], [`arange`], [`uniform`], [`normal`] (cubek-random, explicit seed) | [`creation`] |
+//!
+//! Every op checks its arguments (device, dtype, shapes, axes, index ranges, sizes)
+//! before launching anything and returns a typed [`LapisError`]; none panics on user
+//! input. [`reference`] holds an f64 CPU implementation of each op, written for clarity;
+//! the property tests in `lapis-tests` compare every op against it.
+//!
+//! ```no_run
+//! use lapis_ops::{Device, Tensor, DType};
+//! let dev = Device::auto()?;
+//! let a = Tensor::from_slice(&dev, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+//! let b = Tensor::from_slice(&dev, &[3], &[10.0f32, 20.0, 30.0])?;
+//! let c = lapis_ops::add(&a, &b)?;                      // broadcasts b over rows
+//! let s = lapis_ops::softmax(&c, 1)?;
+//! assert_eq!(s.shape(), &[2, 3]);
+//! # Ok::<(), lapis_ops::LapisError>(())
+//! ```
+
+pub mod creation;
+pub mod device;
+pub mod dtype;
+pub mod elementwise;
+pub mod error;
+pub mod index;
+pub mod kinds;
+pub mod layout;
+pub mod matmul;
+pub mod reduce;
+pub mod reference;
+pub mod softmax;
+pub mod tensor;
+mod validate;
+
+pub use creation::{arange, fill, normal, ones, uniform, zeros};
+pub use cubecl;
+pub use device::{list_devices, Device, DeviceInfo, DeviceKind};
+pub use dtype::{DType, Element};
+pub use elementwise::{
+    abs, add, add_scalar, affine, binary, broadcast_shape, div, exp, gelu, log, maximum, minimum,
+    mul, mul_scalar, neg, pow, relu, sigmoid, sign, sqrt, sub, tanh, to_dtype, unary,
+};
+pub use error::{LapisError, Result};
+pub use index::{gather, index_add, index_select, scatter_add};
+pub use kinds::{BinaryOp, ReduceOp, UnaryOp};
+pub use layout::{broadcast_to, concat, copy, permute, slice, transpose};
+pub use matmul::matmul;
+pub use reduce::{
+    argmax, max, max_all, mean, mean_all, min, min_all, reduce, reduce_all, sum, sum_all,
+};
+pub use softmax::{log_softmax, softmax};
+pub use tensor::{contiguous_strides, Tensor};

@@ -1,0 +1,83 @@
+//! Batched matrix product through `cubek-matmul`.
+//!
+//! `a [..., m, k] @ b [..., k, n] → [..., m, n]`; leading (batch) dims broadcast with
+//! numpy rules (a rank-2 operand is shared by every batch). Accumulation is in f32.
+//! `Strategy::Auto` picks a tensor-core/cmma kernel where the device has one and falls
+//! back to a unit kernel (as on lavapipe).
+
+use cubek::matmul::definition::MatmulElems;
+use cubek::matmul::launch::{launch_ref, Strategy};
+use cubek::std::InputBinding;
+
+use crate::dispatch;
+use crate::error::{LapisError, Result};
+use crate::layout::broadcast_to;
+use crate::tensor::Tensor;
+use crate::validate;
+
+/// `a @ b` with batch broadcasting.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    validate::same_device("matmul", a, b)?;
+    validate::float("matmul", a)?;
+    validate::same_dtype("matmul", a, b)?;
+    if a.rank() < 2 || b.rank() < 2 {
+        let bad = if a.rank() < 2 { a } else { b };
+        return Err(LapisError::shape(
+            "matmul",
+            bad.shape(),
+            "operands need rank >= 2 ([..., m, k] @ [..., k, n])",
+        ));
+    }
+    let (m, ka) = (a.shape()[a.rank() - 2], a.shape()[a.rank() - 1]);
+    let (kb, n) = (b.shape()[b.rank() - 2], b.shape()[b.rank() - 1]);
+    if ka != kb {
+        return Err(LapisError::ShapeMismatch {
+            op: "matmul",
+            lhs: a.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+        });
+    }
+    let (ba, bb) = (&a.shape()[..a.rank() - 2], &b.shape()[..b.rank() - 2]);
+    let batch =
+        crate::elementwise::broadcast_shape(ba, bb).ok_or_else(|| LapisError::ShapeMismatch {
+            op: "matmul",
+            lhs: a.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+        })?;
+    let nb: usize = batch.iter().product();
+    let full = |t: &Tensor, rows: usize, cols: usize| -> Result<Tensor> {
+        let mut s = batch.clone();
+        s.extend([rows, cols]);
+        let t = if t.shape() == s.as_slice() {
+            t.clone()
+        } else {
+            broadcast_to(t, &s)?
+        };
+        t.reshape(&[nb, rows, cols])
+    };
+    let a3 = full(a, m, ka)?;
+    let b3 = full(b, ka, n)?;
+    let mut out_shape = batch.clone();
+    out_shape.extend([m, n]);
+    let out = Tensor::empty("matmul", a.device(), &[nb, m, n], a.dtype())?;
+    let dt = a.dtype().storage_type();
+    let res = dispatch!(a.device(), |client, R| {
+        use cubecl::std::tensor::TensorHandle;
+        let h = |t: &Tensor| {
+            TensorHandle::<R>::new_contiguous(t.shape().to_vec(), t.handle().clone(), dt)
+        };
+        let mut elems = MatmulElems::from_single_dtype(a.dtype().cube_type());
+        // Accumulate in f32 registers whatever the storage dtype.
+        elems.acc_register = crate::DType::F32.storage_type();
+        launch_ref(
+            &Strategy::Auto,
+            client,
+            InputBinding::new(h(&a3).binding(), dt),
+            InputBinding::new(h(&b3).binding(), dt),
+            h(&out).binding(),
+            &mut elems,
+        )
+    });
+    res.map_err(|e| LapisError::kernel("matmul", format!("{e:?}")))?;
+    out.reshape(&out_shape)
+}

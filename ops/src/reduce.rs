@@ -1,0 +1,144 @@
+//! Reductions through `cubek-reduce`: sum, mean, max, min and argmax along an axis, and
+//! over all elements.
+//!
+//! Along an axis the output keeps the axis with length 1 (`[37, 1000]`, axis 1 →
+//! `[37, 1]`); use [`Tensor::reshape`] to drop it. Accumulation is in f32 whatever the
+//! storage dtype. Routine: one unit per output line when lines are short (≤ 256) or many,
+//! one cube per line otherwise (plane reductions where the device has them, e.g. CUDA;
+//! shared memory on lavapipe, which has no subgroup ops).
+//!
+//! NaN policy: sum and mean propagate NaN; max/min/argmax follow cubek (comparisons with
+//! NaN are false, so a NaN may be skipped). Finite inputs are the tested contract.
+
+use cubek::reduce::components::instructions::ReduceOperationConfig;
+use cubek::reduce::launch::{RoutineStrategy, VectorizationStrategy};
+use cubek::reduce::routines::{cube::CubeStrategy, unit::UnitStrategy, BlueprintStrategy};
+use cubek::reduce::{ReduceDtypes, ReduceStrategy};
+
+use crate::dispatch;
+use crate::dtype::DType;
+use crate::error::{LapisError, Result};
+use crate::kinds::ReduceOp;
+use crate::tensor::Tensor;
+use crate::validate;
+
+fn strategy(device: &crate::Device, line_len: usize, lines: usize) -> ReduceStrategy {
+    let routine = if line_len <= 256 || lines >= 4096 {
+        RoutineStrategy::Unit(BlueprintStrategy::Inferred(UnitStrategy))
+    } else {
+        RoutineStrategy::Cube(BlueprintStrategy::Inferred(CubeStrategy {
+            use_planes: device.info().planes,
+        }))
+    };
+    ReduceStrategy {
+        routine,
+        vectorization: VectorizationStrategy {
+            parallel_output_vectorization: false,
+        },
+    }
+}
+
+fn launch(
+    op_name: &'static str,
+    x: &Tensor,
+    axis: usize,
+    op: ReduceOperationConfig,
+    out_dtype: DType,
+) -> Result<Tensor> {
+    validate::float(op_name, x)?;
+    validate::axis(op_name, x, axis)?;
+    let mut out_shape = x.shape().to_vec();
+    out_shape[axis] = 1;
+    let out = Tensor::empty(op_name, x.device(), &out_shape, out_dtype)?;
+    let acc = DType::F32.storage_type();
+    let dtypes = ReduceDtypes {
+        input: x.dtype().storage_type(),
+        output: out_dtype.storage_type(),
+        accumulation: if out_dtype == DType::U32 {
+            x.dtype().storage_type()
+        } else {
+            acc
+        },
+    };
+    let strat = strategy(x.device(), x.shape()[axis], out.numel());
+    let res = dispatch!(x.device(), |client, R| {
+        let input = cubecl::std::tensor::TensorHandle::<R>::new_contiguous(
+            x.shape().to_vec(),
+            x.handle().clone(),
+            x.dtype().storage_type(),
+        );
+        let output = cubecl::std::tensor::TensorHandle::<R>::new_contiguous(
+            out_shape.clone(),
+            out.handle().clone(),
+            out_dtype.storage_type(),
+        );
+        cubek::reduce::reduce::<R>(
+            client,
+            input.binding(),
+            output.binding(),
+            axis,
+            strat,
+            op,
+            dtypes,
+        )
+    });
+    res.map_err(|e| LapisError::kernel(op_name, e))?;
+    Ok(out)
+}
+
+fn config(op: ReduceOp) -> ReduceOperationConfig {
+    match op {
+        ReduceOp::Sum => ReduceOperationConfig::Sum,
+        ReduceOp::Mean => ReduceOperationConfig::Mean,
+        ReduceOp::Max => ReduceOperationConfig::Max,
+        ReduceOp::Min => ReduceOperationConfig::Min,
+    }
+}
+
+/// Reduces along `axis`, keeping it with length 1.
+pub fn reduce(op: ReduceOp, x: &Tensor, axis: usize) -> Result<Tensor> {
+    launch(op.name(), x, axis, config(op), x.dtype())
+}
+
+/// Reduces over every element; shape `[1]`.
+pub fn reduce_all(op: ReduceOp, x: &Tensor) -> Result<Tensor> {
+    reduce(op, &x.reshape(&[x.numel()])?, 0)
+}
+
+/// `Σ` along `axis` (kept, length 1).
+pub fn sum(x: &Tensor, axis: usize) -> Result<Tensor> {
+    reduce(ReduceOp::Sum, x, axis)
+}
+/// Mean along `axis` (kept, length 1).
+pub fn mean(x: &Tensor, axis: usize) -> Result<Tensor> {
+    reduce(ReduceOp::Mean, x, axis)
+}
+/// Max along `axis` (kept, length 1).
+pub fn max(x: &Tensor, axis: usize) -> Result<Tensor> {
+    reduce(ReduceOp::Max, x, axis)
+}
+/// Min along `axis` (kept, length 1).
+pub fn min(x: &Tensor, axis: usize) -> Result<Tensor> {
+    reduce(ReduceOp::Min, x, axis)
+}
+/// `Σ` of every element, shape `[1]`.
+pub fn sum_all(x: &Tensor) -> Result<Tensor> {
+    reduce_all(ReduceOp::Sum, x)
+}
+/// Mean of every element, shape `[1]`.
+pub fn mean_all(x: &Tensor) -> Result<Tensor> {
+    reduce_all(ReduceOp::Mean, x)
+}
+/// Max of every element, shape `[1]`.
+pub fn max_all(x: &Tensor) -> Result<Tensor> {
+    reduce_all(ReduceOp::Max, x)
+}
+/// Min of every element, shape `[1]`.
+pub fn min_all(x: &Tensor) -> Result<Tensor> {
+    reduce_all(ReduceOp::Min, x)
+}
+
+/// Index of the maximum along `axis` (u32, axis kept with length 1).
+pub fn argmax(x: &Tensor, axis: usize) -> Result<Tensor> {
+    launch("argmax", x, axis, ReduceOperationConfig::ArgMax, DType::U32)
+}
