@@ -1,0 +1,12 @@
+//! Property tests of every lapis op against its f64 reference, on the device
+//! `Device::auto()` returns (lavapipe in CI). One test binary, one module per family.
+
+mod creation;
+mod dtype;
+mod elementwise;
+mod errors;
+mod index;
+mod layout;
+mod matmul;
+mod reduce;
+mod softmax;
