@@ -102,10 +102,16 @@ pub fn unary_math(x: f32, #[comptime] op: u32) -> f32 {
     } else if comptime![op == unary_code::SIGN] {
         let pos = select(x > 0.0f32, 1.0f32, 0.0f32);
         let neg = select(x < 0.0f32, 1.0f32, 0.0f32);
-        // NaN compares false both ways; x - x is NaN for NaN and 0 otherwise.
-        y = pos - neg + (x - x);
+        // NaN compares false both ways: pass it through explicitly.
+        y = select(x.is_nan(), x, pos - neg);
     }
     y
+}
+
+/// `z`, unless `a` or `b` is NaN, in which case that NaN.
+#[cube]
+pub fn propagate_nan(a: f32, b: f32, z: f32) -> f32 {
+    select(a.is_nan(), a, select(b.is_nan(), b, z))
 }
 
 /// The binary op `op` applied to `(a, b)` (in f32).
@@ -121,10 +127,10 @@ pub fn binary_math(a: f32, b: f32, #[comptime] op: u32) -> f32 {
     } else if comptime![op == binary_code::DIV] {
         z = a / b;
     } else if comptime![op == binary_code::MAX] {
-        // NaN in either operand gives NaN (a + b is NaN then), as numpy's maximum.
-        z = select(a >= b, a, b) + (a - a) + (b - b);
+        // NaN in either operand gives NaN, as numpy's maximum.
+        z = propagate_nan(a, b, select(a >= b, a, b));
     } else if comptime![op == binary_code::MIN] {
-        z = select(a <= b, a, b) + (a - a) + (b - b);
+        z = propagate_nan(a, b, select(a <= b, a, b));
     } else if comptime![op == binary_code::POW] {
         z = a.powf(b);
     }

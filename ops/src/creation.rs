@@ -6,14 +6,14 @@
 
 use std::sync::Mutex;
 
-use lapis_kernels::{elementwise_cube_count, elementwise_cube_dim, layout as k};
+use lapis_kernels::layout as k;
 
-use crate::dispatch;
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
 use crate::tensor::{arr, Tensor};
 use crate::validate;
 use crate::Device;
+use crate::{dispatch, launch_1d};
 
 /// A tensor of `shape` filled with `value` (finite).
 pub fn fill(device: &Device, shape: &[usize], value: f32, dtype: DType) -> Result<Tensor> {
@@ -21,10 +21,7 @@ pub fn fill(device: &Device, shape: &[usize], value: f32, dtype: DType) -> Resul
     let out = Tensor::empty("fill", device, shape, dtype)?;
     let n = out.numel();
     let dt = dtype.storage_type();
-    dispatch!(device, |client, R| k::fill_kernel::launch::<R>(
-        client,
-        elementwise_cube_count(client, n),
-        elementwise_cube_dim(),
+    launch_1d!(device, n, k::fill_kernel, |client, R| (
         arr::<R>(&out),
         n as u32,
         value,
@@ -50,10 +47,7 @@ pub fn arange(device: &Device, start: f32, step: f32, n: usize, dtype: DType) ->
     validate::finite("arange", "step", step)?;
     let out = Tensor::empty("arange", device, &[n], dtype)?;
     let dt = dtype.storage_type();
-    dispatch!(device, |client, R| k::arange_kernel::launch::<R>(
-        client,
-        elementwise_cube_count(client, n),
-        elementwise_cube_dim(),
+    launch_1d!(device, n, k::arange_kernel, |client, R| (
         arr::<R>(&out),
         n as u32,
         start,

@@ -10,12 +10,12 @@
 //! f16/bf16 tensors are computed in f32 inside the kernel and rounded once on store.
 
 use lapis_kernels::elementwise as k;
-use lapis_kernels::{elementwise_cube_count, elementwise_cube_dim, layout};
+use lapis_kernels::layout;
 
-use crate::dispatch;
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
 use crate::kinds::{BinaryOp, UnaryOp};
+use crate::launch_1d;
 use crate::tensor::{arr, check_dtype_supported, meta_arr, Tensor};
 use crate::validate;
 
@@ -56,10 +56,7 @@ pub fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor> {
     let n = x.numel();
     let dt = x.dtype().storage_type();
     let code = unary_code(op);
-    dispatch!(x.device(), |client, R| k::unary_kernel::launch::<R>(
-        client,
-        elementwise_cube_count(client, n),
-        elementwise_cube_dim(),
+    launch_1d!(x.device(), n, k::unary_kernel, |client, R| (
         arr::<R>(x),
         arr::<R>(&y),
         n as u32,
@@ -109,10 +106,7 @@ pub fn affine(x: &Tensor, a: f32, b: f32) -> Result<Tensor> {
     let y = Tensor::empty("affine", x.device(), x.shape(), x.dtype())?;
     let n = x.numel();
     let dt = x.dtype().storage_type();
-    dispatch!(x.device(), |client, R| k::affine_kernel::launch::<R>(
-        client,
-        elementwise_cube_count(client, n),
-        elementwise_cube_dim(),
+    launch_1d!(x.device(), n, k::affine_kernel, |client, R| (
         arr::<R>(x),
         arr::<R>(&y),
         n as u32,
@@ -225,10 +219,7 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let dt = a.dtype().storage_type();
     let code = binary_code(op);
     if a.shape() == b.shape() {
-        dispatch!(a.device(), |client, R| k::binary_same_kernel::launch::<R>(
-            client,
-            elementwise_cube_count(client, n),
-            elementwise_cube_dim(),
+        launch_1d!(a.device(), n, k::binary_same_kernel, |client, R| (
             arr::<R>(a),
             arr::<R>(b),
             arr::<R>(&out),
@@ -248,10 +239,7 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         .chain(&st[1])
         .map(|&v| v as u32)
         .collect();
-    dispatch!(a.device(), |client, R| k::binary_kernel::launch::<R>(
-        client,
-        elementwise_cube_count(client, n),
-        elementwise_cube_dim(),
+    launch_1d!(a.device(), n, k::binary_kernel, |client, R| (
         arr::<R>(a),
         arr::<R>(b),
         arr::<R>(&out),
@@ -299,10 +287,7 @@ pub fn to_dtype(x: &Tensor, dtype: DType) -> Result<Tensor> {
     let y = Tensor::empty("to_dtype", x.device(), x.shape(), dtype)?;
     let n = x.numel();
     let (di, dout) = (x.dtype().storage_type(), dtype.storage_type());
-    dispatch!(x.device(), |client, R| layout::cast_kernel::launch::<R>(
-        client,
-        elementwise_cube_count(client, n),
-        elementwise_cube_dim(),
+    launch_1d!(x.device(), n, layout::cast_kernel, |client, R| (
         arr::<R>(x),
         arr::<R>(&y),
         n as u32,

@@ -6,10 +6,10 @@
 //! [`LapisError::InvalidArgument`] naming the first bad position, never an out-of-bounds
 //! access. Scatter-add is deterministic (see `lapis_kernels::index`).
 
-use lapis_kernels::{elementwise_cube_count, elementwise_cube_dim, index as k};
+use lapis_kernels::index as k;
 
-use crate::dispatch;
 use crate::error::{LapisError, Result};
+use crate::launch_1d;
 use crate::tensor::{arr, Tensor};
 use crate::validate;
 
@@ -54,10 +54,7 @@ pub fn gather(x: &Tensor, axis: usize, idx: &Tensor) -> Result<Tensor> {
     let out = Tensor::empty("gather", x.device(), idx.shape(), x.dtype())?;
     let n = out.numel();
     let dt = x.dtype().storage_type();
-    dispatch!(x.device(), |client, R| k::gather_kernel::launch::<R>(
-        client,
-        elementwise_cube_count(client, n),
-        elementwise_cube_dim(),
+    launch_1d!(x.device(), n, k::gather_kernel, |client, R| (
         arr::<R>(x),
         arr::<R>(idx),
         arr::<R>(&out),
@@ -89,10 +86,7 @@ pub fn index_select(x: &Tensor, axis: usize, idx: &Tensor) -> Result<Tensor> {
     let out = Tensor::empty("index_select", x.device(), &out_shape, x.dtype())?;
     let n = out.numel();
     let dt = x.dtype().storage_type();
-    dispatch!(x.device(), |client, R| k::index_select_kernel::launch::<R>(
-        client,
-        elementwise_cube_count(client, n),
-        elementwise_cube_dim(),
+    launch_1d!(x.device(), n, k::index_select_kernel, |client, R| (
         arr::<R>(x),
         arr::<R>(idx),
         arr::<R>(&out),
@@ -127,23 +121,17 @@ pub fn scatter_add(base: &Tensor, axis: usize, idx: &Tensor, src: &Tensor) -> Re
     let out = Tensor::empty("scatter_add", base.device(), base.shape(), base.dtype())?;
     let n = out.numel();
     let dt = base.dtype().storage_type();
-    dispatch!(
-        base.device(),
-        |client, R| k::scatter_add_kernel::launch::<R>(
-            client,
-            elementwise_cube_count(client, n),
-            elementwise_cube_dim(),
-            arr::<R>(base),
-            arr::<R>(idx),
-            arr::<R>(src),
-            arr::<R>(&out),
-            outer as u32,
-            len as u32,
-            kk as u32,
-            inner as u32,
-            dt,
-        )
-    );
+    launch_1d!(base.device(), n, k::scatter_add_kernel, |client, R| (
+        arr::<R>(base),
+        arr::<R>(idx),
+        arr::<R>(src),
+        arr::<R>(&out),
+        outer as u32,
+        len as u32,
+        kk as u32,
+        inner as u32,
+        dt,
+    ));
     Ok(out)
 }
 
@@ -167,10 +155,7 @@ pub fn index_add(src: &Tensor, axis: usize, idx: &Tensor, len: usize) -> Result<
     let out = Tensor::empty("index_add", src.device(), &out_shape, src.dtype())?;
     let n = out.numel();
     let dt = src.dtype().storage_type();
-    dispatch!(src.device(), |client, R| k::index_add_kernel::launch::<R>(
-        client,
-        elementwise_cube_count(client, n),
-        elementwise_cube_dim(),
+    launch_1d!(src.device(), n, k::index_add_kernel, |client, R| (
         arr::<R>(idx),
         arr::<R>(src),
         arr::<R>(&out),

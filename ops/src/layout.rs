@@ -4,10 +4,10 @@
 //! lapis tensors are always contiguous, so a permute materialises the permuted copy:
 //! `out[c] = x[c ∘ perm⁻¹]`, i.e. `out.shape[i] = x.shape[perm[i]]` (torch semantics).
 
-use lapis_kernels::{elementwise_cube_count, elementwise_cube_dim, layout as k};
+use lapis_kernels::layout as k;
 
-use crate::dispatch;
 use crate::error::{LapisError, Result};
+use crate::launch_1d;
 use crate::tensor::{arr, contiguous_strides, meta_arr, Tensor};
 use crate::validate;
 
@@ -34,20 +34,14 @@ fn strided_copy(
         .collect();
     let rank = shape.len() as u32;
     let dt = src.dtype().storage_type();
-    dispatch!(
-        src.device(),
-        |client, R| k::strided_copy_kernel::launch::<R>(
-            client,
-            elementwise_cube_count(client, n),
-            elementwise_cube_dim(),
-            arr::<R>(src),
-            arr::<R>(dst),
-            meta_arr::<R>(client, &meta),
-            n as u32,
-            rank,
-            dt,
-        )
-    );
+    launch_1d!(src.device(), n, k::strided_copy_kernel, |client, R| (
+        arr::<R>(src),
+        arr::<R>(dst),
+        meta_arr::<R>(client, &meta),
+        n as u32,
+        rank,
+        dt,
+    ));
 }
 
 /// Permutes axes: `out.shape[i] = x.shape[perm[i]]`. `perm` must be a permutation of `0..rank`.

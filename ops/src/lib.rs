@@ -48,6 +48,7 @@ mod validate;
 
 pub use creation::{arange, fill, normal, ones, uniform, zeros};
 pub use cubecl;
+pub use lapis_kernels;
 pub use device::{list_devices, Device, DeviceInfo, DeviceKind};
 pub use dtype::{DType, Element};
 pub use elementwise::{

@@ -5,10 +5,10 @@
 //! max keeps every exponent ≤ 0, so any finite input gives a finite output. See
 //! `lapis_kernels::softmax` for the kernel.
 
-use lapis_kernels::{elementwise_cube_count, elementwise_cube_dim, softmax as k};
+use lapis_kernels::softmax as k;
 
-use crate::dispatch;
 use crate::error::Result;
+use crate::launch_1d;
 use crate::tensor::{arr, Tensor};
 use crate::validate;
 
@@ -19,10 +19,7 @@ fn launch(op: &'static str, x: &Tensor, axis: usize, log: bool) -> Result<Tensor
     let out = Tensor::empty(op, x.device(), x.shape(), x.dtype())?;
     let lines = outer * inner;
     let dt = x.dtype().storage_type();
-    dispatch!(x.device(), |client, R| k::softmax_kernel::launch::<R>(
-        client,
-        elementwise_cube_count(client, lines),
-        elementwise_cube_dim(),
+    launch_1d!(x.device(), lines, k::softmax_kernel, |client, R| (
         arr::<R>(x),
         arr::<R>(&out),
         outer as u32,

@@ -40,6 +40,22 @@ macro_rules! dispatch {
     };
 }
 
+/// Launches a 1-D elementwise kernel over `n` units on a [`Device`]:
+/// `launch_1d!(device, n, kernel_module::kernel_fn, |client, R| (args...))` dispatches once,
+/// builds the grid with `lapis_kernels::elementwise_cube_count` and passes `args` after
+/// the client, grid and cube dim. `client` and `R` are bound for use inside `args`.
+#[macro_export]
+macro_rules! launch_1d {
+    ($device:expr, $n:expr, $($kernel:ident)::+, |$client:ident, $R:ident| ($($arg:expr),* $(,)?)) => {
+        $crate::dispatch!($device, |$client, $R| $($kernel)::+::launch::<$R>(
+            $client,
+            $crate::lapis_kernels::elementwise_cube_count($client, $n),
+            $crate::lapis_kernels::elementwise_cube_dim(),
+            $($arg),*
+        ))
+    };
+}
+
 /// A dense tensor on a device. Cheap to clone (the buffer is reference-counted).
 #[derive(Clone)]
 pub struct Tensor {
@@ -129,7 +145,9 @@ impl Tensor {
                 limit: device.info().max_buffer_bytes,
             });
         }
-        let handle = dispatch!(device, |client, R| client.empty(bytes as usize));
+        let handle = alloc(op, bytes, || {
+            dispatch!(device, |client, R| client.empty(bytes as usize))
+        })?;
         Ok(Tensor::from_parts(
             device.clone(),
             handle,
@@ -159,7 +177,9 @@ impl Tensor {
                 limit: device.info().max_buffer_bytes,
             });
         }
-        let handle = dispatch!(device, |client, R| client.create_from_slice(bytes));
+        let handle = alloc("from_slice", bytes.len() as u64, || {
+            dispatch!(device, |client, R| client.create_from_slice(bytes))
+        })?;
         Ok(Tensor::from_parts(
             device.clone(),
             handle,
@@ -319,6 +339,21 @@ pub(crate) fn meta_arr<R: Runtime>(client: &ComputeClient<R>, meta: &[u32]) -> A
     let handle = client.create_from_slice(u32::as_bytes(meta));
     // SAFETY: the handle holds exactly `meta.len()` u32 values.
     unsafe { ArrayArg::from_raw_parts(handle, meta.len()) }
+}
+
+/// Runs a runtime allocation. CubeCL's allocators panic when the device is out of
+/// memory; that panic is turned into [`LapisError::OutOfMemory`] here (sizes over the
+/// buffer limit never get this far: they are refused up front).
+fn alloc(op: &'static str, bytes: u64, f: impl FnOnce() -> Handle) -> Result<Handle> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| LapisError::OutOfMemory {
+        op,
+        bytes,
+        msg: e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "allocation failed".into()),
+    })
 }
 
 /// Returns a `DType` error when the device cannot store `dtype`.

@@ -130,3 +130,29 @@ pub fn scatter_add(
     }
     out
 }
+
+/// index-add, the adjoint of [`index_select`]: `out` has `src`'s shape with
+/// `shape[axis] = len`, and `out[…, r, …] = Σ_{j : idx[j] = r} src[…, j, …]`.
+///
+/// # Panics
+///
+/// If `axis` is out of range, `idx.len() != src.shape[axis]`, or an index is `>= len`.
+pub fn index_add(src: &RefTensor, axis: usize, idx: &[u32], len: usize) -> RefTensor {
+    check_axis("index_add", &src.shape, axis);
+    assert_eq!(
+        idx.len(),
+        src.shape[axis],
+        "index_add: {} indices for axis of length {}",
+        idx.len(),
+        src.shape[axis]
+    );
+    let mut shape = src.shape.clone();
+    shape[axis] = len;
+    let mut out = RefTensor::new(&shape, vec![0.0; shape.iter().product()]);
+    for flat in 0..src.data.len() {
+        let mut p = unravel(flat, &src.shape);
+        p[axis] = checked_index("index_add", idx[p[axis]], len, axis);
+        out.data[ravel(&p, &shape)] += src.data[flat];
+    }
+    out
+}

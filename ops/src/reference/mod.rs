@@ -39,6 +39,7 @@
 //! | [`log_softmax`] | `y_i = x_i − m − ln Σ_j e^{x_j − m}` |
 //! | [`gather`] | `y[p] = x[p with p[axis] := idx[p]]` |
 //! | [`index_select`] | `y[…, j, …] = x[…, idx[j], …]` |
+//! | [`index_add`] | `y[…, r, …] = Σ_{j: idx[j]=r} x[…, j, …]` (adjoint of index_select) |
 //! | [`scatter_add`] | `y = base; y[p with p[axis] := idx[p]] += src[p]` |
 //! | [`concat()`] | the inputs laid end to end along `axis` |
 //! | [`slice()`] | `y[…, i, …] = x[…, start + i, …]`, `0 ≤ i < end − start` |
@@ -59,7 +60,7 @@ mod tests;
 
 pub use compare::{assert_close, max_rel_err};
 pub use elementwise::{binary, binary_scalar, unary, unary_scalar};
-pub use index::{gather, index_select, scatter_add};
+pub use index::{gather, index_add, index_select, scatter_add};
 pub use layout::{broadcast_to, concat, permute, reshape, slice, transpose};
 pub use matmul::matmul;
 pub use reduce::{argmax, reduce, reduce_all};

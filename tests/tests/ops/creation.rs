@@ -6,7 +6,7 @@ use lapis_tests::*;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(cases(12))]
+    #![proptest_config(cases(24))]
 
     #[test]
     fn fill_and_arange_match_reference(shape in shape(3, 20_000), v in -1e6f32..1e6, start in -100.0f32..100.0, step in -2.0f32..2.0) {
@@ -69,4 +69,19 @@ fn normal_statistics() {
     let within = v.iter().filter(|&&x| (x - 2.0).abs() < 0.5).count() as f64 / n as f64;
     assert!((within - 0.6827).abs() < 0.01, "within 1σ: {within}");
     assert!(v.iter().all(|x| x.is_finite()));
+}
+
+/// More elements than one grid axis can hold (65 535 cubes × 256 units): the launch grid
+/// spreads over two axes and every element is still written exactly once.
+#[test]
+fn grid_spreads_past_one_axis() {
+    let dev = device();
+    let n = 65_535 * 256 + 301;
+    let t = lapis_ops::arange(&dev, 0.0, 1.0, n, DType::F32).unwrap();
+    let t = lapis_ops::add_scalar(&t, 0.0).unwrap(); // a second kernel over the same grid
+    let v = t.to_vec::<f32>().unwrap();
+    // f32(i) is exactly what the kernel computes (one rounding of an integer).
+    if let Some(i) = (0..n).find(|&i| v[i] != i as f32) {
+        panic!("element {i}: got {}, want {}", v[i], i as f32);
+    }
 }

@@ -22,7 +22,7 @@ const RTOL: f64 = 2e-5;
 const ATOL: f64 = 1e-6;
 
 proptest! {
-    #![proptest_config(cases(12))]
+    #![proptest_config(cases(24))]
 
     #[test]
     fn unary_matches_reference(shape in shape(4, 20_000), seed in 0u64..1000) {
@@ -122,4 +122,19 @@ fn unary_edges() {
     let g = get(UnaryOp::Gelu);
     assert_eq!(g[6], 1e30, "gelu(x) = x for large x");
     assert_eq!(g[7], 0.0, "gelu(x) = 0 for very negative x (no NaN)");
+}
+
+/// NaN policy: sign keeps NaN; maximum/minimum return NaN when either side is NaN.
+#[test]
+fn nan_policy() {
+    let dev = device();
+    let a = lapis_ops::Tensor::from_slice(&dev, &[4], &[f32::NAN, 1.0, f32::NAN, f32::INFINITY]).unwrap();
+    let b = lapis_ops::Tensor::from_slice(&dev, &[4], &[1.0f32, f32::NAN, f32::NAN, 2.0]).unwrap();
+    let s = lapis_ops::sign(&a).unwrap().to_vec::<f32>().unwrap();
+    assert!(s[0].is_nan() && s[1] == 1.0 && s[3] == 1.0, "{s:?}");
+    for op in [BinaryOp::Max, BinaryOp::Min] {
+        let z = lapis_ops::binary(op, &a, &b).unwrap().to_vec::<f32>().unwrap();
+        assert!(z[0].is_nan() && z[1].is_nan() && z[2].is_nan(), "{}: {z:?}", op.name());
+        assert_eq!(z[3], if op == BinaryOp::Max { f32::INFINITY } else { 2.0 });
+    }
 }

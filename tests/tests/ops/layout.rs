@@ -6,7 +6,7 @@ use lapis_tests::*;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(cases(16))]
+    #![proptest_config(cases(32))]
 
     #[test]
     fn permute_is_exact(x in any_tensor(4, 20_000, -1.0, 1.0), seed in any::<u64>()) {

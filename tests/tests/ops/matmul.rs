@@ -12,7 +12,7 @@ fn mm_dim() -> impl Strategy<Value = usize> {
 }
 
 proptest! {
-    #![proptest_config(cases(12))]
+    #![proptest_config(cases(24))]
 
     /// f32 dot products of length k: |error| ≤ k·ε·Σ|a_i b_i| (Higham); with |a|,|b| ≤ 1
     /// that is ≤ k²·1.2e-7. We use 2e-6·k absolute (the sums are O(√k) typical) + 1e-5 rel.

@@ -6,7 +6,7 @@ use lapis_tests::*;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(cases(12))]
+    #![proptest_config(cases(24))]
 
     /// Sum of `n` f32 terms: |error| ≲ n·ε·Σ|x| in the worst order, far less with the tree
     /// orders cubek uses. With |x| < 10 and n ≤ 20 000 we allow 1e-5·n^{1/2}·max|Σ| + 1e-4:

@@ -5,7 +5,7 @@ use lapis_tests::*;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(cases(12))]
+    #![proptest_config(cases(24))]
 
     /// Each output is one exp and one division (or log) of f32 values after an exact
     /// max-subtraction; the sum over a line accumulates ≤ len·ε relative error. With
