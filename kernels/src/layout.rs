@@ -42,6 +42,24 @@ pub fn strided_copy_kernel<F: Numeric>(
     dst[d as usize] = src[s as usize];
 }
 
+/// `dst[dst_offset + i] = src[src_offset + i]` for `i < n`: the contiguous fast path of
+/// [`strided_copy_kernel`] (plain copies, slices and concats along the outermost axis).
+#[cube(launch)]
+pub fn copy_range_kernel<F: Numeric>(
+    src: &Array<F>,
+    dst: &mut Array<F>,
+    src_offset: u32,
+    dst_offset: u32,
+    n: u32,
+    #[define(F)] _dtype: StorageType,
+) {
+    let i = ABSOLUTE_POS;
+    if i >= n as usize {
+        terminate!();
+    }
+    dst[dst_offset as usize + i] = src[src_offset as usize + i];
+}
+
 /// `out[i] = value` for `i < n`.
 #[cube(launch)]
 pub fn fill_kernel<F: Numeric>(

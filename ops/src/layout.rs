@@ -25,6 +25,20 @@ fn strided_copy(
     let (shape, st) =
         crate::elementwise::collapse(shape, &[src_strides.to_vec(), dst_strides.to_vec()]);
     let n: usize = shape.iter().product();
+    let dt = src.dtype().storage_type();
+    if shape.len() == 1 && st[0][0] == 1 && st[1][0] == 1 {
+        // Contiguous on both sides: no index arithmetic, no metadata upload.
+        let (so, dof) = (src_off as u32, dst_off as u32);
+        launch_1d!(src.device(), n, k::copy_range_kernel, |client, R| (
+            arr::<R>(src),
+            arr::<R>(dst),
+            so,
+            dof,
+            n as u32,
+            dt,
+        ));
+        return;
+    }
     let meta: Vec<u32> = [src_off, dst_off]
         .iter()
         .chain(&shape)
@@ -33,7 +47,6 @@ fn strided_copy(
         .map(|&v| v as u32)
         .collect();
     let rank = shape.len() as u32;
-    let dt = src.dtype().storage_type();
     launch_1d!(src.device(), n, k::strided_copy_kernel, |client, R| (
         arr::<R>(src),
         arr::<R>(dst),
