@@ -128,13 +128,28 @@ fn unary_edges() {
 #[test]
 fn nan_policy() {
     let dev = device();
-    let a = lapis_ops::Tensor::from_slice(&dev, &[4], &[f32::NAN, 1.0, f32::NAN, f32::INFINITY]).unwrap();
+    let a = lapis_ops::Tensor::from_slice(&dev, &[4], &[f32::NAN, 1.0, f32::NAN, f32::INFINITY])
+        .unwrap();
     let b = lapis_ops::Tensor::from_slice(&dev, &[4], &[1.0f32, f32::NAN, f32::NAN, 2.0]).unwrap();
     let s = lapis_ops::sign(&a).unwrap().to_vec::<f32>().unwrap();
     assert!(s[0].is_nan() && s[1] == 1.0 && s[3] == 1.0, "{s:?}");
     for op in [BinaryOp::Max, BinaryOp::Min] {
-        let z = lapis_ops::binary(op, &a, &b).unwrap().to_vec::<f32>().unwrap();
-        assert!(z[0].is_nan() && z[1].is_nan() && z[2].is_nan(), "{}: {z:?}", op.name());
-        assert_eq!(z[3], if op == BinaryOp::Max { f32::INFINITY } else { 2.0 });
+        let z = lapis_ops::binary(op, &a, &b)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert!(
+            z[0].is_nan() && z[1].is_nan() && z[2].is_nan(),
+            "{}: {z:?}",
+            op.name()
+        );
+        assert_eq!(
+            z[3],
+            if op == BinaryOp::Max {
+                f32::INFINITY
+            } else {
+                2.0
+            }
+        );
     }
 }
