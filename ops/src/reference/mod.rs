@@ -45,13 +45,39 @@
 //! | [`slice()`] | `y[…, i, …] = x[…, start + i, …]`, `0 ≤ i < end − start` |
 //! | [`fill`] | `y[p] = value` |
 //! | [`arange`] | `y[i] = start + i · step` |
+//! | [`linear_scan`] | `h_k = d_k h_{k∓1} + u_k`, forward or reverse, per channel |
+//! | [`laplace_kernel`] | `K_ji = exp(−λ|t_j − s_i|)`, `λ = a + i·b`, as `(Re K, Im K)` |
+//! | [`laplace_apply`] | `Y[j, :] = Σ_i exp(−λ|t_j − s_i|) V[i, :]`, as `(Re Y, Im Y)` |
+//! | [`laplace_gram`] | `laplace_apply` with `t = s = x` |
+//! | [`laplace_apply_grad`] | `V̄, s̄, t̄, ∂ℓ/∂a, ∂ℓ/∂b` of `ℓ = Σ Ḡr·Re Y + Σ Ḡi·Im Y` (`sgn(0) = 0`) |
+//! | [`laplace_gram_grad`] | `V̄, x̄ = s̄ + t̄, ∂ℓ/∂a, ∂ℓ/∂b` in Gram mode |
+//! | [`finite_diff`] | `g_k = (f(x + h e_k) − f(x − h e_k)) / 2h` |
+//! | [`cholesky`] | lower `L` with `L Lᵀ = A` (dense) |
+//! | [`cholesky_solve`] / [`cholesky_logdet`] | `(L Lᵀ)⁻¹ b` / `2 Σ ln L_ii` |
+//! | [`ou_cov_dense`] | `Σ_ij = σ_i σ_j exp(−λ|x_i − x_j|)` |
+//! | [`ou_logdet`] | `2 Σ ln|σ_i| + Σ_k ln(1 − ρ_k²)`, `ρ_k = e^{−λΔ_k}` on sorted gaps (AR(1)) |
+//! | [`ou_mahalanobis`] | `rᵀΣ⁻¹r = Σ e_k²`, AR(1) whitening of `r/σ` |
+//! | [`ou_precision_tridiag`] | `Σ⁻¹ = D⁻¹ C⁻¹ D⁻¹`, tridiagonal in sorted order ([`OuPrecision`]) |
+//! | [`ou_solve`] | `Σ⁻¹ r` via the tridiagonal precision |
+//! | [`ou_sample`] | `v = σ ⊙ ζ`, `ζ_{k+1} = ρ_k ζ_k + √(1 − ρ_k²) ε_{k+1}` in sorted order |
+//! | [`remix_cov_dense`] | `Σ = diag(u) + diag(w) K(a; λ) diag(w)` |
+//! | [`remix_logdet`] / [`remix_solve`] / [`remix_mahalanobis`] | `log det Σ` / `Σ⁻¹ r` / `rᵀΣ⁻¹r` (dense Cholesky) |
+//! | [`remix_nll`] | `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` |
+//! | [`remix_frobenius_fit`] | `‖Σ − T‖_F²` |
+//! | [`remix_frobenius_batch`] | `‖Σ − S‖_F² − ‖S‖_F²`, `S = VᵀV/B`, by the matvec formula |
+//! | [`remix_cov_vjp`] | `ū, w̄, ā, λ̄` from `Σ̄ = ∂f/∂Σ` |
+//! | `remix_*_grad` | `r̄, ū, w̄, ā, λ̄` of each REMIX objective ([`RemixGrads`]) |
+//! | [`remix_sample`] | `√u ⊙ ε₁ + w ⊙ ζ(ε₂)` |
 
 mod compare;
+mod covariance;
 mod elementwise;
 mod index;
+mod laplace;
 mod layout;
 mod matmul;
 mod reduce;
+mod scan;
 mod softmax;
 mod tensor;
 
@@ -59,10 +85,23 @@ mod tensor;
 mod tests;
 
 pub use compare::{assert_close, max_rel_err};
+pub use covariance::{
+    cholesky, cholesky_logdet, cholesky_solve, ou_cov_dense, ou_logdet, ou_mahalanobis,
+    ou_precision_tridiag, ou_sample, ou_solve, remix_cov_dense, remix_cov_vjp,
+    remix_frobenius_batch, remix_frobenius_batch_grad, remix_frobenius_fit,
+    remix_frobenius_fit_grad, remix_logdet, remix_logdet_grad, remix_mahalanobis,
+    remix_mahalanobis_grad, remix_nll, remix_nll_grad, remix_sample, remix_solve, remix_solve_grad,
+    OuPrecision, RemixGrads, OU_ONE_MINUS_RHO2_FLOOR,
+};
 pub use elementwise::{binary, binary_scalar, unary, unary_scalar};
 pub use index::{gather, index_add, index_select, scatter_add};
+pub use laplace::{
+    finite_diff, laplace_apply, laplace_apply_grad, laplace_gram, laplace_gram_grad,
+    laplace_kernel, LaplaceGrads, LaplaceGramGrads,
+};
 pub use layout::{broadcast_to, concat, permute, reshape, slice, transpose};
 pub use matmul::matmul;
 pub use reduce::{argmax, reduce, reduce_all};
+pub use scan::linear_scan;
 pub use softmax::{log_softmax, softmax};
 pub use tensor::{arange, broadcast_shape, contiguous_strides, fill, RefTensor};
