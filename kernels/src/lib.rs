@@ -12,6 +12,7 @@
 //!   concat and broadcast-expand; fill, arange and dtype casts;
 //! - [`softmax`]: softmax / log-softmax along an axis, max-subtracted;
 //! - [`index`]: gather, index-select and a deterministic scatter-add.
+//! - [`scan`]: first-order linear-recurrence scans `h_k = d_k h_{k−1} + u_k` (Laplace engine).
 //!
 //! Matmul, reductions, random numbers and FFT come from `cubek`, called by `lapis-ops`.
 //!
@@ -29,6 +30,7 @@
 pub mod elementwise;
 pub mod index;
 pub mod layout;
+pub mod scan;
 pub mod softmax;
 
 pub use cubecl;

@@ -13,6 +13,7 @@
 //! | layout | [`permute`], [`transpose`], [`Tensor::reshape`], [`slice`], [`concat`], [`broadcast_to`] | [`layout`] |
 //! | softmax | [`softmax`](fn@softmax), [`log_softmax`] | [`softmax`](mod@softmax) |
 //! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
+//! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
 //! | creation | [`fill`], [`zeros`], [`ones`], [`arange`], [`uniform`], [`normal`] (cubek-random, explicit seed) | [`creation`] |
 //!
 //! Every op checks its arguments (device, dtype, shapes, axes, index ranges, sizes)
@@ -42,13 +43,13 @@ pub mod layout;
 pub mod matmul;
 pub mod reduce;
 pub mod reference;
+pub mod scan;
 pub mod softmax;
 pub mod tensor;
 mod validate;
 
 pub use creation::{arange, fill, normal, ones, uniform, zeros};
 pub use cubecl;
-pub use lapis_kernels;
 pub use device::{list_devices, Device, DeviceInfo, DeviceKind};
 pub use dtype::{DType, Element};
 pub use elementwise::{
@@ -58,10 +59,12 @@ pub use elementwise::{
 pub use error::{LapisError, Result};
 pub use index::{gather, index_add, index_select, scatter_add};
 pub use kinds::{BinaryOp, ReduceOp, UnaryOp};
+pub use lapis_kernels;
 pub use layout::{broadcast_to, concat, copy, permute, slice, transpose};
 pub use matmul::matmul;
 pub use reduce::{
     argmax, max, max_all, mean, mean_all, min, min_all, reduce, reduce_all, sum, sum_all,
 };
+pub use scan::linear_scan;
 pub use softmax::{log_softmax, softmax};
 pub use tensor::{contiguous_strides, Tensor};

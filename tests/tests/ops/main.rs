@@ -9,4 +9,5 @@ mod index;
 mod layout;
 mod matmul;
 mod reduce;
+mod scan;
 mod softmax;

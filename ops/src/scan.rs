@@ -1,0 +1,96 @@
+//! Linear-recurrence scan: `h_k = d_k · h_{k−1} + u_k` (forward) or
+//! `h_k = d_k · h_{k+1} + u_k` (reverse), `c` channels sharing the decays.
+//!
+//! The Laplace-kernel recursion's left and right sweeps are exactly this scan with
+//! `d_k = e^{−λ(z_k − z_{k−1})}` (`specs/laplace-engine.md` §2). Real f32 only in this
+//! version. Every device uses the chunked reduce-then-scan of `lapis_kernels::scan`
+//! (three launches, no inter-workgroup waiting: correct on lavapipe and on GPUs alike).
+
+use lapis_kernels::scan as k;
+
+use crate::dtype::DType;
+use crate::error::{LapisError, Result};
+use crate::launch_1d;
+use crate::tensor::{arr, Tensor};
+use crate::validate;
+
+/// Chunk length for `n` elements: at most 65 536 chunks, at least 32 elements each.
+fn chunk_len(n: usize) -> usize {
+    n.div_ceil(65_536).max(32)
+}
+
+/// Scans `u [N, c]` (or `[N]`) with decays `d [N]`; returns `h` with `u`'s shape.
+///
+/// `d` and `u` must be f32 on the same device. Decays are not restricted, but the scan is
+/// only guaranteed overflow-free for `|d_k| ≤ 1`.
+pub fn linear_scan(d: &Tensor, u: &Tensor, reverse: bool) -> Result<Tensor> {
+    const OP: &str = "linear_scan";
+    validate::same_device(OP, d, u)?;
+    for t in [d, u] {
+        if t.dtype() != DType::F32 {
+            return Err(LapisError::DType {
+                op: OP,
+                got: t.dtype(),
+                msg: "the scan takes f32".into(),
+            });
+        }
+    }
+    if d.rank() != 1 {
+        return Err(LapisError::shape(
+            OP,
+            d.shape(),
+            "decays `d` must be 1-D [N]",
+        ));
+    }
+    let n = d.numel();
+    let c = match u.shape() {
+        [m] if *m == n => 1,
+        [m, c] if *m == n => *c,
+        _ => {
+            return Err(LapisError::ShapeMismatch {
+                op: OP,
+                lhs: d.shape().to_vec(),
+                rhs: u.shape().to_vec(),
+            })
+        }
+    };
+    let chunk = chunk_len(n);
+    let p = n.div_ceil(chunk);
+    let dev = d.device();
+    let agg_d = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
+    let agg_h = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
+    let carry = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
+    let h = Tensor::empty(OP, dev, u.shape(), DType::F32)?;
+    let (n32, c32, chunk32, p32) = (n as u32, c as u32, chunk as u32, p as u32);
+    launch_1d!(dev, p * c, k::scan_aggregate_kernel, |client, R| (
+        arr::<R>(d),
+        arr::<R>(u),
+        arr::<R>(&agg_d),
+        arr::<R>(&agg_h),
+        n32,
+        c32,
+        chunk32,
+        p32,
+        reverse,
+    ));
+    launch_1d!(dev, c, k::scan_carry_kernel, |client, R| (
+        arr::<R>(&agg_d),
+        arr::<R>(&agg_h),
+        arr::<R>(&carry),
+        c32,
+        p32,
+        reverse,
+    ));
+    launch_1d!(dev, p * c, k::scan_apply_kernel, |client, R| (
+        arr::<R>(d),
+        arr::<R>(u),
+        arr::<R>(&carry),
+        arr::<R>(&h),
+        n32,
+        c32,
+        chunk32,
+        p32,
+        reverse,
+    ));
+    Ok(h)
+}
