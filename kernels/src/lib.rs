@@ -13,6 +13,7 @@
 //! - [`softmax`]: softmax / log-softmax along an axis, max-subtracted;
 //! - [`index`]: gather, index-select and a deterministic scatter-add.
 //! - [`scan`]: first-order linear-recurrence scans `h_k = d_k h_{k−1} + u_k` (Laplace engine).
+//! - [`sort`]: stable LSD radix argsort of f32 keys with a u32 payload.
 //!
 //! Matmul, reductions, random numbers and FFT come from `cubek`, called by `lapis-ops`.
 //!
@@ -32,6 +33,7 @@ pub mod index;
 pub mod layout;
 pub mod scan;
 pub mod softmax;
+pub mod sort;
 
 pub use cubecl;
 

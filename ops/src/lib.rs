@@ -14,6 +14,7 @@
 //! | softmax | [`softmax`](fn@softmax), [`log_softmax`] | [`softmax`](mod@softmax) |
 //! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
 //! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
+//! | sort | [`argsort`], [`argsort_rows`] (stable radix sort, NaN last) | [`sort`](mod@sort) |
 //! | creation | [`fill`], [`zeros`], [`ones`], [`arange`], [`uniform`], [`normal`] (cubek-random, explicit seed) | [`creation`] |
 //!
 //! Every op checks its arguments (device, dtype, shapes, axes, index ranges, sizes)
@@ -45,6 +46,7 @@ pub mod reduce;
 pub mod reference;
 pub mod scan;
 pub mod softmax;
+pub mod sort;
 pub mod tensor;
 mod validate;
 
@@ -67,4 +69,5 @@ pub use reduce::{
 };
 pub use scan::linear_scan;
 pub use softmax::{log_softmax, softmax};
+pub use sort::{argsort, argsort_rows};
 pub use tensor::{contiguous_strides, Tensor};

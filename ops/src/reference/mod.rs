@@ -45,6 +45,7 @@
 //! | [`slice()`] | `y[…, i, …] = x[…, start + i, …]`, `0 ≤ i < end − start` |
 //! | [`fill`] | `y[p] = value` |
 //! | [`arange`] | `y[i] = start + i · step` |
+//! | [`argsort`] | stable ascending permutation, NaN last, −0 before +0 |
 //! | [`linear_scan`] | `h_k = d_k h_{k∓1} + u_k`, forward or reverse, per channel |
 //! | [`laplace_kernel`] | `K_ji = exp(−λ|t_j − s_i|)`, `λ = a + i·b`, as `(Re K, Im K)` |
 //! | [`laplace_apply`] | `Y[j, :] = Σ_i exp(−λ|t_j − s_i|) V[i, :]`, as `(Re Y, Im Y)` |
@@ -79,6 +80,7 @@ mod matmul;
 mod reduce;
 mod scan;
 mod softmax;
+mod sort;
 mod tensor;
 
 #[cfg(test)]
@@ -104,4 +106,5 @@ pub use matmul::matmul;
 pub use reduce::{argmax, reduce, reduce_all};
 pub use scan::linear_scan;
 pub use softmax::{log_softmax, softmax};
+pub use sort::{argsort, key_order};
 pub use tensor::{arange, broadcast_shape, contiguous_strides, fill, RefTensor};

@@ -11,3 +11,4 @@ mod matmul;
 mod reduce;
 mod scan;
 mod softmax;
+mod sort;
