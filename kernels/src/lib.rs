@@ -14,6 +14,7 @@
 //! - [`index`]: gather, index-select and a deterministic scatter-add.
 //! - [`scan`]: first-order linear-recurrence scans `h_k = d_k h_{k−1} + u_k` (Laplace engine).
 //! - [`sort`]: stable LSD radix argsort of f32 keys with a u32 payload.
+//! - [`laplace`]: the exact O(N log N) Laplace-kernel operator by sweeps, with gradients.
 //!
 //! Matmul, reductions, random numbers and FFT come from `cubek`, called by `lapis-ops`.
 //!
@@ -30,6 +31,7 @@
 
 pub mod elementwise;
 pub mod index;
+pub mod laplace;
 pub mod layout;
 pub mod scan;
 pub mod softmax;

@@ -15,6 +15,7 @@
 //! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
 //! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
 //! | sort | [`argsort`], [`argsort_rows`] (stable radix sort, NaN last) | [`sort`](mod@sort) |
+//! | Laplace operator | [`laplace_apply`], [`laplace_gram`], [`laplace_apply_backward`] (real λ) | [`laplace`](mod@laplace) |
 //! | creation | [`fill`], [`zeros`], [`ones`], [`arange`], [`uniform`], [`normal`] (cubek-random, explicit seed) | [`creation`] |
 //!
 //! Every op checks its arguments (device, dtype, shapes, axes, index ranges, sizes)
@@ -40,6 +41,7 @@ pub mod elementwise;
 pub mod error;
 pub mod index;
 pub mod kinds;
+pub mod laplace;
 pub mod layout;
 pub mod matmul;
 pub mod reduce;
@@ -62,6 +64,7 @@ pub use error::{LapisError, Result};
 pub use index::{gather, index_add, index_select, scatter_add};
 pub use kinds::{BinaryOp, ReduceOp, UnaryOp};
 pub use lapis_kernels;
+pub use laplace::{laplace_apply, laplace_apply_backward, laplace_gram, LaplaceGrads};
 pub use layout::{broadcast_to, concat, copy, permute, slice, transpose};
 pub use matmul::matmul;
 pub use reduce::{

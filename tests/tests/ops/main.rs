@@ -6,6 +6,7 @@ mod dtype;
 mod elementwise;
 mod errors;
 mod index;
+mod laplace;
 mod layout;
 mod matmul;
 mod reduce;

@@ -1,0 +1,172 @@
+//! The exact Laplace-kernel operator `Y[j, :] = Σ_i e^{−λ|t_j − s_i|} V[i, :]` by sweeps
+//! (`specs/laplace-engine.md` §2; the LAPLEX/REMIX engine). Real `λ > 0` in this module.
+//!
+//! The caller argsorts the merged anchors `z = [s; t]` stably (sources before targets at
+//! ties) and these kernels work on the sorted sequence `z_0 ≤ … ≤ z_{N−1}`, `N = n + m`,
+//! with `perm[k] < n` for source `perm[k]` and `perm[k] − n` for a target:
+//! - [`laplace_prepare_kernel`]: `d_k = e^{−λ(z_k − z_{k−1})}` (`d_0 = 0`), the shifted
+//!   decays `d⁺_k = d_{k+1}` (`d⁺_{N−1} = 0`), the tie indicator `τ_k = [z_k = z_{k−1}]`,
+//!   and `u[k, :] = V[perm[k], :]` at sources, 0 at targets. Factors never exceed 1.
+//! - The sweeps are `linear_scan`s: `L = scan→(d, u)` (sources at or left of k),
+//!   `Q = scan←(d⁺, u)` with `R_k = d⁺_k Q_{k+1}` (sources strictly right of k), and for
+//!   gradients `T = scan→(τ, u)` (the mass of sources tied with position k) and the first
+//!   moments `gL = scan→(d, a)`, `gQ = scan←(d⁺, b)` with inputs from
+//!   [`laplace_moment_inputs_kernel`]: `a_k = d_k Δ_k L_{k−1}`, `b_k = d⁺_k Δ_{k+1} Q_{k+1}`,
+//!   so that `gL_k + gQ_k = Σ_i |z_k − s_i| e^{−λ|z_k − s_i|} u_i`.
+//! - [`laplace_gather_kernel`]: `Y[j] = L_k + d⁺_k Q_{k+1}` at the target's position k.
+//! - [`laplace_weighted_kernel`]: per target, `Σ_c W[j, c]·(L − T − R)[k, c]` (the signed
+//!   sum behind ∂/∂t with `sign(0) = 0`: tied sources cancel) and
+//!   `Σ_c W[j, c]·(gL + gQ)[k, c]` (behind ∂/∂λ).
+
+use cubecl::prelude::*;
+
+/// Decays, tie flags and the scattered values on the sorted merged sequence.
+#[cube(launch)]
+pub fn laplace_prepare_kernel(
+    z: &Array<f32>,
+    perm: &Array<u32>,
+    values: &Array<f32>,
+    d: &mut Array<f32>,
+    d_next: &mut Array<f32>,
+    tie: &mut Array<f32>,
+    u: &mut Array<f32>,
+    n_src: u32,
+    total: u32,
+    c: u32,
+    lambda: f32,
+) {
+    let unit = ABSOLUTE_POS as u32;
+    if unit >= total * c {
+        terminate!();
+    }
+    let k = unit / c;
+    let ch = unit % c;
+    let src = perm[k as usize];
+    let mut v = 0.0f32;
+    if src < n_src {
+        v = values[(src * c + ch) as usize];
+    }
+    u[unit as usize] = v;
+    if ch == 0 {
+        let zk = z[k as usize];
+        let mut dk = 0.0f32;
+        let mut tk = 0.0f32;
+        if k > 0 {
+            let gap = zk - z[(k - 1) as usize];
+            dk = (-lambda * gap).exp();
+            tk = select(gap == 0.0f32, 1.0f32, 0.0f32);
+        }
+        d[k as usize] = dk;
+        tie[k as usize] = tk;
+        let mut dn = 0.0f32;
+        if k + 1 < total {
+            dn = (-lambda * (z[(k + 1) as usize] - zk)).exp();
+        }
+        d_next[k as usize] = dn;
+    }
+}
+
+/// Inputs of the first-moment sweeps: `a_k = d_k Δ_k L_{k−1}`, `b_k = d⁺_k Δ_{k+1} Q_{k+1}`.
+#[cube(launch)]
+pub fn laplace_moment_inputs_kernel(
+    z: &Array<f32>,
+    d: &Array<f32>,
+    d_next: &Array<f32>,
+    l: &Array<f32>,
+    q: &Array<f32>,
+    a: &mut Array<f32>,
+    b: &mut Array<f32>,
+    total: u32,
+    c: u32,
+) {
+    let unit = ABSOLUTE_POS as u32;
+    if unit >= total * c {
+        terminate!();
+    }
+    let k = unit / c;
+    let mut av = 0.0f32;
+    if k > 0 {
+        av = d[k as usize] * (z[k as usize] - z[(k - 1) as usize]) * l[(unit - c) as usize];
+    }
+    let mut bv = 0.0f32;
+    if k + 1 < total {
+        bv = d_next[k as usize] * (z[(k + 1) as usize] - z[k as usize]) * q[(unit + c) as usize];
+    }
+    a[unit as usize] = av;
+    b[unit as usize] = bv;
+}
+
+/// `Y[j, ch] = L[k, ch] + d⁺_k Q[k+1, ch]` for every target `j = perm[k] − n_src`.
+#[cube(launch)]
+pub fn laplace_gather_kernel(
+    perm: &Array<u32>,
+    d_next: &Array<f32>,
+    l: &Array<f32>,
+    q: &Array<f32>,
+    y: &mut Array<f32>,
+    n_src: u32,
+    total: u32,
+    c: u32,
+) {
+    let unit = ABSOLUTE_POS as u32;
+    if unit >= total * c {
+        terminate!();
+    }
+    let k = unit / c;
+    let ch = unit % c;
+    let p = perm[k as usize];
+    if p >= n_src {
+        let mut r = 0.0f32;
+        if k + 1 < total {
+            r = d_next[k as usize] * q[(unit + c) as usize];
+        }
+        y[((p - n_src) * c + ch) as usize] = l[unit as usize] + r;
+    }
+}
+
+/// Per target `j` at position `k`: `signed[j] = Σ_c W[j,c]·(L − T − R)[k,c]` and
+/// `moment[j] = Σ_c W[j,c]·(gL + gQ)[k,c]` (moment only when `with_moment`).
+#[cube(launch)]
+pub fn laplace_weighted_kernel(
+    perm: &Array<u32>,
+    d_next: &Array<f32>,
+    l: &Array<f32>,
+    q: &Array<f32>,
+    t: &Array<f32>,
+    gl: &Array<f32>,
+    gq: &Array<f32>,
+    w: &Array<f32>,
+    signed: &mut Array<f32>,
+    moment: &mut Array<f32>,
+    n_src: u32,
+    total: u32,
+    c: u32,
+    #[comptime] with_moment: bool,
+) {
+    let k = ABSOLUTE_POS as u32;
+    if k >= total {
+        terminate!();
+    }
+    let p = perm[k as usize];
+    if p >= n_src {
+        let j = p - n_src;
+        let mut s = 0.0f32;
+        let mut mo = 0.0f32;
+        for ch in 0..c {
+            let q_idx = k * c + ch;
+            let mut r = 0.0f32;
+            if k + 1 < total {
+                r = d_next[k as usize] * q[(q_idx + c) as usize];
+            }
+            let wv = w[(j * c + ch) as usize];
+            s += wv * (l[q_idx as usize] - t[q_idx as usize] - r);
+            if comptime![with_moment] {
+                mo += wv * (gl[q_idx as usize] + gq[q_idx as usize]);
+            }
+        }
+        signed[j as usize] = s;
+        if comptime![with_moment] {
+            moment[j as usize] = mo;
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The exact Laplace-kernel operator and its gradients (real rate λ > 0).
+//!
+//! `laplace_apply(s [n], t [m], V [n, c], λ)` computes
+//! `Y[j, :] = Σ_i exp(−λ|t_j − s_i|) V[i, :]` in O((n+m) log(n+m)) without forming the
+//! m×n kernel: one stable argsort of the merged anchors `[s; t]` (sources before targets at
+//! ties), then two linear-recurrence sweeps (`specs/laplace-engine.md` §2; the recursion
+//! behind LAPLEX and REMIX). Unsorted anchors are accepted; the sort runs every call
+//! (anchors are learnable). [`laplace_gram`] is the square case `t = s`.
+//!
+//! Gradients ([`laplace_apply_backward`]), given `Ȳ = ∂ℓ/∂Y`:
+//! - `V̄ = Kᵀ Ȳ`: the same operator with roles swapped (targets carry `Ȳ`);
+//! - `t̄_j = −λ Σ_c Ȳ_jc Σ_i sign(t_j − s_i) K_ji V_ic`;
+//! - `s̄_i = −λ Σ_c V_ic Σ_j sign(s_i − t_j) K_ji Ȳ_jc`;
+//! - `λ̄ = −Σ_jc Ȳ_jc Σ_i |t_j − s_i| K_ji V_ic` (first-moment sweeps).
+//!
+//! Subgradient at ties: `sign(0) = 0`, so a source exactly at a target's coordinate adds
+//! nothing to `t̄`/`s̄` (a separate tie-mass sweep removes it; without it the sweep order
+//! would silently use `sign(0) = +1`). Numerics: every factor `e^{−λΔ}` is ≤ 1, so no sweep
+//! overflows for any spread; far sources underflow to 0, which is the exact value in f32.
+//! The backward recomputes the sweeps instead of saving them (memory O(N·c) either way).
+//! Complex ("phased") λ is not implemented yet.
+
+use lapis_kernels::{elementwise as ek, laplace as k};
+
+use crate::dtype::DType;
+use crate::error::{LapisError, Result};
+use crate::launch_1d;
+use crate::tensor::{arr, Tensor};
+
+/// Gradients of `ℓ` w.r.t. the inputs of [`laplace_apply`].
+#[derive(Debug, Clone)]
+pub struct LaplaceGrads {
+    /// `∂ℓ/∂V`, shape of `V`.
+    pub values: Tensor,
+    /// `∂ℓ/∂s`, `[n]`.
+    pub sources: Tensor,
+    /// `∂ℓ/∂t`, `[m]`.
+    pub targets: Tensor,
+    /// `∂ℓ/∂λ`.
+    pub lambda: f32,
+}
+
+/// Checks f32, 1-D anchors, `V` of `[n]` or `[n, c]`, λ finite > 0, finite coordinates
+/// and sizes; returns `(n, m, c)`.
+fn check(
+    op: &'static str,
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    lambda: f32,
+) -> Result<(usize, usize, usize)> {
+    crate::validate::same_device(op, s, t)?;
+    crate::validate::same_device(op, s, v)?;
+    for x in [s, t, v] {
+        if x.dtype() != DType::F32 {
+            return Err(LapisError::DType {
+                op,
+                got: x.dtype(),
+                msg: "the Laplace operator takes f32".into(),
+            });
+        }
+    }
+    if !(lambda.is_finite() && lambda > 0.0) {
+        return Err(LapisError::invalid(
+            op,
+            "lambda",
+            lambda,
+            "must be finite and > 0",
+        ));
+    }
+    if s.rank() != 1 || t.rank() != 1 {
+        let bad = if s.rank() != 1 { s } else { t };
+        return Err(LapisError::shape(op, bad.shape(), "anchors must be 1-D"));
+    }
+    let (n, m) = (s.numel(), t.numel());
+    let c = match v.shape() {
+        [a] if *a == n => 1,
+        [a, c] if *a == n => *c,
+        _ => {
+            return Err(LapisError::ShapeMismatch {
+                op,
+                lhs: s.shape().to_vec(),
+                rhs: v.shape().to_vec(),
+            })
+        }
+    };
+    let total = (n + m) as u64 * c as u64;
+    if total > u32::MAX as u64 {
+        return Err(LapisError::SizeOverLimit {
+            op,
+            name: "(n + m)·c",
+            size: total,
+            limit: u32::MAX as u64,
+        });
+    }
+    for (name, x) in [("sources", s), ("targets", t)] {
+        if count_nonfinite(x)? > 0.0 {
+            return Err(LapisError::invalid(
+                op,
+                name,
+                "non-finite entries",
+                "coordinates must be finite",
+            ));
+        }
+    }
+    Ok((n, m, c))
+}
+
+fn count_nonfinite(x: &Tensor) -> Result<f32> {
+    let n = x.numel();
+    let flag = Tensor::empty("laplace", x.device(), &[n], DType::F32)?;
+    launch_1d!(x.device(), n, ek::nonfinite_kernel, |client, R| (
+        arr::<R>(x),
+        arr::<R>(&flag),
+        n as u32
+    ));
+    crate::sum_all(&flag)?.to_scalar()
+}
+
+/// The sweeps on the merged sorted sequence.
+struct Sweeps {
+    perm: Tensor,
+    d_next: Tensor,
+    l: Tensor,
+    q: Tensor,
+    /// Tie mass and first moments (gradients only).
+    tie_mass: Option<Tensor>,
+    moments: Option<(Tensor, Tensor)>,
+}
+
+fn sweeps(
+    src: &Tensor,
+    tgt: &Tensor,
+    vals: &Tensor,
+    lambda: f32,
+    tie: bool,
+    moment: bool,
+) -> Result<Sweeps> {
+    const OP: &str = "laplace_apply";
+    let (n, m) = (src.numel(), tgt.numel());
+    let c = vals.numel() / n;
+    let total = n + m;
+    let dev = src.device();
+    let (z, perm) = crate::argsort(&crate::concat(&[src, tgt], 0)?)?;
+    let d = Tensor::empty(OP, dev, &[total], DType::F32)?;
+    let d_next = Tensor::empty(OP, dev, &[total], DType::F32)?;
+    let tie_flags = Tensor::empty(OP, dev, &[total], DType::F32)?;
+    let u = Tensor::empty(OP, dev, &[total, c], DType::F32)?;
+    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    launch_1d!(dev, total * c, k::laplace_prepare_kernel, |client, R| (
+        arr::<R>(&z),
+        arr::<R>(&perm),
+        arr::<R>(vals),
+        arr::<R>(&d),
+        arr::<R>(&d_next),
+        arr::<R>(&tie_flags),
+        arr::<R>(&u),
+        n32,
+        t32,
+        c32,
+        lambda,
+    ));
+    let l = crate::linear_scan(&d, &u, false)?;
+    let q = crate::linear_scan(&d_next, &u, true)?;
+    let tie_mass = if tie {
+        Some(crate::linear_scan(&tie_flags, &u, false)?)
+    } else {
+        None
+    };
+    let moments = if moment {
+        let a = Tensor::empty(OP, dev, &[total, c], DType::F32)?;
+        let b = Tensor::empty(OP, dev, &[total, c], DType::F32)?;
+        launch_1d!(
+            dev,
+            total * c,
+            k::laplace_moment_inputs_kernel,
+            |client, R| (
+                arr::<R>(&z),
+                arr::<R>(&d),
+                arr::<R>(&d_next),
+                arr::<R>(&l),
+                arr::<R>(&q),
+                arr::<R>(&a),
+                arr::<R>(&b),
+                t32,
+                c32,
+            )
+        );
+        Some((
+            crate::linear_scan(&d, &a, false)?,
+            crate::linear_scan(&d_next, &b, true)?,
+        ))
+    } else {
+        None
+    };
+    Ok(Sweeps {
+        perm,
+        d_next,
+        l,
+        q,
+        tie_mass,
+        moments,
+    })
+}
+
+fn gather(sw: &Sweeps, n: usize, m: usize, c: usize, shape: &[usize]) -> Result<Tensor> {
+    let total = n + m;
+    let y = Tensor::empty("laplace_apply", sw.l.device(), shape, DType::F32)?;
+    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    launch_1d!(
+        sw.l.device(),
+        total * c,
+        k::laplace_gather_kernel,
+        |client, R| (
+            arr::<R>(&sw.perm),
+            arr::<R>(&sw.d_next),
+            arr::<R>(&sw.l),
+            arr::<R>(&sw.q),
+            arr::<R>(&y),
+            n32,
+            t32,
+            c32,
+        )
+    );
+    Ok(y)
+}
+
+/// Per target: `(Σ_c W·(L − T − R), Σ_c W·(gL + gQ))` (the second only with moments).
+fn weighted(
+    sw: &Sweeps,
+    w: &Tensor,
+    n: usize,
+    m: usize,
+    c: usize,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let dev = sw.l.device();
+    let total = n + m;
+    let signed = Tensor::empty("laplace_backward", dev, &[m], DType::F32)?;
+    let moment = Tensor::empty("laplace_backward", dev, &[m], DType::F32)?;
+    let t = sw
+        .tie_mass
+        .as_ref()
+        .expect("backward sweeps carry the tie mass");
+    let (gl, gq) = match &sw.moments {
+        Some((a, b)) => (a, b),
+        None => (t, t), // unread when `with_moment` is false
+    };
+    let with_moment = sw.moments.is_some();
+    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    launch_1d!(dev, total, k::laplace_weighted_kernel, |client, R| (
+        arr::<R>(&sw.perm),
+        arr::<R>(&sw.d_next),
+        arr::<R>(&sw.l),
+        arr::<R>(&sw.q),
+        arr::<R>(t),
+        arr::<R>(gl),
+        arr::<R>(gq),
+        arr::<R>(w),
+        arr::<R>(&signed),
+        arr::<R>(&moment),
+        n32,
+        t32,
+        c32,
+        with_moment,
+    ));
+    Ok((signed, with_moment.then_some(moment)))
+}
+
+/// `Y[j, :] = Σ_i exp(−λ|t_j − s_i|) V[i, :]`: `s [n]`, `t [m]`, `V [n]` or `[n, c]` (f32),
+/// `λ > 0`; returns `[m]` or `[m, c]` like `V`.
+pub fn laplace_apply(s: &Tensor, t: &Tensor, v: &Tensor, lambda: f32) -> Result<Tensor> {
+    let (n, m, c) = check("laplace_apply", s, t, v, lambda)?;
+    let sw = sweeps(s, t, v, lambda, false, false)?;
+    let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    gather(&sw, n, m, c, &shape)
+}
+
+/// Gram mode `y = K(x, x) v`.
+pub fn laplace_gram(x: &Tensor, v: &Tensor, lambda: f32) -> Result<Tensor> {
+    laplace_apply(x, x, v, lambda)
+}
+
+/// Gradients of `ℓ` given `gy = ∂ℓ/∂Y` (shape of `Y`) for [`laplace_apply`].
+pub fn laplace_apply_backward(
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    lambda: f32,
+    gy: &Tensor,
+) -> Result<LaplaceGrads> {
+    const OP: &str = "laplace_apply_backward";
+    let (n, m, c) = check(OP, s, t, v, lambda)?;
+    crate::validate::same_device(OP, s, gy)?;
+    let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    if gy.shape() != want.as_slice() || gy.dtype() != DType::F32 {
+        return Err(LapisError::ShapeMismatch {
+            op: OP,
+            lhs: want,
+            rhs: gy.shape().to_vec(),
+        });
+    }
+    // Original orientation: t̄ and λ̄.
+    let sw = sweeps(s, t, v, lambda, true, true)?;
+    let (signed_t, moment) = weighted(&sw, gy, n, m, c)?;
+    drop(sw);
+    let targets = crate::mul_scalar(&signed_t, -lambda)?;
+    let lam = -crate::sum_all(&moment.expect("moment sweeps requested"))?.to_scalar()?;
+    // Swapped orientation (targets carry Ȳ): V̄ and s̄.
+    let sw = sweeps(t, s, gy, lambda, true, false)?;
+    let values = gather(&sw, m, n, c, v.shape())?;
+    let (signed_s, _) = weighted(&sw, v, m, n, c)?;
+    let sources = crate::mul_scalar(&signed_s, -lambda)?;
+    Ok(LaplaceGrads {
+        values,
+        sources,
+        targets,
+        lambda: lam,
+    })
+}

@@ -1,0 +1,196 @@
+//! The Laplace operator and its gradients vs the dense f64 reference
+//! (`reference::laplace_apply`, `reference::laplace_apply_grad`).
+//!
+//! Tolerances are relative to the *absolute* scale of each quantity (the same sums with
+//! |V|, |Ȳ| and no cancellation), because the f32 sweeps err by a few ε times that scale
+//! (each term carries ≲ (steps + λ|t−s|)·ε relative error and λ|t−s|·e^{−λ|t−s|} ≤ 1/e),
+//! not relative to a value that may cancel to ~0.
+
+use lapis_ops::reference::{self as r, RefTensor};
+use lapis_ops::{LapisError, Tensor};
+use lapis_tests::*;
+use proptest::prelude::*;
+
+/// Coordinates: uniform, clustered on a few values (many exact ties), or spread over
+/// 1e-6 … 1e6 (log-uniform, both signs).
+fn coords(n: usize, kind: u8, seed: u64) -> Vec<f64> {
+    let rnd = |i: usize| {
+        (((i as u64)
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(seed.wrapping_mul(1442695040888963407)))
+            >> 11) as f64
+            / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|i| match kind % 3 {
+            0 => rnd(i) * 20.0 - 10.0,
+            1 => (rnd(i) * 6.0).floor() * 0.75,
+            _ => {
+                let mag = 10f64.powf(rnd(i) * 12.0 - 6.0);
+                if rnd(i + 7919) < 0.5 {
+                    -mag
+                } else {
+                    mag
+                }
+            }
+        })
+        .map(|v| v as f32 as f64)
+        .collect()
+}
+
+fn vals(n: usize, c: usize, seed: u64) -> RefTensor {
+    as_f32(&RefTensor::new(
+        &[n, c],
+        (0..n * c)
+            .map(|i| ((((i as u64) * 40503 + seed * 97) % 2001) as f64 / 1000.0) - 1.0)
+            .collect(),
+    ))
+}
+
+fn up1(dev: &lapis_ops::Device, x: &[f64]) -> Tensor {
+    Tensor::from_slice(
+        dev,
+        &[x.len()],
+        &x.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    )
+    .unwrap()
+}
+
+fn abs(t: &RefTensor) -> RefTensor {
+    RefTensor::new(&t.shape, t.data.iter().map(|v| v.abs()).collect())
+}
+
+/// max_i |got_i − want_i| / scale_i (scale floored at 1e-30).
+fn worst(got: &[f64], want: &[f64], scale: &[f64]) -> f64 {
+    got.iter()
+        .zip(want)
+        .zip(scale)
+        .map(|((g, w), s)| (g - w).abs() / s.max(1e-30))
+        .fold(0.0, f64::max)
+}
+
+proptest! {
+    #![proptest_config(cases(24))]
+
+    #[test]
+    fn apply_matches_dense_reference(n in 1usize..600, m in 1usize..600, c in 1usize..=8, kind in 0u8..3, lam in prop::sample::select(vec![1e-3f64, 0.1, 1.0, 30.0]), seed in 0u64..1000) {
+        let dev = device();
+        let (s, t, v) = (coords(n, kind, seed), coords(m, kind, seed + 1), vals(n, c, seed));
+        let y = lapis_ops::laplace_apply(&up1(&dev, &s), &up1(&dev, &t), &upload(&dev, &v), lam as f32).unwrap();
+        let lam = lam as f32 as f64;
+        let (want, _) = r::laplace_apply(&s, &t, &v, (lam, 0.0));
+        let (scale, _) = r::laplace_apply(&s, &t, &abs(&v), (lam, 0.0));
+        let err = worst(&download(&y).data, &want.data, &scale.data);
+        // ~ (N + λ·spread·small)·ε in the worst case; observed ≪ 1e-5.
+        prop_assert!(err < 2e-5, "max error / scale = {}", err);
+    }
+
+    #[test]
+    fn gradients_match_dense_reference(n in 1usize..200, m in 1usize..200, c in 1usize..=4, kind in 0u8..2, lam in prop::sample::select(vec![0.1f64, 1.0, 7.0]), seed in 0u64..1000) {
+        let dev = device();
+        let (s, t, v) = (coords(n, kind, seed), coords(m, kind, seed + 1), vals(n, c, seed));
+        let gy = vals(m, c, seed + 5);
+        let g = lapis_ops::laplace_apply_backward(&up1(&dev, &s), &up1(&dev, &t), &upload(&dev, &v), lam as f32, &upload(&dev, &gy)).unwrap();
+        let lam = lam as f32 as f64;
+        let want = r::laplace_apply_grad(&s, &t, &v, (lam, 0.0), &gy, None);
+        // Scales: the same sums with absolute values.
+        let (kv, _) = r::laplace_apply(&s, &t, &abs(&v), (lam, 0.0));
+        let (kty, _) = r::laplace_apply(&t, &s, &abs(&gy), (lam, 0.0));
+        let t_scale: Vec<f64> = (0..m).map(|j| lam * (0..c).map(|ch| gy.data[j * c + ch].abs() * kv.data[j * c + ch]).sum::<f64>()).collect();
+        let s_scale: Vec<f64> = (0..n).map(|i| lam * (0..c).map(|ch| v.data[i * c + ch].abs() * kty.data[i * c + ch]).sum::<f64>()).collect();
+        let lam_scale = r::laplace_apply_grad(&s, &t, &abs(&v), (lam, 0.0), &abs(&gy), None).lambda_re.abs();
+        let tg: Vec<f64> = g.targets.to_vec::<f32>().unwrap().iter().map(|&x| x as f64).collect();
+        let sg: Vec<f64> = g.sources.to_vec::<f32>().unwrap().iter().map(|&x| x as f64).collect();
+        let e_v = worst(&download(&g.values).data, &want.v.data, &kty.data);
+        let e_t = worst(&tg, &want.t, &t_scale);
+        let e_s = worst(&sg, &want.s, &s_scale);
+        let e_l = (g.lambda as f64 - want.lambda_re).abs() / lam_scale.max(1e-30);
+        // 2e-5 of the absolute scale: a few hundred ε (sums over ≤ 400 anchors).
+        prop_assert!(e_v < 2e-5 && e_t < 2e-5 && e_s < 2e-5 && e_l < 2e-5, "V {} t {} s {} λ {}", e_v, e_t, e_s, e_l);
+    }
+}
+
+/// The bar: n = m = 4096, f32, max error ≤ 1e-4 relative (to the absolute scale).
+#[test]
+fn apply_4096_within_1e4() {
+    let dev = device();
+    let (n, c) = (4096, 2);
+    let (s, t, v) = (coords(n, 0, 11), coords(n, 0, 12), vals(n, c, 3));
+    let lam = 0.5;
+    let y = lapis_ops::laplace_apply(
+        &up1(&dev, &s),
+        &up1(&dev, &t),
+        &upload(&dev, &v),
+        lam as f32,
+    )
+    .unwrap();
+    let (want, _) = r::laplace_apply(&s, &t, &v, (lam, 0.0));
+    let (scale, _) = r::laplace_apply(&s, &t, &abs(&v), (lam, 0.0));
+    let err = worst(&download(&y).data, &want.data, &scale.data);
+    eprintln!("laplace_apply n = m = 4096: max |ΔY| / (K|V|) = {err:.3e}");
+    assert!(err <= 1e-4, "{err}");
+}
+
+/// Gram mode equals rectangular mode with t = s.
+#[test]
+fn gram_equals_apply() {
+    let dev = device();
+    let x = up1(&dev, &coords(300, 1, 4));
+    let v = upload(&dev, &vals(300, 3, 4));
+    let a = lapis_ops::laplace_gram(&x, &v, 0.7)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let b = lapis_ops::laplace_apply(&x, &x, &v, 0.7)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(a, b);
+}
+
+/// λ·spread up to 1e6: finite output, far sources underflow to exactly 0.
+#[test]
+fn huge_spread_stays_finite() {
+    let dev = device();
+    let s = up1(&dev, &[-1e6, 0.0, 1e6]);
+    let t = up1(&dev, &[0.0, 5e5]);
+    let v = Tensor::from_slice(&dev, &[3], &[1.0f32, 2.0, 3.0]).unwrap();
+    let y = lapis_ops::laplace_apply(&s, &t, &v, 1.0)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(y, vec![2.0, 0.0]);
+}
+
+#[test]
+fn typed_errors() {
+    let dev = device();
+    let s = up1(&dev, &[0.0, 1.0]);
+    let v = Tensor::from_slice(&dev, &[2], &[1.0f32, 1.0]).unwrap();
+    for lam in [0.0f32, -1.0, f32::NAN, f32::INFINITY] {
+        assert!(matches!(
+            lapis_ops::laplace_apply(&s, &s, &v, lam),
+            Err(LapisError::InvalidArgument { name: "lambda", .. })
+        ));
+    }
+    let bad = Tensor::from_slice(&dev, &[2], &[0.0f32, f32::NAN]).unwrap();
+    assert!(matches!(
+        lapis_ops::laplace_apply(&bad, &s, &v, 1.0),
+        Err(LapisError::InvalidArgument {
+            name: "sources",
+            ..
+        })
+    ));
+    let v3 = Tensor::from_slice(&dev, &[3], &[1.0f32; 3]).unwrap();
+    assert!(matches!(
+        lapis_ops::laplace_apply(&s, &s, &v3, 1.0),
+        Err(LapisError::ShapeMismatch { .. })
+    ));
+    assert!(
+        matches!(
+            Tensor::from_slice::<f32>(&dev, &[0], &[]),
+            Err(LapisError::Shape { .. })
+        ),
+        "empty inputs are refused"
+    );
+}
