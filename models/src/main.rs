@@ -3,6 +3,8 @@
 //! `lapis info` lists the compute devices lapis can see, the one [`Device::auto`] picks,
 //! its adapter/driver and limits, and runs one small kernel on it to prove launches work.
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 use lapis_ops::{Device, Tensor};
 
@@ -21,6 +23,27 @@ struct Cli {
 enum Command {
     /// List devices, show the chosen one and its limits, and launch a test kernel.
     Info,
+    /// Benchmarks, one JSON line per size.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// The Laplace operator vs the cubek FFT and a dense matvec of the same size.
+    Laplace {
+        /// Sizes (sources = targets = n), e.g. `2^10,2^14,2^18`.
+        #[arg(long, default_value = "2^10,2^14,2^18")]
+        sizes: String,
+        /// Channels.
+        #[arg(long, default_value_t = 1)]
+        c: usize,
+        /// Timed repetitions (median reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
 }
 
 fn info() -> lapis_ops::Result<()> {
@@ -75,6 +98,12 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Bench {
+            what: BenchWhat::Laplace { sizes, c, reps },
+        } => match lapis_ops::timing::parse_sizes(&sizes) {
+            Ok(sizes) => Device::auto().and_then(|dev| bench::laplace(&dev, &sizes, c, reps)),
+            Err(msg) => Err(lapis_ops::LapisError::invalid("bench", "sizes", sizes, msg)),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

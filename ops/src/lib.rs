@@ -16,6 +16,7 @@
 //! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
 //! | sort | [`argsort`], [`argsort_rows`] (stable radix sort, NaN last) | [`sort`](mod@sort) |
 //! | Laplace operator | [`laplace_apply`], [`laplace_gram`], [`laplace_apply_backward`] (real λ) | [`laplace`](mod@laplace) |
+//! | FFT (cubek-fft) | [`rfft`] (power-of-two lengths) | [`fft`] |
 //! | creation | [`fill`], [`zeros`], [`ones`], [`arange`], [`uniform`], [`normal`] (cubek-random, explicit seed) | [`creation`] |
 //!
 //! Every op checks its arguments (device, dtype, shapes, axes, index ranges, sizes)
@@ -39,6 +40,7 @@ pub mod device;
 pub mod dtype;
 pub mod elementwise;
 pub mod error;
+pub mod fft;
 pub mod index;
 pub mod kinds;
 pub mod laplace;
@@ -50,6 +52,7 @@ pub mod scan;
 pub mod softmax;
 pub mod sort;
 pub mod tensor;
+pub mod timing;
 mod validate;
 
 pub use creation::{arange, fill, normal, ones, uniform, zeros};
@@ -61,6 +64,7 @@ pub use elementwise::{
     mul, mul_scalar, neg, pow, relu, sigmoid, sign, sqrt, sub, tanh, to_dtype, unary,
 };
 pub use error::{LapisError, Result};
+pub use fft::rfft;
 pub use index::{gather, index_add, index_select, scatter_add};
 pub use kinds::{BinaryOp, ReduceOp, UnaryOp};
 pub use lapis_kernels;

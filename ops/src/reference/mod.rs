@@ -46,6 +46,7 @@
 //! | [`fill`] | `y[p] = value` |
 //! | [`arange`] | `y[i] = start + i · step` |
 //! | [`argsort`] | stable ascending permutation, NaN last, −0 before +0 |
+//! | [`rfft`] | `X_k = Σ_j x_j e^{−2πi jk/n}`, `k ≤ n/2` (definition, O(n²)) |
 //! | [`linear_scan`] | `h_k = d_k h_{k∓1} + u_k`, forward or reverse, per channel |
 //! | [`laplace_kernel`] | `K_ji = exp(−λ|t_j − s_i|)`, `λ = a + i·b`, as `(Re K, Im K)` |
 //! | [`laplace_apply`] | `Y[j, :] = Σ_i exp(−λ|t_j − s_i|) V[i, :]`, as `(Re Y, Im Y)` |
@@ -73,6 +74,7 @@
 mod compare;
 mod covariance;
 mod elementwise;
+mod fft;
 mod index;
 mod laplace;
 mod layout;
@@ -96,6 +98,7 @@ pub use covariance::{
     OuPrecision, RemixGrads, OU_ONE_MINUS_RHO2_FLOOR,
 };
 pub use elementwise::{binary, binary_scalar, unary, unary_scalar};
+pub use fft::rfft;
 pub use index::{gather, index_add, index_select, scatter_add};
 pub use laplace::{
     finite_diff, laplace_apply, laplace_apply_grad, laplace_gram, laplace_gram_grad,

@@ -5,6 +5,7 @@ mod creation;
 mod dtype;
 mod elementwise;
 mod errors;
+mod fft;
 mod index;
 mod laplace;
 mod layout;

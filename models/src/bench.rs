@@ -1,0 +1,52 @@
+//! `lapis bench laplace`: one JSON line per size for the Laplace operator, with the
+//! cubek FFT of the same length and a dense matvec (cubek matmul, while `K` fits in one
+//! buffer) timed in the same run, as ratios.
+//!
+//! Fields: `op`, `n` (sources = targets = n), `c`, `device`, `ms_with_sort` (the whole
+//! `laplace_apply`), `ms_sorted` (the same minus an argsort of the 2n merged anchors timed
+//! in the same run: the cost once anchors are sorted), `gbps` (bytes that must move:
+//! 2n coordinates + n·c values in, n·c out, over `ms_with_sort`), `vs_fft`
+//! (`ms_with_sort / ms_rfft(n)`, n padded to a power of two) and `vs_dense`
+//! (`ms_with_sort / ms_dense`, `null` when the n×n kernel does not fit one buffer).
+
+use lapis_ops::timing::time_op;
+use lapis_ops::{DType, Device, Result, Tensor};
+
+/// Runs the bench for each size and prints JSON lines.
+pub fn laplace(dev: &Device, sizes: &[usize], c: usize, reps: usize) -> Result<()> {
+    for &n in sizes {
+        let s = lapis_ops::uniform(dev, &[n], -100.0, 100.0, 1)?;
+        let t = lapis_ops::uniform(dev, &[n], -100.0, 100.0, 2)?;
+        let v = lapis_ops::normal(dev, &[n, c], 0.0, 1.0, 3)?;
+        let lam = 0.5;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let with_sort = ms(time_op(dev, reps, || {
+            lapis_ops::laplace_apply(&s, &t, &v, lam)
+        })?);
+        let merged = lapis_ops::concat(&[&s, &t], 0)?;
+        let sort = ms(time_op(dev, reps, || lapis_ops::argsort(&merged))?);
+        let nf = n.next_power_of_two().max(2);
+        let sig = lapis_ops::uniform(dev, &[nf], -1.0, 1.0, 4)?;
+        let fft = ms(time_op(dev, reps, || lapis_ops::rfft(&sig))?);
+        let dense_bytes = (n * n * DType::F32.size()) as u64;
+        let dense = if dense_bytes <= dev.info().max_buffer_bytes && n <= 16_384 {
+            let k = lapis_ops::uniform(dev, &[n, n], 0.0, 1.0, 5)?;
+            Some(ms(time_op(dev, reps, || lapis_ops::matmul(&k, &v))?))
+        } else {
+            None
+        };
+        let bytes = ((2 * n + 2 * n * c) * DType::F32.size()) as f64;
+        println!(
+            "{}",
+            serde_json::json!({
+                "op": "laplace_apply", "n": n, "c": c, "device": dev.info().name,
+                "ms_sorted": (with_sort - sort).max(0.0), "ms_with_sort": with_sort,
+                "gbps": bytes / (with_sort * 1e-3) / 1e9,
+                "vs_fft": with_sort / fft,
+                "vs_dense": dense.map(|d| with_sort / d),
+            })
+        );
+        drop::<Tensor>(merged);
+    }
+    Ok(())
+}
