@@ -15,6 +15,7 @@
 //! - [`scan`]: first-order linear-recurrence scans `h_k = d_k h_{k−1} + u_k` (Laplace engine).
 //! - [`sort`]: stable LSD radix argsort of f32 keys with a u32 payload.
 //! - [`laplace`]: the exact O(N log N) Laplace-kernel operator by sweeps, with gradients.
+//! - [`covariance`]: the Laplace/OU covariance in O(d) after the sort (AR(1) factor).
 //!
 //! Matmul, reductions, random numbers and FFT come from `cubek`, called by `lapis-ops`.
 //!
@@ -29,6 +30,7 @@
 //! - Indices are u32: one buffer holds at most `u32::MAX` elements; `lapis-ops`
 //!   checks this before any launch.
 
+pub mod covariance;
 pub mod elementwise;
 pub mod index;
 pub mod laplace;

@@ -153,3 +153,14 @@ pub fn radix_scatter_kernel(
         payload_out[pos as usize] = payload_in[k as usize];
     }
 }
+
+/// Inverse permutation: `inv[perm[k]] = k` for `k < n` (`perm` a permutation of `0..n`).
+#[cube(launch)]
+pub fn invert_perm_kernel(perm: &Array<u32>, inv: &mut Array<u32>, n: u32) {
+    let k = ABSOLUTE_POS;
+    if k >= n as usize {
+        terminate!();
+    }
+    let target = perm[k];
+    inv[target as usize] = k as u32;
+}

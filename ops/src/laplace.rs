@@ -20,7 +20,7 @@
 //! The backward recomputes the sweeps instead of saving them (memory O(N·c) either way).
 //! Complex ("phased") λ is not implemented yet.
 
-use lapis_kernels::{elementwise as ek, laplace as k};
+use lapis_kernels::laplace as k;
 
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
@@ -94,7 +94,7 @@ fn check(
         });
     }
     for (name, x) in [("sources", s), ("targets", t)] {
-        if count_nonfinite(x)? > 0.0 {
+        if crate::validate::count_nonfinite(x)? > 0.0 {
             return Err(LapisError::invalid(
                 op,
                 name,
@@ -104,17 +104,6 @@ fn check(
         }
     }
     Ok((n, m, c))
-}
-
-fn count_nonfinite(x: &Tensor) -> Result<f32> {
-    let n = x.numel();
-    let flag = Tensor::empty("laplace", x.device(), &[n], DType::F32)?;
-    launch_1d!(x.device(), n, ek::nonfinite_kernel, |client, R| (
-        arr::<R>(x),
-        arr::<R>(&flag),
-        n as u32
-    ));
-    crate::sum_all(&flag)?.to_scalar()
 }
 
 /// The sweeps on the merged sorted sequence.

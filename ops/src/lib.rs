@@ -17,6 +17,7 @@
 //! | sort | [`argsort`], [`argsort_rows`] (stable radix sort, NaN last) | [`sort`](mod@sort) |
 //! | Laplace operator | [`laplace_apply`], [`laplace_gram`], [`laplace_apply_backward`] (real λ) | [`laplace`](mod@laplace) |
 //! | FFT (cubek-fft) | [`rfft`] (power-of-two lengths) | [`fft`] |
+//! | OU covariance | [`OuCovariance`]: log det, Mahalanobis, solve, sample, NLL in O(d) after a sort | [`covariance`] |
 //! | creation | [`fill`], [`zeros`], [`ones`], [`arange`], [`uniform`], [`normal`] (cubek-random, explicit seed) | [`creation`] |
 //!
 //! Every op checks its arguments (device, dtype, shapes, axes, index ranges, sizes)
@@ -35,6 +36,7 @@
 //! # Ok::<(), lapis_ops::LapisError>(())
 //! ```
 
+pub mod covariance;
 pub mod creation;
 pub mod device;
 pub mod dtype;
@@ -55,6 +57,7 @@ pub mod tensor;
 pub mod timing;
 mod validate;
 
+pub use covariance::OuCovariance;
 pub use creation::{arange, fill, normal, ones, uniform, zeros};
 pub use cubecl;
 pub use device::{list_devices, Device, DeviceInfo, DeviceKind};

@@ -1,6 +1,7 @@
 //! Property tests of every lapis op against its f64 reference, on the device
 //! `Device::auto()` returns (lavapipe in CI). One test binary, one module per family.
 
+mod covariance;
 mod creation;
 mod dtype;
 mod elementwise;

@@ -1,0 +1,114 @@
+//! The Laplace / Ornstein–Uhlenbeck covariance `Σ = D C D`, `D = diag(σ)`,
+//! `C_ij = e^{−λ|x_i − x_j|}`, in O(d) after sorting the coordinates
+//! (`specs/laplace-engine.md` §4; the pure-OU case of REMIX's covariance).
+//!
+//! On sorted coordinates, `C` is the covariance of the AR(1) chain
+//! `ζ_0 = ε_0`, `ζ_{k+1} = ρ_k ζ_k + s_{k+1} ε_{k+1}` with `ρ_k = e^{−λ(x_{k+1} − x_k)}` and
+//! `s_{k+1} = √(1 − ρ_k²)` (`s_0 = 1`). So `C = L Lᵀ` with `L⁻¹ = S⁻¹ B`, `B` unit lower
+//! bidiagonal with `−ρ_{k−1}` below the diagonal, and `C⁻¹ = Bᵀ S⁻² B` (tridiagonal).
+//!
+//! Numerics: `1 − ρ² = 1 − e^{−2λΔ}` is evaluated by a 3-term series when `2λΔ < 1e-3`
+//! (the direct difference would lose digits to cancellation), and floored at `1e-8` for
+//! tied coordinates (`ρ → 1`, singular `C`); at the floor `ρ` is reset to `√(1 − 1e-8)`, so
+//! the result is still the exact covariance of a valid chain (the same choice as
+//! `reference::OU_ONE_MINUS_RHO2_FLOOR`).
+
+use cubecl::prelude::*;
+
+/// Floor on `1 − ρ²`.
+pub const ONE_MINUS_RHO2_FLOOR: f32 = 1e-8;
+
+/// Per sorted position k: `rho[k] = ρ_k` (0 for the last), `om[k] = s_k² = 1 − ρ_{k−1}²`
+/// (1 for the first).
+#[cube(launch)]
+pub fn ou_prepare_kernel(
+    x: &Array<f32>,
+    rho: &mut Array<f32>,
+    om: &mut Array<f32>,
+    d: u32,
+    lambda: f32,
+) {
+    let k = ABSOLUTE_POS as u32;
+    if k >= d {
+        terminate!();
+    }
+    let mut r = 0.0f32;
+    if k + 1 < d {
+        r = rho_of(2.0f32 * lambda * (x[(k + 1) as usize] - x[k as usize]));
+    }
+    rho[k as usize] = r;
+    let mut o = 1.0f32;
+    if k > 0 {
+        o = one_minus_rho2(2.0f32 * lambda * (x[k as usize] - x[(k - 1) as usize]));
+    }
+    om[k as usize] = o;
+}
+
+/// `1 − ρ²` for `y = 2λ(b − a)`, with the series and the floor of the module docs.
+#[cube]
+fn one_minus_rho2(y: f32) -> f32 {
+    let series = y * (1.0f32 - y * (0.5f32 - y / 6.0f32));
+    let direct = 1.0f32 - (-y).exp();
+    max(select(y < 1e-3f32, series, direct), ONE_MINUS_RHO2_FLOOR)
+}
+
+/// `ρ = e^{−y/2}`, reset to `√(1 − floor)` where `1 − ρ²` hits the floor.
+#[cube]
+fn rho_of(y: f32) -> f32 {
+    let floor_rho = (1.0f32 - ONE_MINUS_RHO2_FLOOR).sqrt();
+    let series = y * (1.0f32 - y * (0.5f32 - y / 6.0f32));
+    let direct = 1.0f32 - (-y).exp();
+    let om = select(y < 1e-3f32, series, direct);
+    select(om < ONE_MINUS_RHO2_FLOOR, floor_rho, (-0.5f32 * y).exp())
+}
+
+/// Whitening `e = L⁻¹ z`: `e_k = (z_k − ρ_{k−1} z_{k−1}) / s_k`, `z [d, c]` sorted.
+#[cube(launch)]
+pub fn ou_whiten_kernel(
+    z: &Array<f32>,
+    rho: &Array<f32>,
+    om: &Array<f32>,
+    e: &mut Array<f32>,
+    d: u32,
+    c: u32,
+) {
+    let unit = ABSOLUTE_POS as u32;
+    if unit >= d * c {
+        terminate!();
+    }
+    let k = unit / c;
+    let mut v = z[unit as usize];
+    if k > 0 {
+        v -= rho[(k - 1) as usize] * z[(unit - c) as usize];
+    }
+    e[unit as usize] = v / om[k as usize].sqrt();
+}
+
+/// `w = C⁻¹ z = Bᵀ S⁻² B z`: with `f_k = (z_k − ρ_{k−1} z_{k−1}) / s_k²`,
+/// `w_k = f_k − ρ_k f_{k+1}`.
+#[cube(launch)]
+pub fn ou_precision_kernel(
+    z: &Array<f32>,
+    rho: &Array<f32>,
+    om: &Array<f32>,
+    w: &mut Array<f32>,
+    d: u32,
+    c: u32,
+) {
+    let unit = ABSOLUTE_POS as u32;
+    if unit >= d * c {
+        terminate!();
+    }
+    let k = unit / c;
+    let mut f = z[unit as usize];
+    if k > 0 {
+        f -= rho[(k - 1) as usize] * z[(unit - c) as usize];
+    }
+    f /= om[k as usize];
+    if k + 1 < d {
+        let fn1 =
+            (z[(unit + c) as usize] - rho[k as usize] * z[unit as usize]) / om[(k + 1) as usize];
+        f -= rho[k as usize] * fn1;
+    }
+    w[unit as usize] = f;
+}

@@ -1,0 +1,231 @@
+//! The Laplace / Ornstein–Uhlenbeck covariance `Σ = D C D`, `D = diag(σ)`,
+//! `C_ij = e^{−λ|x_i − x_j|}` (`specs/laplace-engine.md` §4; REMIX's covariance without the
+//! nugget), in O(d) after one sort of the coordinates.
+//!
+//! [`OuCovariance::new`] sorts `x` once and builds the AR(1) factor (`ρ_k`, `1 − ρ_k²`);
+//! then, for `r` of shape `[d]` or `[d, c]` (columns are independent vectors):
+//! - [`OuCovariance::logdet`]: `log det Σ = 2 Σ ln σ_i + Σ_k ln(1 − ρ_k²)`;
+//! - [`OuCovariance::mahalanobis`]: `rᵀ Σ⁻¹ r = Σ_k e_k²`, `e = L⁻¹ D⁻¹ r` (AR(1) whitening);
+//! - [`OuCovariance::solve`]: `Σ⁻¹ r = D⁻¹ Bᵀ S⁻² B D⁻¹ r` (the tridiagonal precision);
+//! - [`OuCovariance::sample`]: `v = σ ⊙ ζ`, `ζ` the AR(1) chain driven by `ε` (a linear scan);
+//! - [`OuCovariance::nll`]: `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` per column.
+//!
+//! Guards: tied coordinates give `ρ = 1` and a singular `C`; `1 − ρ²` is floored at 1e-8
+//! (see `lapis_kernels::covariance`), so ties yield a nearly-singular but valid chain rather
+//! than NaN. Gradients of these ops are not implemented yet.
+
+use lapis_kernels::{covariance as k, sort as sk};
+
+use crate::dtype::DType;
+use crate::error::{LapisError, Result};
+use crate::launch_1d;
+use crate::tensor::{arr, Tensor};
+
+/// The OU covariance of `d` coordinates, factored once (sorted order kept inside).
+pub struct OuCovariance {
+    perm: Tensor,
+    inv: Tensor,
+    sigma_sorted: Tensor,
+    rho: Tensor,
+    om: Tensor,
+    d: usize,
+}
+
+/// `out[k, :] = x[idx[k], :]` for a permutation built here (valid by construction).
+fn take_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
+    let d = idx.numel();
+    let c = x.numel() / d;
+    let out = Tensor::empty("ou_covariance", x.device(), x.shape(), x.dtype())?;
+    let (d32, c32, dt) = (d as u32, c as u32, x.dtype().storage_type());
+    launch_1d!(
+        x.device(),
+        d * c,
+        lapis_kernels::index::index_select_kernel,
+        |client, R| (
+            arr::<R>(x),
+            arr::<R>(idx),
+            arr::<R>(&out),
+            1u32,
+            d32,
+            d32,
+            c32,
+            dt,
+        )
+    );
+    Ok(out)
+}
+
+impl OuCovariance {
+    /// Factors `Σ = diag(σ) e^{−λ|x_i − x_j|} diag(σ)`: `x`, `sigma` f32 `[d]`, `σ > 0`,
+    /// `λ > 0`, finite coordinates.
+    pub fn new(x: &Tensor, lambda: f32, sigma: &Tensor) -> Result<Self> {
+        const OP: &str = "ou_covariance";
+        crate::validate::same_device(OP, x, sigma)?;
+        if x.rank() != 1 || x.dtype() != DType::F32 {
+            return Err(LapisError::shape(
+                OP,
+                x.shape(),
+                "coordinates must be f32 [d]",
+            ));
+        }
+        if sigma.shape() != x.shape() || sigma.dtype() != DType::F32 {
+            return Err(LapisError::ShapeMismatch {
+                op: OP,
+                lhs: x.shape().to_vec(),
+                rhs: sigma.shape().to_vec(),
+            });
+        }
+        if !(lambda.is_finite() && lambda > 0.0) {
+            return Err(LapisError::invalid(
+                OP,
+                "lambda",
+                lambda,
+                "must be finite and > 0",
+            ));
+        }
+        let min_sigma = crate::min_all(sigma)?.to_scalar()?;
+        if !(min_sigma > 0.0) || crate::validate::count_nonfinite(sigma)? > 0.0 {
+            return Err(LapisError::invalid(
+                OP,
+                "sigma",
+                min_sigma,
+                "every σ must be finite and > 0",
+            ));
+        }
+        if crate::validate::count_nonfinite(x)? > 0.0 {
+            return Err(LapisError::invalid(
+                OP,
+                "x",
+                "non-finite entries",
+                "coordinates must be finite",
+            ));
+        }
+        let d = x.numel();
+        let (xs, perm) = crate::argsort(x)?;
+        let dev = x.device();
+        let inv = Tensor::empty(OP, dev, &[d], DType::U32)?;
+        launch_1d!(dev, d, sk::invert_perm_kernel, |client, R| (
+            arr::<R>(&perm),
+            arr::<R>(&inv),
+            d as u32
+        ));
+        let sigma_sorted = take_rows(sigma, &perm)?;
+        let rho = Tensor::empty(OP, dev, &[d], DType::F32)?;
+        let om = Tensor::empty(OP, dev, &[d], DType::F32)?;
+        launch_1d!(dev, d, k::ou_prepare_kernel, |client, R| (
+            arr::<R>(&xs),
+            arr::<R>(&rho),
+            arr::<R>(&om),
+            d as u32,
+            lambda,
+        ));
+        Ok(OuCovariance {
+            perm,
+            inv,
+            sigma_sorted,
+            rho,
+            om,
+            d,
+        })
+    }
+
+    /// `log det Σ`.
+    pub fn logdet(&self) -> Result<f32> {
+        let a = crate::sum_all(&crate::log(&self.sigma_sorted)?)?.to_scalar()?;
+        let b = crate::sum_all(&crate::log(&self.om)?)?.to_scalar()?;
+        Ok(2.0 * a + b)
+    }
+
+    fn check_r(&self, op: &'static str, r: &Tensor) -> Result<usize> {
+        match r.shape() {
+            [a] if *a == self.d => Ok(1),
+            [a, c] if *a == self.d => Ok(*c),
+            _ => Err(LapisError::ShapeMismatch {
+                op,
+                lhs: vec![self.d],
+                rhs: r.shape().to_vec(),
+            }),
+        }
+    }
+
+    /// `z = D⁻¹ r` in sorted order, `[d, c]`.
+    fn scaled_sorted(&self, r: &Tensor, c: usize) -> Result<Tensor> {
+        let rs = take_rows(&r.reshape(&[self.d, c])?, &self.perm)?;
+        crate::div(&rs, &self.sigma_sorted.reshape(&[self.d, 1])?)
+    }
+
+    fn kernel2(&self, z: &Tensor, c: usize, whiten: bool) -> Result<Tensor> {
+        let out = Tensor::empty("ou_covariance", z.device(), z.shape(), DType::F32)?;
+        let (d32, c32) = (self.d as u32, c as u32);
+        if whiten {
+            launch_1d!(z.device(), self.d * c, k::ou_whiten_kernel, |client, R| (
+                arr::<R>(z),
+                arr::<R>(&self.rho),
+                arr::<R>(&self.om),
+                arr::<R>(&out),
+                d32,
+                c32,
+            ));
+        } else {
+            launch_1d!(
+                z.device(),
+                self.d * c,
+                k::ou_precision_kernel,
+                |client, R| (
+                    arr::<R>(z),
+                    arr::<R>(&self.rho),
+                    arr::<R>(&self.om),
+                    arr::<R>(&out),
+                    d32,
+                    c32,
+                )
+            );
+        }
+        Ok(out)
+    }
+
+    /// `rᵀ Σ⁻¹ r` per column: shape `[1]` for `r [d]`, `[1, c]` for `r [d, c]`.
+    pub fn mahalanobis(&self, r: &Tensor) -> Result<Tensor> {
+        let c = self.check_r("ou_mahalanobis", r)?;
+        let e = self.kernel2(&self.scaled_sorted(r, c)?, c, true)?;
+        let m = crate::sum(&crate::mul(&e, &e)?, 0)?;
+        if r.rank() == 1 {
+            m.reshape(&[1])
+        } else {
+            Ok(m)
+        }
+    }
+
+    /// `Σ⁻¹ r`, shape of `r`.
+    pub fn solve(&self, r: &Tensor) -> Result<Tensor> {
+        let c = self.check_r("ou_solve", r)?;
+        let w = self.kernel2(&self.scaled_sorted(r, c)?, c, false)?;
+        let w = crate::div(&w, &self.sigma_sorted.reshape(&[self.d, 1])?)?;
+        take_rows(&w, &self.inv)?.reshape(r.shape())
+    }
+
+    /// A draw `v = σ ⊙ ζ` with `Cov v = Σ`, from standard normal `eps` (shape `[d]` or
+    /// `[d, c]`, original order; consumed in sorted order).
+    pub fn sample(&self, eps: &Tensor) -> Result<Tensor> {
+        let c = self.check_r("ou_sample", eps)?;
+        let es = take_rows(&eps.reshape(&[self.d, c])?, &self.perm)?;
+        // ζ_k = ρ_{k−1} ζ_{k−1} + s_k ε_k: a linear scan with decays ρ shifted by one.
+        let u = crate::mul(&es, &crate::sqrt(&self.om)?.reshape(&[self.d, 1])?)?;
+        let decay = if self.d > 1 {
+            let zero = crate::zeros(self.rho.device(), &[1], DType::F32)?;
+            crate::concat(&[&zero, &crate::slice(&self.rho, 0, 0, self.d - 1)?], 0)?
+        } else {
+            crate::zeros(self.rho.device(), &[1], DType::F32)?
+        };
+        let zeta = crate::linear_scan(&decay, &u, false)?;
+        let v = crate::mul(&zeta, &self.sigma_sorted.reshape(&[self.d, 1])?)?;
+        take_rows(&v, &self.inv)?.reshape(eps.shape())
+    }
+
+    /// Gaussian negative log-likelihood `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` per column.
+    pub fn nll(&self, r: &Tensor) -> Result<Tensor> {
+        let m = self.mahalanobis(r)?;
+        let konst = self.logdet()? + self.d as f32 * (2.0 * std::f32::consts::PI).ln();
+        crate::affine(&m, 0.5, 0.5 * konst)
+    }
+}
