@@ -84,7 +84,7 @@ impl OuCovariance {
             ));
         }
         let min_sigma = crate::min_all(sigma)?.to_scalar()?;
-        if !(min_sigma > 0.0) || crate::validate::count_nonfinite(sigma)? > 0.0 {
+        if min_sigma <= 0.0 || crate::validate::count_nonfinite(sigma)? > 0.0 {
             return Err(LapisError::invalid(
                 OP,
                 "sigma",
