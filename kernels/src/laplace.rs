@@ -170,3 +170,98 @@ pub fn laplace_weighted_kernel(
         }
     }
 }
+
+/// Phased (complex λ = a + i·b) preparation: decays `d_k = e^{−λΔ_k}` and `d⁺_k = d_{k+1}`
+/// as planar (re, im) pairs, modulus `e^{−aΔ} ≤ 1`; `u` as in [`laplace_prepare_kernel`].
+#[cube(launch)]
+pub fn laplace_prepare_phased_kernel(
+    z: &Array<f32>,
+    perm: &Array<u32>,
+    values: &Array<f32>,
+    dr: &mut Array<f32>,
+    di: &mut Array<f32>,
+    dnr: &mut Array<f32>,
+    dni: &mut Array<f32>,
+    u: &mut Array<f32>,
+    n_src: u32,
+    total: u32,
+    c: u32,
+    a: f32,
+    b: f32,
+) {
+    let unit = ABSOLUTE_POS as u32;
+    if unit >= total * c {
+        terminate!();
+    }
+    let k = unit / c;
+    let ch = unit % c;
+    let src = perm[k as usize];
+    let mut v = 0.0f32;
+    if src < n_src {
+        v = values[(src * c + ch) as usize];
+    }
+    u[unit as usize] = v;
+    if ch == 0 {
+        let zk = z[k as usize];
+        let mut r0 = 0.0f32;
+        let mut i0 = 0.0f32;
+        if k > 0 {
+            let gap = zk - z[(k - 1) as usize];
+            let m = (-a * gap).exp();
+            r0 = m * (b * gap).cos();
+            i0 = -m * (b * gap).sin();
+        }
+        dr[k as usize] = r0;
+        di[k as usize] = i0;
+        let mut r1 = 0.0f32;
+        let mut i1 = 0.0f32;
+        if k + 1 < total {
+            let gap = z[(k + 1) as usize] - zk;
+            let m = (-a * gap).exp();
+            r1 = m * (b * gap).cos();
+            i1 = -m * (b * gap).sin();
+        }
+        dnr[k as usize] = r1;
+        dni[k as usize] = i1;
+    }
+}
+
+/// Phased gather: `Y[j] = L_k + d⁺_k Q_{k+1}` in complex arithmetic, planar outputs.
+#[cube(launch)]
+pub fn laplace_gather_phased_kernel(
+    perm: &Array<u32>,
+    dnr: &Array<f32>,
+    dni: &Array<f32>,
+    lr: &Array<f32>,
+    li: &Array<f32>,
+    qr: &Array<f32>,
+    qi: &Array<f32>,
+    yr: &mut Array<f32>,
+    yi: &mut Array<f32>,
+    n_src: u32,
+    total: u32,
+    c: u32,
+) {
+    let unit = ABSOLUTE_POS as u32;
+    if unit >= total * c {
+        terminate!();
+    }
+    let k = unit / c;
+    let ch = unit % c;
+    let p = perm[k as usize];
+    if p >= n_src {
+        let mut rr = 0.0f32;
+        let mut ri = 0.0f32;
+        if k + 1 < total {
+            let a = dnr[k as usize];
+            let b = dni[k as usize];
+            let x = qr[(unit + c) as usize];
+            let y = qi[(unit + c) as usize];
+            rr = a * x - b * y;
+            ri = a * y + b * x;
+        }
+        let o = ((p - n_src) * c + ch) as usize;
+        yr[o] = lr[unit as usize] + rr;
+        yi[o] = li[unit as usize] + ri;
+    }
+}

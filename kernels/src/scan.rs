@@ -118,3 +118,127 @@ pub fn scan_apply_kernel(
         h_out[q] = h;
     }
 }
+
+/// Complex phase 1: like [`scan_aggregate_kernel`] with complex decays `d = dr + i·di` and
+/// values `u = ur + i·ui` (planar real/imaginary arrays).
+#[cube(launch)]
+pub fn cscan_aggregate_kernel(
+    dr: &Array<f32>,
+    di: &Array<f32>,
+    ur: &Array<f32>,
+    ui: &Array<f32>,
+    agg: &mut Array<f32>,
+    n: u32,
+    c: u32,
+    chunk: u32,
+    num_chunks: u32,
+    #[comptime] reverse: bool,
+) {
+    let unit = ABSOLUTE_POS as u32;
+    if unit >= num_chunks * c {
+        terminate!();
+    }
+    let p = unit / c;
+    let ch = unit % c;
+    let start = p * chunk;
+    let end = min(start + chunk, n);
+    let mut pr = 1.0f32;
+    let mut pi = 0.0f32;
+    let mut hr = 0.0f32;
+    let mut hi = 0.0f32;
+    for i in 0..end - start {
+        let mut k = start + i;
+        if comptime![reverse] {
+            k = end - 1 - i;
+        }
+        let a = dr[k as usize];
+        let b = di[k as usize];
+        let npr = pr * a - pi * b;
+        pi = pr * b + pi * a;
+        pr = npr;
+        let q = (k * c + ch) as usize;
+        let nhr = a * hr - b * hi + ur[q];
+        hi = a * hi + b * hr + ui[q];
+        hr = nhr;
+    }
+    // agg holds [pr, pi, hr, hi] per unit.
+    let o = (unit * 4) as usize;
+    agg[o] = pr;
+    agg[o + 1] = pi;
+    agg[o + 2] = hr;
+    agg[o + 3] = hi;
+}
+
+/// Complex phase 2: `carry[(p·c + ch)·2 + {0,1}]` = the complex `h` just before chunk `p`.
+#[cube(launch)]
+pub fn cscan_carry_kernel(
+    agg: &Array<f32>,
+    carry: &mut Array<f32>,
+    c: u32,
+    num_chunks: u32,
+    #[comptime] reverse: bool,
+) {
+    let ch = ABSOLUTE_POS as u32;
+    if ch >= c {
+        terminate!();
+    }
+    let mut hr = 0.0f32;
+    let mut hi = 0.0f32;
+    for i in 0..num_chunks {
+        let mut p = i;
+        if comptime![reverse] {
+            p = num_chunks - 1 - i;
+        }
+        let q = p * c + ch;
+        carry[(q * 2) as usize] = hr;
+        carry[(q * 2 + 1) as usize] = hi;
+        let o = (q * 4) as usize;
+        let pr = agg[o];
+        let pi = agg[o + 1];
+        let nhr = pr * hr - pi * hi + agg[o + 2];
+        hi = pr * hi + pi * hr + agg[o + 3];
+        hr = nhr;
+    }
+}
+
+/// Complex phase 3: rescans each chunk from its carry, writing `hr`, `hi`.
+#[cube(launch)]
+pub fn cscan_apply_kernel(
+    dr: &Array<f32>,
+    di: &Array<f32>,
+    ur: &Array<f32>,
+    ui: &Array<f32>,
+    carry: &Array<f32>,
+    out_r: &mut Array<f32>,
+    out_i: &mut Array<f32>,
+    n: u32,
+    c: u32,
+    chunk: u32,
+    num_chunks: u32,
+    #[comptime] reverse: bool,
+) {
+    let unit = ABSOLUTE_POS as u32;
+    if unit >= num_chunks * c {
+        terminate!();
+    }
+    let p = unit / c;
+    let ch = unit % c;
+    let start = p * chunk;
+    let end = min(start + chunk, n);
+    let mut hr = carry[(unit * 2) as usize];
+    let mut hi = carry[(unit * 2 + 1) as usize];
+    for i in 0..end - start {
+        let mut k = start + i;
+        if comptime![reverse] {
+            k = end - 1 - i;
+        }
+        let a = dr[k as usize];
+        let b = di[k as usize];
+        let q = (k * c + ch) as usize;
+        let nhr = a * hr - b * hi + ur[q];
+        hi = a * hi + b * hr + ui[q];
+        hr = nhr;
+        out_r[q] = hr;
+        out_i[q] = hi;
+    }
+}

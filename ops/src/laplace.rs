@@ -18,7 +18,8 @@
 //! would silently use `sign(0) = +1`). Numerics: every factor `e^{−λΔ}` is ≤ 1, so no sweep
 //! overflows for any spread; far sources underflow to 0, which is the exact value in f32.
 //! The backward recomputes the sweeps instead of saving them (memory O(N·c) either way).
-//! Complex ("phased") λ is not implemented yet.
+//! Phased (complex) λ = a + i·b, `a > 0`: [`laplace_apply_phased`] (forward only so far;
+//! its gradients are not implemented yet).
 
 use lapis_kernels::laplace as k;
 
@@ -305,4 +306,72 @@ pub fn laplace_apply_backward(
         targets,
         lambda: lam,
     })
+}
+
+/// Phased operator, `λ = a + i·b` with `a > 0`: `(Re Y, Im Y)` for real `V` (`[n]` or
+/// `[n, c]`), `Y[j, :] = Σ_i e^{−λ|t_j − s_i|} V[i, :]`. Decays have modulus `e^{−aΔ} ≤ 1`.
+pub fn laplace_apply_phased(
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    a: f32,
+    b: f32,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "laplace_apply_phased";
+    let (n, m, c) = check(OP, s, t, v, a)?;
+    if !b.is_finite() {
+        return Err(LapisError::invalid(OP, "b", b, "the phase must be finite"));
+    }
+    let total = n + m;
+    let dev = s.device();
+    let (z, perm) = crate::argsort(&crate::concat(&[s, t], 0)?)?;
+    let mk = |shape: &[usize]| Tensor::empty(OP, dev, shape, DType::F32);
+    let (dr, di, dnr, dni) = (mk(&[total])?, mk(&[total])?, mk(&[total])?, mk(&[total])?);
+    let u = mk(&[total, c])?;
+    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    launch_1d!(
+        dev,
+        total * c,
+        k::laplace_prepare_phased_kernel,
+        |client, R| (
+            arr::<R>(&z),
+            arr::<R>(&perm),
+            arr::<R>(v),
+            arr::<R>(&dr),
+            arr::<R>(&di),
+            arr::<R>(&dnr),
+            arr::<R>(&dni),
+            arr::<R>(&u),
+            n32,
+            t32,
+            c32,
+            a,
+            b,
+        )
+    );
+    let zero = crate::zeros(dev, &[total, c], DType::F32)?;
+    let (lr, li) = crate::scan::linear_scan_complex(&dr, &di, &u, &zero, false)?;
+    let (qr, qi) = crate::scan::linear_scan_complex(&dnr, &dni, &u, &zero, true)?;
+    let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    let (yr, yi) = (mk(&shape)?, mk(&shape)?);
+    launch_1d!(
+        dev,
+        total * c,
+        k::laplace_gather_phased_kernel,
+        |client, R| (
+            arr::<R>(&perm),
+            arr::<R>(&dnr),
+            arr::<R>(&dni),
+            arr::<R>(&lr),
+            arr::<R>(&li),
+            arr::<R>(&qr),
+            arr::<R>(&qi),
+            arr::<R>(&yr),
+            arr::<R>(&yi),
+            n32,
+            t32,
+            c32,
+        )
+    );
+    Ok((yr, yi))
 }

@@ -94,3 +94,88 @@ pub fn linear_scan(d: &Tensor, u: &Tensor, reverse: bool) -> Result<Tensor> {
     ));
     Ok(h)
 }
+
+/// Complex scan `h_k = d_k h_{k∓1} + u_k` with planar real/imaginary tensors: decays
+/// `(dr, di)` `[N]`, values `(ur, ui)` `[N, c]` (or `[N]`); returns `(hr, hi)`.
+pub fn linear_scan_complex(
+    dr: &Tensor,
+    di: &Tensor,
+    ur: &Tensor,
+    ui: &Tensor,
+    reverse: bool,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "linear_scan_complex";
+    for t in [di, ur, ui] {
+        validate::same_device(OP, dr, t)?;
+    }
+    for t in [dr, di, ur, ui] {
+        if t.dtype() != DType::F32 {
+            return Err(LapisError::DType {
+                op: OP,
+                got: t.dtype(),
+                msg: "the scan takes f32".into(),
+            });
+        }
+    }
+    if dr.rank() != 1 || di.shape() != dr.shape() || ur.shape() != ui.shape() {
+        return Err(LapisError::ShapeMismatch {
+            op: OP,
+            lhs: dr.shape().to_vec(),
+            rhs: di.shape().to_vec(),
+        });
+    }
+    let n = dr.numel();
+    let c = match ur.shape() {
+        [m] if *m == n => 1,
+        [m, c] if *m == n => *c,
+        _ => {
+            return Err(LapisError::ShapeMismatch {
+                op: OP,
+                lhs: dr.shape().to_vec(),
+                rhs: ur.shape().to_vec(),
+            })
+        }
+    };
+    let chunk = chunk_len(n);
+    let p = n.div_ceil(chunk);
+    let dev = dr.device();
+    let agg = Tensor::empty(OP, dev, &[p * c * 4], DType::F32)?;
+    let carry = Tensor::empty(OP, dev, &[p * c * 2], DType::F32)?;
+    let hr = Tensor::empty(OP, dev, ur.shape(), DType::F32)?;
+    let hi = Tensor::empty(OP, dev, ur.shape(), DType::F32)?;
+    let (n32, c32, chunk32, p32) = (n as u32, c as u32, chunk as u32, p as u32);
+    launch_1d!(dev, p * c, k::cscan_aggregate_kernel, |client, R| (
+        arr::<R>(dr),
+        arr::<R>(di),
+        arr::<R>(ur),
+        arr::<R>(ui),
+        arr::<R>(&agg),
+        n32,
+        c32,
+        chunk32,
+        p32,
+        reverse,
+    ));
+    launch_1d!(dev, c, k::cscan_carry_kernel, |client, R| (
+        arr::<R>(&agg),
+        arr::<R>(&carry),
+        c32,
+        p32,
+        reverse
+    ));
+    launch_1d!(dev, p * c, k::cscan_apply_kernel, |client, R| (
+        arr::<R>(dr),
+        arr::<R>(di),
+        arr::<R>(ur),
+        arr::<R>(ui),
+        arr::<R>(&carry),
+        arr::<R>(&hr),
+        arr::<R>(&hi),
+        n32,
+        c32,
+        chunk32,
+        p32,
+        reverse,
+    ));
+    Ok((hr, hi))
+}
