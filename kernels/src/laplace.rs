@@ -172,17 +172,21 @@ pub fn laplace_weighted_kernel(
 }
 
 /// Phased (complex λ = a + i·b) preparation: decays `d_k = e^{−λΔ_k}` and `d⁺_k = d_{k+1}`
-/// as planar (re, im) pairs, modulus `e^{−aΔ} ≤ 1`; `u` as in [`laplace_prepare_kernel`].
+/// as planar (re, im) pairs, modulus `e^{−aΔ} ≤ 1`; tie flags and complex values `u` as
+/// in [`laplace_prepare_kernel`].
 #[cube(launch)]
 pub fn laplace_prepare_phased_kernel(
     z: &Array<f32>,
     perm: &Array<u32>,
     values: &Array<f32>,
+    values_im: &Array<f32>,
     dr: &mut Array<f32>,
     di: &mut Array<f32>,
     dnr: &mut Array<f32>,
     dni: &mut Array<f32>,
+    tie: &mut Array<f32>,
     u: &mut Array<f32>,
+    u_im: &mut Array<f32>,
     n_src: u32,
     total: u32,
     c: u32,
@@ -197,12 +201,20 @@ pub fn laplace_prepare_phased_kernel(
     let ch = unit % c;
     let src = perm[k as usize];
     let mut v = 0.0f32;
+    let mut vi = 0.0f32;
     if src < n_src {
         v = values[(src * c + ch) as usize];
+        vi = values_im[(src * c + ch) as usize];
     }
     u[unit as usize] = v;
+    u_im[unit as usize] = vi;
     if ch == 0 {
         let zk = z[k as usize];
+        let mut tk = 0.0f32;
+        if k > 0 {
+            tk = select(zk == z[(k - 1) as usize], 1.0f32, 0.0f32);
+        }
+        tie[k as usize] = tk;
         let mut r0 = 0.0f32;
         let mut i0 = 0.0f32;
         if k > 0 {
@@ -263,5 +275,128 @@ pub fn laplace_gather_phased_kernel(
         let o = ((p - n_src) * c + ch) as usize;
         yr[o] = lr[unit as usize] + rr;
         yi[o] = li[unit as usize] + ri;
+    }
+}
+
+/// Phased moment inputs: `a_k = d_k Δ_k L_{k−1}`, `b_k = d⁺_k Δ_{k+1} Q_{k+1}` (complex).
+#[cube(launch)]
+pub fn laplace_moment_inputs_phased_kernel(
+    z: &Array<f32>,
+    dr: &Array<f32>,
+    di: &Array<f32>,
+    dnr: &Array<f32>,
+    dni: &Array<f32>,
+    lr: &Array<f32>,
+    li: &Array<f32>,
+    qr: &Array<f32>,
+    qi: &Array<f32>,
+    ar: &mut Array<f32>,
+    ai: &mut Array<f32>,
+    br: &mut Array<f32>,
+    bi: &mut Array<f32>,
+    total: u32,
+    c: u32,
+) {
+    let unit = ABSOLUTE_POS as u32;
+    if unit >= total * c {
+        terminate!();
+    }
+    let k = unit / c;
+    let mut xr = 0.0f32;
+    let mut xi = 0.0f32;
+    if k > 0 {
+        let g = z[k as usize] - z[(k - 1) as usize];
+        let pr = dr[k as usize] * g;
+        let pi = di[k as usize] * g;
+        let yr = lr[(unit - c) as usize];
+        let yi = li[(unit - c) as usize];
+        xr = pr * yr - pi * yi;
+        xi = pr * yi + pi * yr;
+    }
+    let mut wr = 0.0f32;
+    let mut wi = 0.0f32;
+    if k + 1 < total {
+        let g = z[(k + 1) as usize] - z[k as usize];
+        let pr = dnr[k as usize] * g;
+        let pi = dni[k as usize] * g;
+        let yr = qr[(unit + c) as usize];
+        let yi = qi[(unit + c) as usize];
+        wr = pr * yr - pi * yi;
+        wi = pr * yi + pi * yr;
+    }
+    ar[unit as usize] = xr;
+    ai[unit as usize] = xi;
+    br[unit as usize] = wr;
+    bi[unit as usize] = wi;
+}
+
+/// Phased weighted sums per target `j` at position `k`, with complex weights `w`:
+/// `signed[j] = Σ_c w·(L − T − R)` and `moment[j] = Σ_c w·(gL + gQ)` (complex; outputs
+/// are planar `[m, 2]`: re, im).
+#[cube(launch)]
+pub fn laplace_weighted_phased_kernel(
+    perm: &Array<u32>,
+    dnr: &Array<f32>,
+    dni: &Array<f32>,
+    lr: &Array<f32>,
+    li: &Array<f32>,
+    qr: &Array<f32>,
+    qi: &Array<f32>,
+    tr: &Array<f32>,
+    ti: &Array<f32>,
+    glr: &Array<f32>,
+    gli: &Array<f32>,
+    wr: &Array<f32>,
+    wi: &Array<f32>,
+    signed: &mut Array<f32>,
+    moment: &mut Array<f32>,
+    n_src: u32,
+    total: u32,
+    c: u32,
+    #[comptime] with_moment: bool,
+) {
+    let k = ABSOLUTE_POS as u32;
+    if k >= total {
+        terminate!();
+    }
+    let p = perm[k as usize];
+    if p >= n_src {
+        let j = p - n_src;
+        let mut sr = 0.0f32;
+        let mut si = 0.0f32;
+        let mut mr = 0.0f32;
+        let mut mi = 0.0f32;
+        for ch in 0..c {
+            let q = k * c + ch;
+            let mut rr = 0.0f32;
+            let mut ri = 0.0f32;
+            if k + 1 < total {
+                let a = dnr[k as usize];
+                let b = dni[k as usize];
+                let x = qr[(q + c) as usize];
+                let y = qi[(q + c) as usize];
+                rr = a * x - b * y;
+                ri = a * y + b * x;
+            }
+            let xr = lr[q as usize] - tr[q as usize] - rr;
+            let xi = li[q as usize] - ti[q as usize] - ri;
+            let a = wr[(j * c + ch) as usize];
+            let b = wi[(j * c + ch) as usize];
+            sr += a * xr - b * xi;
+            si += a * xi + b * xr;
+            if comptime![with_moment] {
+                // gL + gQ arrive pre-summed in (glr, gli).
+                let gr = glr[q as usize];
+                let gi = gli[q as usize];
+                mr += a * gr - b * gi;
+                mi += a * gi + b * gr;
+            }
+        }
+        signed[(j * 2) as usize] = sr;
+        signed[(j * 2 + 1) as usize] = si;
+        if comptime![with_moment] {
+            moment[(j * 2) as usize] = mr;
+            moment[(j * 2 + 1) as usize] = mi;
+        }
     }
 }

@@ -18,8 +18,8 @@
 //! would silently use `sign(0) = +1`). Numerics: every factor `e^{−λΔ}` is ≤ 1, so no sweep
 //! overflows for any spread; far sources underflow to 0, which is the exact value in f32.
 //! The backward recomputes the sweeps instead of saving them (memory O(N·c) either way).
-//! Phased (complex) λ = a + i·b, `a > 0`: [`laplace_apply_phased`] (forward only so far;
-//! its gradients are not implemented yet).
+//! Phased (complex) λ = a + i·b, `a > 0`: [`laplace_apply_phased`] and
+//! [`laplace_apply_phased_backward`] (same sweeps in complex arithmetic; conventions there).
 
 use lapis_kernels::laplace as k;
 
@@ -308,6 +308,205 @@ pub fn laplace_apply_backward(
     })
 }
 
+/// Planar complex tensor `(re, im)`.
+type Cx = (Tensor, Tensor);
+
+/// The phased sweeps on the merged sorted sequence.
+struct PhasedSweeps {
+    perm: Tensor,
+    dn: Cx,
+    l: Cx,
+    q: Cx,
+    tie_mass: Option<Cx>,
+    /// `gL + gQ` (gradients only).
+    moment: Option<Cx>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn phased_sweeps(
+    src: &Tensor,
+    tgt: &Tensor,
+    vr: &Tensor,
+    vi: &Tensor,
+    a: f32,
+    b: f32,
+    tie: bool,
+    moment: bool,
+) -> Result<PhasedSweeps> {
+    const OP: &str = "laplace_apply_phased";
+    let (n, m) = (src.numel(), tgt.numel());
+    let c = vr.numel() / n;
+    let total = n + m;
+    let dev = src.device();
+    let (z, perm) = crate::argsort(&crate::concat(&[src, tgt], 0)?)?;
+    let mk = |shape: &[usize]| Tensor::empty(OP, dev, shape, DType::F32);
+    let (dr, di, dnr, dni, tf) = (
+        mk(&[total])?,
+        mk(&[total])?,
+        mk(&[total])?,
+        mk(&[total])?,
+        mk(&[total])?,
+    );
+    let (ur, ui) = (mk(&[total, c])?, mk(&[total, c])?);
+    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    launch_1d!(
+        dev,
+        total * c,
+        k::laplace_prepare_phased_kernel,
+        |client, R| (
+            arr::<R>(&z),
+            arr::<R>(&perm),
+            arr::<R>(vr),
+            arr::<R>(vi),
+            arr::<R>(&dr),
+            arr::<R>(&di),
+            arr::<R>(&dnr),
+            arr::<R>(&dni),
+            arr::<R>(&tf),
+            arr::<R>(&ur),
+            arr::<R>(&ui),
+            n32,
+            t32,
+            c32,
+            a,
+            b,
+        )
+    );
+    let scan = crate::scan::linear_scan_complex;
+    let l = scan(&dr, &di, &ur, &ui, false)?;
+    let q = scan(&dnr, &dni, &ur, &ui, true)?;
+    let tie_mass = if tie {
+        Some(scan(
+            &tf,
+            &crate::zeros(dev, &[total], DType::F32)?,
+            &ur,
+            &ui,
+            false,
+        )?)
+    } else {
+        None
+    };
+    let moment = if moment {
+        let (ar, ai, br, bi) = (
+            mk(&[total, c])?,
+            mk(&[total, c])?,
+            mk(&[total, c])?,
+            mk(&[total, c])?,
+        );
+        launch_1d!(
+            dev,
+            total * c,
+            k::laplace_moment_inputs_phased_kernel,
+            |client, R| (
+                arr::<R>(&z),
+                arr::<R>(&dr),
+                arr::<R>(&di),
+                arr::<R>(&dnr),
+                arr::<R>(&dni),
+                arr::<R>(&l.0),
+                arr::<R>(&l.1),
+                arr::<R>(&q.0),
+                arr::<R>(&q.1),
+                arr::<R>(&ar),
+                arr::<R>(&ai),
+                arr::<R>(&br),
+                arr::<R>(&bi),
+                t32,
+                c32,
+            )
+        );
+        let gl = scan(&dr, &di, &ar, &ai, false)?;
+        let gq = scan(&dnr, &dni, &br, &bi, true)?;
+        Some((crate::add(&gl.0, &gq.0)?, crate::add(&gl.1, &gq.1)?))
+    } else {
+        None
+    };
+    Ok(PhasedSweeps {
+        perm,
+        dn: (dnr, dni),
+        l,
+        q,
+        tie_mass,
+        moment,
+    })
+}
+
+fn phased_gather(sw: &PhasedSweeps, n: usize, m: usize, c: usize, shape: &[usize]) -> Result<Cx> {
+    let dev = sw.perm.device();
+    let total = n + m;
+    let yr = Tensor::empty("laplace_apply_phased", dev, shape, DType::F32)?;
+    let yi = Tensor::empty("laplace_apply_phased", dev, shape, DType::F32)?;
+    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    launch_1d!(
+        dev,
+        total * c,
+        k::laplace_gather_phased_kernel,
+        |client, R| (
+            arr::<R>(&sw.perm),
+            arr::<R>(&sw.dn.0),
+            arr::<R>(&sw.dn.1),
+            arr::<R>(&sw.l.0),
+            arr::<R>(&sw.l.1),
+            arr::<R>(&sw.q.0),
+            arr::<R>(&sw.q.1),
+            arr::<R>(&yr),
+            arr::<R>(&yi),
+            n32,
+            t32,
+            c32,
+        )
+    );
+    Ok((yr, yi))
+}
+
+/// Per target: complex `Σ_c w·(L − T − R)` and (with moments) `Σ_c w·(gL + gQ)`, each `[m, 2]`.
+fn phased_weighted(
+    sw: &PhasedSweeps,
+    w: &Cx,
+    n: usize,
+    m: usize,
+    c: usize,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let dev = sw.perm.device();
+    let total = n + m;
+    let signed = Tensor::empty("laplace_backward", dev, &[m, 2], DType::F32)?;
+    let moment = Tensor::empty("laplace_backward", dev, &[m, 2], DType::F32)?;
+    let t = sw
+        .tie_mass
+        .as_ref()
+        .expect("backward sweeps carry the tie mass");
+    let g = sw.moment.as_ref().unwrap_or(t); // unread without moments
+    let with_moment = sw.moment.is_some();
+    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    launch_1d!(
+        dev,
+        total,
+        k::laplace_weighted_phased_kernel,
+        |client, R| (
+            arr::<R>(&sw.perm),
+            arr::<R>(&sw.dn.0),
+            arr::<R>(&sw.dn.1),
+            arr::<R>(&sw.l.0),
+            arr::<R>(&sw.l.1),
+            arr::<R>(&sw.q.0),
+            arr::<R>(&sw.q.1),
+            arr::<R>(&t.0),
+            arr::<R>(&t.1),
+            arr::<R>(&g.0),
+            arr::<R>(&g.1),
+            arr::<R>(&w.0),
+            arr::<R>(&w.1),
+            arr::<R>(&signed),
+            arr::<R>(&moment),
+            n32,
+            t32,
+            c32,
+            with_moment,
+        )
+    );
+    Ok((signed, with_moment.then_some(moment)))
+}
+
 /// Phased operator, `λ = a + i·b` with `a > 0`: `(Re Y, Im Y)` for real `V` (`[n]` or
 /// `[n, c]`), `Y[j, :] = Σ_i e^{−λ|t_j − s_i|} V[i, :]`. Decays have modulus `e^{−aΔ} ≤ 1`.
 pub fn laplace_apply_phased(
@@ -322,56 +521,68 @@ pub fn laplace_apply_phased(
     if !b.is_finite() {
         return Err(LapisError::invalid(OP, "b", b, "the phase must be finite"));
     }
-    let total = n + m;
-    let dev = s.device();
-    let (z, perm) = crate::argsort(&crate::concat(&[s, t], 0)?)?;
-    let mk = |shape: &[usize]| Tensor::empty(OP, dev, shape, DType::F32);
-    let (dr, di, dnr, dni) = (mk(&[total])?, mk(&[total])?, mk(&[total])?, mk(&[total])?);
-    let u = mk(&[total, c])?;
-    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
-    launch_1d!(
-        dev,
-        total * c,
-        k::laplace_prepare_phased_kernel,
-        |client, R| (
-            arr::<R>(&z),
-            arr::<R>(&perm),
-            arr::<R>(v),
-            arr::<R>(&dr),
-            arr::<R>(&di),
-            arr::<R>(&dnr),
-            arr::<R>(&dni),
-            arr::<R>(&u),
-            n32,
-            t32,
-            c32,
-            a,
-            b,
-        )
-    );
-    let zero = crate::zeros(dev, &[total, c], DType::F32)?;
-    let (lr, li) = crate::scan::linear_scan_complex(&dr, &di, &u, &zero, false)?;
-    let (qr, qi) = crate::scan::linear_scan_complex(&dnr, &dni, &u, &zero, true)?;
+    let zero = crate::zeros(s.device(), v.shape(), DType::F32)?;
+    let sw = phased_sweeps(s, t, v, &zero, a, b, false, false)?;
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    let (yr, yi) = (mk(&shape)?, mk(&shape)?);
-    launch_1d!(
-        dev,
-        total * c,
-        k::laplace_gather_phased_kernel,
-        |client, R| (
-            arr::<R>(&perm),
-            arr::<R>(&dnr),
-            arr::<R>(&dni),
-            arr::<R>(&lr),
-            arr::<R>(&li),
-            arr::<R>(&qr),
-            arr::<R>(&qi),
-            arr::<R>(&yr),
-            arr::<R>(&yi),
-            n32,
-            t32,
-            c32,
-        )
-    );
-    Ok((yr, yi))
+    phased_gather(&sw, n, m, c, &shape)
+}
+
+/// Gradients of the phased operator for real `V`, `s`, `t`, `a`, `b`, with the loss
+/// `ℓ = Σ Ḡr·Re Y + Σ Ḡi·Im Y` (`gy_re`, `gy_im` of `Y`'s shape). With `G = Ḡr + iḠi`,
+/// `∂ℓ/∂p = Re Σ conj(G) ∂Y/∂p` for every real `p`; [`LaplaceGrads::lambda`] holds `∂ℓ/∂a`
+/// and the second value returned is `∂ℓ/∂b` (`ā + i·b̄` is PyTorch's complex `.grad`).
+pub fn laplace_apply_phased_backward(
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    a: f32,
+    b: f32,
+    gy_re: &Tensor,
+    gy_im: &Tensor,
+) -> Result<(LaplaceGrads, f32)> {
+    const OP: &str = "laplace_apply_phased_backward";
+    let (n, m, c) = check(OP, s, t, v, a)?;
+    if !b.is_finite() {
+        return Err(LapisError::invalid(OP, "b", b, "the phase must be finite"));
+    }
+    let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    for g in [gy_re, gy_im] {
+        crate::validate::same_device(OP, s, g)?;
+        if g.shape() != want.as_slice() || g.dtype() != DType::F32 {
+            return Err(LapisError::ShapeMismatch {
+                op: OP,
+                lhs: want.clone(),
+                rhs: g.shape().to_vec(),
+            });
+        }
+    }
+    let conj_g = (gy_re.clone(), crate::neg(gy_im)?);
+    // −λ·S for S = (Sr, Si): real part −(a·Sr − b·Si).
+    let re_neg_lambda = |sgn: &Tensor, len: usize| -> Result<Tensor> {
+        let sr = crate::slice(sgn, 1, 0, 1)?.reshape(&[len])?;
+        let si = crate::slice(sgn, 1, 1, 2)?.reshape(&[len])?;
+        crate::sub(&crate::mul_scalar(&si, b)?, &crate::mul_scalar(&sr, a)?)
+    };
+    // Original orientation: t̄, ā, b̄.
+    let zero_v = crate::zeros(s.device(), v.shape(), DType::F32)?;
+    let sw = phased_sweeps(s, t, v, &zero_v, a, b, true, true)?;
+    let (signed_t, moment) = phased_weighted(&sw, &conj_g, n, m, c)?;
+    drop(sw);
+    let targets = re_neg_lambda(&signed_t, m)?;
+    let msum = crate::sum(&moment.expect("moments requested"), 0)?.to_vec::<f32>()?;
+    let (grad_a, grad_b) = (-msum[0], msum[1]);
+    // Swapped orientation: the sweeps carry conj(G); V̄ = Re, s̄ from weights V.
+    let sw = phased_sweeps(t, s, &conj_g.0, &conj_g.1, a, b, true, false)?;
+    let (values, _) = phased_gather(&sw, m, n, c, v.shape())?;
+    let (signed_s, _) = phased_weighted(&sw, &(v.clone(), zero_v), m, n, c)?;
+    let sources = re_neg_lambda(&signed_s, n)?;
+    Ok((
+        LaplaceGrads {
+            values,
+            sources,
+            targets,
+            lambda: grad_a,
+        },
+        grad_b,
+    ))
 }

@@ -213,3 +213,34 @@ proptest! {
         prop_assert!(er < 1e-4 && ei < 1e-4, "re {} im {}", er, ei);
     }
 }
+
+proptest! {
+    #![proptest_config(cases(16))]
+
+    /// Phased gradients vs the reference's closed forms (`gy_im` included), scaled as in the
+    /// real case by the absolute sums (|K| = e^{−a|t−s|}).
+    #[test]
+    fn phased_gradients_match_dense_reference(n in 1usize..150, m in 1usize..150, c in 1usize..=3, kind in 0u8..2, a in prop::sample::select(vec![0.3f64, 2.0]), b in prop::sample::select(vec![-1.5f64, 0.7]), seed in 0u64..1000) {
+        let dev = device();
+        let (s, t, v) = (coords(n, kind, seed), coords(m, kind, seed + 1), vals(n, c, seed));
+        let (gr, gi) = (vals(m, c, seed + 5), vals(m, c, seed + 6));
+        let (g, gb) = lapis_ops::laplace_apply_phased_backward(&up1(&dev, &s), &up1(&dev, &t), &upload(&dev, &v), a as f32, b as f32, &upload(&dev, &gr), &upload(&dev, &gi)).unwrap();
+        let lam = (a as f32 as f64, b as f32 as f64);
+        let want = r::laplace_apply_grad(&s, &t, &v, lam, &gr, Some(&gi));
+        let gabs = RefTensor::new(&gr.shape, gr.data.iter().zip(&gi.data).map(|(x, y)| x.abs() + y.abs()).collect());
+        let (kv, _) = r::laplace_apply(&s, &t, &abs(&v), (lam.0, 0.0));
+        let (kty, _) = r::laplace_apply(&t, &s, &gabs, (lam.0, 0.0));
+        let lmod = (lam.0 * lam.0 + lam.1 * lam.1).sqrt();
+        let t_scale: Vec<f64> = (0..m).map(|j| lmod * (0..c).map(|ch| gabs.data[j * c + ch] * kv.data[j * c + ch]).sum::<f64>()).collect();
+        let s_scale: Vec<f64> = (0..n).map(|i| lmod * (0..c).map(|ch| v.data[i * c + ch].abs() * kty.data[i * c + ch]).sum::<f64>()).collect();
+        let l_scale = r::laplace_apply_grad(&s, &t, &abs(&v), (lam.0, 0.0), &gabs, None).lambda_re.abs();
+        let tg: Vec<f64> = g.targets.to_vec::<f32>().unwrap().iter().map(|&x| x as f64).collect();
+        let sg: Vec<f64> = g.sources.to_vec::<f32>().unwrap().iter().map(|&x| x as f64).collect();
+        let e_v = worst(&download(&g.values).data, &want.v.data, &kty.data);
+        let e_t = worst(&tg, &want.t, &t_scale);
+        let e_s = worst(&sg, &want.s, &s_scale);
+        let e_a = (g.lambda as f64 - want.lambda_re).abs() / l_scale.max(1e-30);
+        let e_b = (gb as f64 - want.lambda_im).abs() / l_scale.max(1e-30);
+        prop_assert!(e_v < 1e-4 && e_t < 1e-4 && e_s < 1e-4 && e_a < 1e-4 && e_b < 1e-4, "V {} t {} s {} a {} b {}", e_v, e_t, e_s, e_a, e_b);
+    }
+}
