@@ -62,6 +62,16 @@ fn rho_of(y: f32) -> f32 {
     select(om < ONE_MINUS_RHO2_FLOOR, floor_rho, (-0.5f32 * y).exp())
 }
 
+/// `(B z)_k = z_k − ρ_{k−1} z_{k−1}` at flat position `unit = k·c + ch`.
+#[cube]
+fn bidiag(z: &Array<f32>, rho: &Array<f32>, unit: u32, k: u32, c: u32) -> f32 {
+    let mut v = z[unit as usize];
+    if k > 0 {
+        v -= rho[(k - 1) as usize] * z[(unit - c) as usize];
+    }
+    v
+}
+
 /// Whitening `e = L⁻¹ z`: `e_k = (z_k − ρ_{k−1} z_{k−1}) / s_k`, `z [d, c]` sorted.
 #[cube(launch)]
 pub fn ou_whiten_kernel(
@@ -77,11 +87,7 @@ pub fn ou_whiten_kernel(
         terminate!();
     }
     let k = unit / c;
-    let mut v = z[unit as usize];
-    if k > 0 {
-        v -= rho[(k - 1) as usize] * z[(unit - c) as usize];
-    }
-    e[unit as usize] = v / om[k as usize].sqrt();
+    e[unit as usize] = bidiag(z, rho, unit, k, c) / om[k as usize].sqrt();
 }
 
 /// `w = C⁻¹ z = Bᵀ S⁻² B z`: with `f_k = (z_k − ρ_{k−1} z_{k−1}) / s_k²`,
@@ -100,15 +106,9 @@ pub fn ou_precision_kernel(
         terminate!();
     }
     let k = unit / c;
-    let mut f = z[unit as usize];
-    if k > 0 {
-        f -= rho[(k - 1) as usize] * z[(unit - c) as usize];
-    }
-    f /= om[k as usize];
+    let mut f = bidiag(z, rho, unit, k, c) / om[k as usize];
     if k + 1 < d {
-        let fn1 =
-            (z[(unit + c) as usize] - rho[k as usize] * z[unit as usize]) / om[(k + 1) as usize];
-        f -= rho[k as usize] * fn1;
+        f -= rho[k as usize] * bidiag(z, rho, unit + c, k + 1, c) / om[(k + 1) as usize];
     }
     w[unit as usize] = f;
 }
