@@ -112,3 +112,46 @@ pub fn ou_precision_kernel(
     }
     w[unit as usize] = f;
 }
+
+/// Gradient pieces of the Gaussian NLL through the chain's `ρ`: for sorted position
+/// `k ≥ 1` (gap `Δ = x_k − x_{k−1}`, `ρ = ρ_{k−1}`, `s² = 1 − ρ²`),
+/// `g_ρ = Σ_c e_k (e_k ρ / s² − z_{k−1} / s) − c·ρ / s²` (from `½e_k²` and `½ ln s²`), then
+/// `gdelta[k] = ∂/∂Δ = −λ ρ g_ρ` and `glam[k] = ∂/∂λ = −Δ ρ g_ρ`; 0 at `k = 0` and where
+/// `1 − ρ²` sits on its floor (`ρ` is constant there).
+#[cube(launch)]
+pub fn ou_nll_rho_grad_kernel(
+    x: &Array<f32>,
+    z: &Array<f32>,
+    e: &Array<f32>,
+    rho: &Array<f32>,
+    om: &Array<f32>,
+    gdelta: &mut Array<f32>,
+    glam: &mut Array<f32>,
+    d: u32,
+    c: u32,
+    lambda: f32,
+) {
+    let k = ABSOLUTE_POS as u32;
+    if k >= d {
+        terminate!();
+    }
+    let mut gd = 0.0f32;
+    let mut gl = 0.0f32;
+    if k > 0 {
+        let o = om[k as usize];
+        if o > ONE_MINUS_RHO2_FLOOR {
+            let r = rho[(k - 1) as usize];
+            let s = o.sqrt();
+            let mut g = 0.0f32;
+            for ch in 0..c {
+                let ek = e[(k * c + ch) as usize];
+                g += ek * (ek * r / o - z[((k - 1) * c + ch) as usize] / s);
+            }
+            g -= f32::cast_from(c) * r / o;
+            gd = -lambda * r * g;
+            gl = -(x[k as usize] - x[(k - 1) as usize]) * r * g;
+        }
+    }
+    gdelta[k as usize] = gd;
+    glam[k as usize] = gl;
+}

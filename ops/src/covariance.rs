@@ -12,7 +12,8 @@
 //!
 //! Guards: tied coordinates give `ρ = 1` and a singular `C`; `1 − ρ²` is floored at 1e-8
 //! (see `lapis_kernels::covariance`), so ties yield a nearly-singular but valid chain rather
-//! than NaN. Gradients of these ops are not implemented yet.
+//! than NaN. [`OuCovariance::nll_backward`] gives the NLL's gradients for r, σ, x and λ (the
+//! other ops' gradients follow from it or are not implemented yet).
 
 use lapis_kernels::{covariance as k, sort as sk};
 
@@ -21,8 +22,23 @@ use crate::error::{LapisError, Result};
 use crate::launch_1d;
 use crate::tensor::{arr, Tensor};
 
+/// Gradients of the summed Gaussian NLL (over columns of `r`).
+#[derive(Debug, Clone)]
+pub struct OuNllGrads {
+    /// `∂/∂r = Σ⁻¹ r`, shape of `r`.
+    pub r: Tensor,
+    /// `∂/∂σ_i = (c − Σ_c z_i w_i) / σ_i` with `z = r/σ`, `w = C⁻¹ z`.
+    pub sigma: Tensor,
+    /// `∂/∂x_i` (through the gaps; 0 across floored ties).
+    pub x: Tensor,
+    /// `∂/∂λ`.
+    pub lambda: f32,
+}
+
 /// The OU covariance of `d` coordinates, factored once (sorted order kept inside).
 pub struct OuCovariance {
+    xs: Tensor,
+    lambda: f32,
     perm: Tensor,
     inv: Tensor,
     sigma_sorted: Tensor,
@@ -120,6 +136,8 @@ impl OuCovariance {
             lambda,
         ));
         Ok(OuCovariance {
+            xs,
+            lambda,
             perm,
             inv,
             sigma_sorted,
@@ -227,5 +245,56 @@ impl OuCovariance {
         let m = self.mahalanobis(r)?;
         let konst = self.logdet()? + self.d as f32 * (2.0 * std::f32::consts::PI).ln();
         crate::affine(&m, 0.5, 0.5 * konst)
+    }
+
+    /// Gradients of `Σ_columns nll(r)` w.r.t. `r`, `σ`, `x` and `λ`, all O(d·c).
+    ///
+    /// With `z = r/σ` (sorted), `e = L⁻¹z`, `w = C⁻¹z`: `r̄ = w/σ`,
+    /// `σ̄_i = (c − Σ_c z_i w_i)/σ_i`, and through `ρ_k = e^{−λΔ_k}`:
+    /// `∂/∂ρ_{k−1} = Σ_c e_k(e_k ρ/s_k² − z_{k−1}/s_k) − c ρ/s_k²`,
+    /// `∂ρ/∂Δ = −λρ`, `∂ρ/∂λ = −Δρ`, `x̄_k = Δ̄_{k−1} − Δ̄_k` (sorted order).
+    pub fn nll_backward(&self, r: &Tensor) -> Result<OuNllGrads> {
+        let c = self.check_r("ou_nll_backward", r)?;
+        let dev = r.device();
+        let z = self.scaled_sorted(r, c)?;
+        let e = self.kernel2(&z, c, true)?;
+        let w = self.kernel2(&z, c, false)?;
+        let sig = self.sigma_sorted.reshape(&[self.d, 1])?;
+        let r_bar = take_rows(&crate::div(&w, &sig)?, &self.inv)?.reshape(r.shape())?;
+        // σ̄ = (c − Σ_c z·w) / σ
+        let zw = crate::sum(&crate::mul(&z, &w)?, 1)?;
+        let sigma_bar_sorted = crate::div(&crate::affine(&zw, -1.0, c as f32)?, &sig)?;
+        let sigma_bar = take_rows(&sigma_bar_sorted, &self.inv)?.reshape(&[self.d])?;
+        let gdelta = Tensor::empty("ou_nll_backward", dev, &[self.d], DType::F32)?;
+        let glam = Tensor::empty("ou_nll_backward", dev, &[self.d], DType::F32)?;
+        let (d32, c32, lam) = (self.d as u32, c as u32, self.lambda);
+        launch_1d!(dev, self.d, k::ou_nll_rho_grad_kernel, |client, R| (
+            arr::<R>(&self.xs),
+            arr::<R>(&z),
+            arr::<R>(&e),
+            arr::<R>(&self.rho),
+            arr::<R>(&self.om),
+            arr::<R>(&gdelta),
+            arr::<R>(&glam),
+            d32,
+            c32,
+            lam,
+        ));
+        // x̄_k = Δ̄_k(as stored at k) − Δ̄_{k+1}
+        let next = if self.d > 1 {
+            let zero = crate::zeros(dev, &[1], DType::F32)?;
+            crate::concat(&[&crate::slice(&gdelta, 0, 1, self.d)?, &zero], 0)?
+        } else {
+            crate::zeros(dev, &[1], DType::F32)?
+        };
+        let x_bar_sorted = crate::sub(&gdelta, &next)?;
+        let x_bar = take_rows(&x_bar_sorted, &self.inv)?;
+        let lambda = crate::sum_all(&glam)?.to_scalar()?;
+        Ok(OuNllGrads {
+            r: r_bar,
+            sigma: sigma_bar,
+            x: x_bar,
+            lambda,
+        })
     }
 }

@@ -57,7 +57,7 @@ pub mod tensor;
 pub mod timing;
 mod validate;
 
-pub use covariance::OuCovariance;
+pub use covariance::{OuCovariance, OuNllGrads};
 pub use creation::{arange, fill, normal, ones, uniform, zeros};
 pub use cubecl;
 pub use device::{list_devices, Device, DeviceInfo, DeviceKind};

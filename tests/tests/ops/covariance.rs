@@ -120,3 +120,66 @@ fn ou_ties_stay_finite() {
     assert!(OuCovariance::new(&up(&dev, &[0.0, 1.0]), 1.0, &up(&dev, &[1.0, -1.0])).is_err());
     assert!(OuCovariance::new(&up(&dev, &[0.0, f64::NAN]), 1.0, &up(&dev, &[1.0, 1.0])).is_err());
 }
+
+/// NLL gradients vs central finite differences of the f64 reference NLL
+/// (`½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` by dense Cholesky), h = 1e-5 relative.
+#[test]
+fn ou_nll_gradients_match_finite_differences() {
+    let dev = device();
+    for (d, lam, seed) in [
+        (1usize, 0.7f64, 1u64),
+        (5, 0.3, 2),
+        (40, 1.1, 3),
+        (90, 0.05, 4),
+    ] {
+        let x: Vec<f64> = {
+            let base = lcg(d, seed, 0.0, 0.4);
+            let perm = lcg(d, seed + 50, 0.0, 1.0);
+            let mut idx: Vec<usize> = (0..d).collect();
+            idx.sort_by(|&a, &b| perm[a].total_cmp(&perm[b]));
+            idx.iter()
+                .map(|&i| ((i as f64 * 1.1 + base[i]) / lam) as f32 as f64)
+                .collect()
+        };
+        let sigma = lcg(d, seed + 9, 0.5, 2.0);
+        let rv = lcg(d, seed + 3, -1.0, 1.0);
+        let lam32 = lam as f32 as f64;
+        let nll = |x: &[f64], lam: f64, sigma: &[f64], rv: &[f64]| {
+            let l = r::cholesky(&r::ou_cov_dense(x, lam, sigma));
+            let sol = r::cholesky_solve(&l, rv);
+            let m: f64 = rv.iter().zip(&sol).map(|(a, b)| a * b).sum();
+            0.5 * (m + r::cholesky_logdet(&l) + x.len() as f64 * (2.0 * std::f64::consts::PI).ln())
+        };
+        let cov = OuCovariance::new(&up(&dev, &x), lam as f32, &up(&dev, &sigma)).unwrap();
+        let g = cov.nll_backward(&up(&dev, &rv)).unwrap();
+        let h = 1e-5;
+        let fd_r = r::finite_diff(|v| nll(&x, lam32, &sigma, v), &rv, h);
+        let fd_s = r::finite_diff(|v| nll(&x, lam32, v, &rv), &sigma, h);
+        let fd_x = r::finite_diff(|v| nll(v, lam32, &sigma, &rv), &x, h);
+        let fd_l = r::finite_diff(|v| nll(&x, v[0], &sigma, &rv), &[lam32], h * lam32)[0];
+        let to64 = |t: &Tensor| {
+            t.to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|&v| v as f64)
+                .collect::<Vec<_>>()
+        };
+        for (name, got, want) in [
+            ("r", to64(&g.r), fd_r),
+            ("sigma", to64(&g.sigma), fd_s),
+            ("x", to64(&g.x), fd_x),
+        ] {
+            let scale = want.iter().fold(1e-3f64, |a, v| a.max(v.abs()));
+            // f32 sweeps vs f64 differences: 1e-3 of the block's largest entry (the chain
+            // amplifies rounding by ≤ 1/(1 − ρ²) ≈ 10 here).
+            r::assert_close(&got, &want, 0.0, 1e-3 * scale)
+                .unwrap_or_else(|m| panic!("d = {d}, {name}: {m}"));
+        }
+        assert!(
+            (g.lambda as f64 - fd_l).abs() <= 1e-3 * fd_l.abs().max(1.0),
+            "d = {d}: λ̄ {} vs {}",
+            g.lambda,
+            fd_l
+        );
+    }
+}
