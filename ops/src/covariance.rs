@@ -71,6 +71,21 @@ fn take_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
+/// `x [d]` moved one place, the vacated end set to 0: `[0, x_0, …, x_{d−2}]` when `right`,
+/// else `[x_1, …, x_{d−1}, 0]`.
+fn shift1(x: &Tensor, right: bool) -> Result<Tensor> {
+    let d = x.numel();
+    let zero = crate::zeros(x.device(), &[1], DType::F32)?;
+    if d == 1 {
+        return Ok(zero);
+    }
+    if right {
+        crate::concat(&[&zero, &crate::slice(x, 0, 0, d - 1)?], 0)
+    } else {
+        crate::concat(&[&crate::slice(x, 0, 1, d)?, &zero], 0)
+    }
+}
+
 impl OuCovariance {
     /// Factors `Σ = diag(σ) e^{−λ|x_i − x_j|} diag(σ)`: `x`, `sigma` f32 `[d]`, `σ > 0`,
     /// `λ > 0`, finite coordinates.
@@ -229,12 +244,7 @@ impl OuCovariance {
         let es = take_rows(&eps.reshape(&[self.d, c])?, &self.perm)?;
         // ζ_k = ρ_{k−1} ζ_{k−1} + s_k ε_k: a linear scan with decays ρ shifted by one.
         let u = crate::mul(&es, &crate::sqrt(&self.om)?.reshape(&[self.d, 1])?)?;
-        let decay = if self.d > 1 {
-            let zero = crate::zeros(self.rho.device(), &[1], DType::F32)?;
-            crate::concat(&[&zero, &crate::slice(&self.rho, 0, 0, self.d - 1)?], 0)?
-        } else {
-            crate::zeros(self.rho.device(), &[1], DType::F32)?
-        };
+        let decay = shift1(&self.rho, true)?;
         let zeta = crate::linear_scan(&decay, &u, false)?;
         let v = crate::mul(&zeta, &self.sigma_sorted.reshape(&[self.d, 1])?)?;
         take_rows(&v, &self.inv)?.reshape(eps.shape())
@@ -281,12 +291,7 @@ impl OuCovariance {
             lam,
         ));
         // x̄_k = Δ̄_k(as stored at k) − Δ̄_{k+1}
-        let next = if self.d > 1 {
-            let zero = crate::zeros(dev, &[1], DType::F32)?;
-            crate::concat(&[&crate::slice(&gdelta, 0, 1, self.d)?, &zero], 0)?
-        } else {
-            crate::zeros(dev, &[1], DType::F32)?
-        };
+        let next = shift1(&gdelta, false)?;
         let x_bar_sorted = crate::sub(&gdelta, &next)?;
         let x_bar = take_rows(&x_bar_sorted, &self.inv)?;
         let lambda = crate::sum_all(&glam)?.to_scalar()?;
