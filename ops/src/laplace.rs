@@ -586,3 +586,16 @@ pub fn laplace_apply_phased_backward(
         grad_b,
     ))
 }
+
+/// Gradients of the Gram operator `y = K(x, x) v`: `(V̄, x̄, λ̄)` with `x̄ = s̄ + t̄` (the
+/// anchors play both roles; ties between distinct points contribute 0, a point with itself
+/// has `sign(0) = 0` too).
+pub fn laplace_gram_backward(
+    x: &Tensor,
+    v: &Tensor,
+    lambda: f32,
+    gy: &Tensor,
+) -> Result<(Tensor, Tensor, f32)> {
+    let g = laplace_apply_backward(x, x, v, lambda, gy)?;
+    Ok((g.values, crate::add(&g.sources, &g.targets)?, g.lambda))
+}

@@ -15,7 +15,7 @@
 //! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
 //! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
 //! | sort | [`argsort`], [`argsort_rows`] (stable radix sort, NaN last) | [`sort`](mod@sort) |
-//! | Laplace operator | [`laplace_apply`], [`laplace_gram`], [`laplace_apply_backward`] (real λ), [`laplace_apply_phased`], [`laplace_apply_phased_backward`] (complex λ) | [`laplace`](mod@laplace) |
+//! | Laplace operator | [`laplace_apply`], [`laplace_gram`], [`laplace_gram_backward`], [`laplace_apply_backward`] (real λ), [`laplace_apply_phased`], [`laplace_apply_phased_backward`] (complex λ) | [`laplace`](mod@laplace) |
 //! | FFT (cubek-fft) | [`rfft`] (power-of-two lengths) | [`fft`] |
 //! | OU covariance | [`OuCovariance`]: log det, Mahalanobis, solve, sample, NLL in O(d) after a sort | [`covariance`] |
 //! | creation | [`fill`], [`zeros`], [`ones`], [`arange`], [`uniform`], [`normal`] (cubek-random, explicit seed) | [`creation`] |
@@ -73,7 +73,7 @@ pub use kinds::{BinaryOp, ReduceOp, UnaryOp};
 pub use lapis_kernels;
 pub use laplace::{
     laplace_apply, laplace_apply_backward, laplace_apply_phased, laplace_apply_phased_backward,
-    laplace_gram, LaplaceGrads,
+    laplace_gram, laplace_gram_backward, LaplaceGrads,
 };
 pub use layout::{broadcast_to, concat, copy, permute, slice, transpose};
 pub use matmul::matmul;

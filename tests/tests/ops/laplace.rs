@@ -244,3 +244,42 @@ proptest! {
         prop_assert!(e_v < 1e-4 && e_t < 1e-4 && e_s < 1e-4 && e_a < 1e-4 && e_b < 1e-4, "V {} t {} s {} a {} b {}", e_v, e_t, e_s, e_a, e_b);
     }
 }
+
+/// Gram-mode gradients (x̄ = s̄ + t̄) vs the reference, with exact ties among the anchors.
+#[test]
+fn gram_gradients_match_reference() {
+    let dev = device();
+    let (n, c, lam) = (150, 2, 0.8f64);
+    let x = coords(n, 1, 21);
+    let v = vals(n, c, 22);
+    let gy = vals(n, c, 23);
+    let (gv, gx, gl) = lapis_ops::laplace_gram_backward(
+        &up1(&dev, &x),
+        &upload(&dev, &v),
+        lam as f32,
+        &upload(&dev, &gy),
+    )
+    .unwrap();
+    let want = r::laplace_gram_grad(&x, &v, (lam as f32 as f64, 0.0), &gy, None);
+    let (kty, _) = r::laplace_apply(&x, &x, &abs(&gy), (lam, 0.0));
+    let (kv, _) = r::laplace_apply(&x, &x, &abs(&v), (lam, 0.0));
+    let x_scale: Vec<f64> = (0..n)
+        .map(|i| {
+            lam * (0..c)
+                .map(|ch| {
+                    v.data[i * c + ch].abs() * kty.data[i * c + ch]
+                        + gy.data[i * c + ch].abs() * kv.data[i * c + ch]
+                })
+                .sum::<f64>()
+        })
+        .collect();
+    let gx: Vec<f64> = gx
+        .to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&a| a as f64)
+        .collect();
+    assert!(worst(&download(&gv).data, &want.v.data, &kty.data) < 2e-5);
+    assert!(worst(&gx, &want.x, &x_scale) < 2e-5);
+    assert!((gl as f64 - want.lambda_re).abs() < 2e-5 * want.lambda_re.abs().max(1.0));
+}
