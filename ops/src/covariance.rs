@@ -47,30 +47,6 @@ pub struct OuCovariance {
     d: usize,
 }
 
-/// `out[k, :] = x[idx[k], :]` for a permutation built here (valid by construction).
-fn take_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
-    let d = idx.numel();
-    let c = x.numel() / d;
-    let out = Tensor::empty("ou_covariance", x.device(), x.shape(), x.dtype())?;
-    let (d32, c32, dt) = (d as u32, c as u32, x.dtype().storage_type());
-    launch_1d!(
-        x.device(),
-        d * c,
-        lapis_kernels::index::index_select_kernel,
-        |client, R| (
-            arr::<R>(x),
-            arr::<R>(idx),
-            arr::<R>(&out),
-            1u32,
-            d32,
-            d32,
-            c32,
-            dt,
-        )
-    );
-    Ok(out)
-}
-
 /// `x [d]` moved one place, the vacated end set to 0: `[0, x_0, …, x_{d−2}]` when `right`,
 /// else `[x_1, …, x_{d−1}, 0]`.
 fn shift1(x: &Tensor, right: bool) -> Result<Tensor> {
@@ -140,7 +116,7 @@ impl OuCovariance {
             arr::<R>(&inv),
             d as u32
         ));
-        let sigma_sorted = take_rows(sigma, &perm)?;
+        let sigma_sorted = crate::index::take_rows_unchecked(sigma, &perm)?;
         let rho = Tensor::empty(OP, dev, &[d], DType::F32)?;
         let om = Tensor::empty(OP, dev, &[d], DType::F32)?;
         launch_1d!(dev, d, k::ou_prepare_kernel, |client, R| (
@@ -183,7 +159,7 @@ impl OuCovariance {
 
     /// `z = D⁻¹ r` in sorted order, `[d, c]`.
     fn scaled_sorted(&self, r: &Tensor, c: usize) -> Result<Tensor> {
-        let rs = take_rows(&r.reshape(&[self.d, c])?, &self.perm)?;
+        let rs = crate::index::take_rows_unchecked(&r.reshape(&[self.d, c])?, &self.perm)?;
         crate::div(&rs, &self.sigma_sorted.reshape(&[self.d, 1])?)
     }
 
@@ -234,20 +210,20 @@ impl OuCovariance {
         let c = self.check_r("ou_solve", r)?;
         let w = self.kernel2(&self.scaled_sorted(r, c)?, c, false)?;
         let w = crate::div(&w, &self.sigma_sorted.reshape(&[self.d, 1])?)?;
-        take_rows(&w, &self.inv)?.reshape(r.shape())
+        crate::index::take_rows_unchecked(&w, &self.inv)?.reshape(r.shape())
     }
 
     /// A draw `v = σ ⊙ ζ` with `Cov v = Σ`, from standard normal `eps` (shape `[d]` or
     /// `[d, c]`, original order; consumed in sorted order).
     pub fn sample(&self, eps: &Tensor) -> Result<Tensor> {
         let c = self.check_r("ou_sample", eps)?;
-        let es = take_rows(&eps.reshape(&[self.d, c])?, &self.perm)?;
+        let es = crate::index::take_rows_unchecked(&eps.reshape(&[self.d, c])?, &self.perm)?;
         // ζ_k = ρ_{k−1} ζ_{k−1} + s_k ε_k: a linear scan with decays ρ shifted by one.
         let u = crate::mul(&es, &crate::sqrt(&self.om)?.reshape(&[self.d, 1])?)?;
         let decay = shift1(&self.rho, true)?;
         let zeta = crate::linear_scan(&decay, &u, false)?;
         let v = crate::mul(&zeta, &self.sigma_sorted.reshape(&[self.d, 1])?)?;
-        take_rows(&v, &self.inv)?.reshape(eps.shape())
+        crate::index::take_rows_unchecked(&v, &self.inv)?.reshape(eps.shape())
     }
 
     /// Gaussian negative log-likelihood `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` per column.
@@ -270,11 +246,13 @@ impl OuCovariance {
         let e = self.kernel2(&z, c, true)?;
         let w = self.kernel2(&z, c, false)?;
         let sig = self.sigma_sorted.reshape(&[self.d, 1])?;
-        let r_bar = take_rows(&crate::div(&w, &sig)?, &self.inv)?.reshape(r.shape())?;
+        let r_bar = crate::index::take_rows_unchecked(&crate::div(&w, &sig)?, &self.inv)?
+            .reshape(r.shape())?;
         // σ̄ = (c − Σ_c z·w) / σ
         let zw = crate::sum(&crate::mul(&z, &w)?, 1)?;
         let sigma_bar_sorted = crate::div(&crate::affine(&zw, -1.0, c as f32)?, &sig)?;
-        let sigma_bar = take_rows(&sigma_bar_sorted, &self.inv)?.reshape(&[self.d])?;
+        let sigma_bar =
+            crate::index::take_rows_unchecked(&sigma_bar_sorted, &self.inv)?.reshape(&[self.d])?;
         let gdelta = Tensor::empty("ou_nll_backward", dev, &[self.d], DType::F32)?;
         let glam = Tensor::empty("ou_nll_backward", dev, &[self.d], DType::F32)?;
         let (d32, c32, lam) = (self.d as u32, c as u32, self.lambda);
@@ -293,7 +271,7 @@ impl OuCovariance {
         // x̄_k = Δ̄_k(as stored at k) − Δ̄_{k+1}
         let next = shift1(&gdelta, false)?;
         let x_bar_sorted = crate::sub(&gdelta, &next)?;
-        let x_bar = take_rows(&x_bar_sorted, &self.inv)?;
+        let x_bar = crate::index::take_rows_unchecked(&x_bar_sorted, &self.inv)?;
         let lambda = crate::sum_all(&glam)?.to_scalar()?;
         Ok(OuNllGrads {
             r: r_bar,

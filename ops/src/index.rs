@@ -167,3 +167,32 @@ pub fn index_add(src: &Tensor, axis: usize, idx: &Tensor, len: usize) -> Result<
     ));
     Ok(out)
 }
+
+/// `out[k, :] = x[idx[k], :]` over the leading axis, for indices built inside lapis (a
+/// permutation from a sort): valid by construction, so no host-side check as in the public
+/// [`index_select`]. `out` has `x`'s shape with the leading axis `idx.numel()`.
+pub(crate) fn take_rows_unchecked(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
+    let len = x.shape()[0];
+    let rows = idx.numel();
+    let inner = x.numel() / len;
+    let mut shape = x.shape().to_vec();
+    shape[0] = rows;
+    let out = Tensor::empty("take_rows", x.device(), &shape, x.dtype())?;
+    let dt = x.dtype().storage_type();
+    launch_1d!(
+        x.device(),
+        rows * inner,
+        k::index_select_kernel,
+        |client, R| (
+            arr::<R>(x),
+            arr::<R>(idx),
+            arr::<R>(&out),
+            1u32,
+            len as u32,
+            rows as u32,
+            inner as u32,
+            dt,
+        )
+    );
+    Ok(out)
+}

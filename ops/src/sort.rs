@@ -110,30 +110,6 @@ fn decode(bits: &Tensor, shape: &[usize]) -> Result<Tensor> {
     Ok(keys)
 }
 
-/// `out[i] = x[order[i]]` for a permutation `order` built here (valid by construction, so
-/// no host-side index check as in the public `index_select`).
-fn permute_u32(x: &Tensor, order: &Tensor) -> Result<Tensor> {
-    let n = x.numel();
-    let out = Tensor::empty("sort", x.device(), &[n], DType::U32)?;
-    let (n32, dt) = (n as u32, DType::U32.storage_type());
-    launch_1d!(
-        x.device(),
-        n,
-        lapis_kernels::index::index_select_kernel,
-        |client, R| (
-            arr::<R>(x),
-            arr::<R>(order),
-            arr::<R>(&out),
-            1u32,
-            n32,
-            n32,
-            1u32,
-            dt,
-        )
-    );
-    Ok(out)
-}
-
 /// Stable ascending sort of 1-D f32 `keys`: `(sorted, perm)` with `sorted[i] = keys[perm[i]]`.
 pub fn argsort(keys: &Tensor) -> Result<(Tensor, Tensor)> {
     check_keys("argsort", keys)?;
@@ -182,8 +158,8 @@ pub fn argsort_rows(keys: &Tensor) -> Result<(Tensor, Tensor)> {
     ));
     let row_bits = 32 - ((rows - 1) as u32).leading_zeros();
     let (_, order) = radix_pairs(row, iota(dev, n)?, row_bits.div_ceil(4) * 4)?;
-    let sorted_bits = permute_u32(&bits, &order)?;
-    let perm = permute_u32(&col, &order)?;
+    let sorted_bits = crate::index::take_rows_unchecked(&bits, &order)?;
+    let perm = crate::index::take_rows_unchecked(&col, &order)?;
     Ok((
         decode(&sorted_bits, keys.shape())?,
         perm.reshape(keys.shape())?,
