@@ -155,3 +155,99 @@ pub fn ou_nll_rho_grad_kernel(
     gdelta[k as usize] = gd;
     glam[k as usize] = gl;
 }
+
+/// The variance (Riccati) recursion of the Kalman filter for REMIX's covariance
+/// `Σ = diag(u) + diag(w) C diag(w)` on sorted anchors (`specs/laplace-methods.md` §0):
+/// `P⁻_k = s_k² + ρ_{k−1}² P_{k−1}` (`P⁻_0 = 1`), `S_k = w_k² P⁻_k + u_k`,
+/// `P_k = P⁻_k u_k / S_k`. It does not depend on the data, is nonlinear, and runs in one unit
+/// (O(d) work, depth d); every other LCM step is elementwise or a linear scan. All three
+/// quantities stay in `[0, 1]` (resp. `[u, u + w²]`), so f32 is safe here where the
+/// tridiagonal `C⁻¹ + diag(w²/u)` would lose digits to its `1/(1 − ρ²)` entries.
+#[cube(launch)]
+pub fn lcm_riccati_kernel(
+    rho: &Array<f32>,
+    om: &Array<f32>,
+    u: &Array<f32>,
+    w: &Array<f32>,
+    pminus: &mut Array<f32>,
+    s: &mut Array<f32>,
+    p: &mut Array<f32>,
+    d: u32,
+) {
+    if ABSOLUTE_POS != 0 {
+        terminate!();
+    }
+    let mut prev = 0.0f32;
+    for k in 0..d {
+        let mut pm = om[k as usize];
+        if k > 0 {
+            let r = rho[(k - 1) as usize];
+            pm += r * r * prev;
+        }
+        let wk = w[k as usize];
+        let uk = u[k as usize];
+        let sk = wk * wk * pm + uk;
+        let pk = pm * uk / sk;
+        pminus[k as usize] = pm;
+        s[k as usize] = sk;
+        p[k as usize] = pk;
+        prev = pk;
+    }
+}
+
+/// Chains `rbar[k] = ∂ℓ/∂ρ_{k−1}` (sorted position k ≥ 1) through `ρ = e^{−λΔ}`:
+/// `gdelta[k] = −λ ρ rbar[k]` (`Δ = x_k − x_{k−1}`) and `glam[k] = −Δ ρ rbar[k]`; 0 at
+/// `k = 0` and where `1 − ρ²` sits on its floor (`ρ` is constant there).
+#[cube(launch)]
+pub fn rho_chain_kernel(
+    x: &Array<f32>,
+    rho: &Array<f32>,
+    om: &Array<f32>,
+    rbar: &Array<f32>,
+    gdelta: &mut Array<f32>,
+    glam: &mut Array<f32>,
+    d: u32,
+    lambda: f32,
+) {
+    let k = ABSOLUTE_POS as u32;
+    if k >= d {
+        terminate!();
+    }
+    let mut gd = 0.0f32;
+    let mut gl = 0.0f32;
+    // (om[0] = 1, so the second test alone would pass at k = 0; both are needed.)
+    if k > 0 && om[k as usize] > ONE_MINUS_RHO2_FLOOR {
+        let g = rho[(k - 1) as usize] * rbar[k as usize];
+        gd = -lambda * g;
+        gl = -(x[k as usize] - x[(k - 1) as usize]) * g;
+    }
+    gdelta[k as usize] = gd;
+    glam[k as usize] = gl;
+}
+
+/// `out[k] = Σ_c gx[k, c] ε[k, c] / (2√u_k)` (the nugget's share of a sample's gradient,
+/// `x = √u ε + …`), and 0 where `u_k = 0` (`√u` has no derivative there; the subgradient 0
+/// is used).
+#[cube(launch)]
+pub fn sqrt_nugget_grad_kernel(
+    gx: &Array<f32>,
+    eps: &Array<f32>,
+    u: &Array<f32>,
+    out: &mut Array<f32>,
+    d: u32,
+    c: u32,
+) {
+    let k = ABSOLUTE_POS as u32;
+    if k >= d {
+        terminate!();
+    }
+    let uk = u[k as usize];
+    let mut acc = 0.0f32;
+    if uk > 0.0f32 {
+        for ch in 0..c {
+            acc += gx[(k * c + ch) as usize] * eps[(k * c + ch) as usize];
+        }
+        acc /= 2.0f32 * uk.sqrt();
+    }
+    out[k as usize] = acc;
+}

@@ -8,9 +8,9 @@
 //! | --- | --- | --- |
 //! | unary | [`neg`], [`exp`], [`log`], [`sqrt`], [`abs`], [`relu`], [`gelu`], [`tanh`], [`sigmoid`], [`sign`], [`affine`] | [`elementwise`] |
 //! | binary (broadcasting) | [`add`], [`sub`], [`mul`], [`div`], [`maximum`], [`minimum`], [`pow`] | [`elementwise`] |
-//! | reductions (cubek-reduce) | [`sum`], [`mean`], [`max`], [`min`], [`argmax`], `*_all` | [`reduce`] |
-//! | matmul (cubek-matmul) | [`matmul`] (batched, broadcasting) | [`matmul`](mod@matmul) |
-//! | layout | [`permute`], [`transpose`], [`Tensor::reshape`], [`slice`], [`concat`], [`broadcast_to`] | [`layout`] |
+//! | reductions (cubek-reduce) | [`sum`], [`mean`], [`max`], [`min`], [`argmax`], `*_all` | [`reduce`](mod@reduce) |
+//! | matmul (cubek-matmul) | [`matmul`](fn@matmul) (batched, broadcasting) | [`matmul`](mod@matmul) |
+//! | layout | [`permute`], [`transpose`], [`Tensor::reshape`], [`slice`](fn@slice), [`concat`](fn@concat), [`broadcast_to`] | [`layout`] |
 //! | softmax | [`softmax`](fn@softmax), [`log_softmax`] | [`softmax`](mod@softmax) |
 //! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
 //! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
@@ -18,11 +18,12 @@
 //! | Laplace operator | [`laplace_apply`], [`laplace_gram`], [`laplace_gram_backward`], [`laplace_apply_backward`] (real λ), [`laplace_apply_phased`], [`laplace_apply_phased_backward`] (complex λ) | [`laplace`](mod@laplace) |
 //! | FFT (cubek-fft) | [`rfft`] (power-of-two lengths) | [`fft`] |
 //! | OU covariance | [`OuCovariance`]: log det, Mahalanobis, solve, sample, NLL in O(d) after a sort | [`covariance`] |
+//! | REMIX covariance | [`LaplaceCovariance`] (`diag(u) + diag(w)K diag(w)`): log det, Mahalanobis, solve, sample, NLL and every gradient; [`lcm_frobenius`] | [`covariance`] |
 //! | creation | [`fill`], [`zeros`], [`ones`], [`arange`], [`uniform`], [`normal`] (cubek-random, explicit seed) | [`creation`] |
 //!
 //! Every op checks its arguments (device, dtype, shapes, axes, index ranges, sizes)
 //! before launching anything and returns a typed [`LapisError`]; none panics on user
-//! input. [`reference`] holds an f64 CPU implementation of each op, written for clarity;
+//! input. [`reference`](mod@reference) holds an f64 CPU implementation of each op, written for clarity;
 //! the property tests in `lapis-tests` compare every op against it.
 //!
 //! ```no_run
@@ -57,7 +58,9 @@ pub mod tensor;
 pub mod timing;
 mod validate;
 
-pub use covariance::{OuCovariance, OuNllGrads};
+pub use covariance::{
+    lcm_frobenius, lcm_frobenius_backward, LaplaceCovariance, LcmGrads, OuCovariance, OuNllGrads,
+};
 pub use creation::{arange, fill, normal, ones, uniform, zeros};
 pub use cubecl;
 pub use device::{list_devices, Device, DeviceInfo, DeviceKind};

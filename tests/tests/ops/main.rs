@@ -10,6 +10,7 @@ mod fft;
 mod index;
 mod laplace;
 mod layout;
+mod lcm;
 mod matmul;
 mod reduce;
 mod scan;

@@ -12,8 +12,12 @@
 //!
 //! Guards: tied coordinates give `ρ = 1` and a singular `C`; `1 − ρ²` is floored at 1e-8
 //! (see `lapis_kernels::covariance`), so ties yield a nearly-singular but valid chain rather
-//! than NaN. [`OuCovariance::nll_backward`] gives the NLL's gradients for r, σ, x and λ (the
-//! other ops' gradients follow from it or are not implemented yet).
+//! than NaN. [`OuCovariance::nll_backward`] gives the NLL's gradients for r, σ, x and λ; the
+//! gradients of every other op (log det, Mahalanobis, solve, sample) come from the general
+//! model, [`LaplaceCovariance::ou`] (`u = 0`, `w = σ`), in [`lcm`].
+//!
+//! [`LaplaceCovariance`] is REMIX's full covariance with the nugget,
+//! `diag(u) + diag(w) K diag(w)` (`specs/laplace-methods.md` §0): see [`lcm`].
 
 use lapis_kernels::{covariance as k, sort as sk};
 
@@ -21,6 +25,9 @@ use crate::dtype::DType;
 use crate::error::{LapisError, Result};
 use crate::launch_1d;
 use crate::tensor::{arr, Tensor};
+
+pub mod lcm;
+pub use lcm::{lcm_frobenius, lcm_frobenius_backward, LaplaceCovariance, LcmGrads};
 
 /// Gradients of the summed Gaussian NLL (over columns of `r`).
 #[derive(Debug, Clone)]
@@ -47,11 +54,13 @@ pub struct OuCovariance {
     d: usize,
 }
 
-/// `x [d]` moved one place, the vacated end set to 0: `[0, x_0, …, x_{d−2}]` when `right`,
-/// else `[x_1, …, x_{d−1}, 0]`.
-fn shift1(x: &Tensor, right: bool) -> Result<Tensor> {
-    let d = x.numel();
-    let zero = crate::zeros(x.device(), &[1], DType::F32)?;
+/// `x` (`[d]` or `[d, c]`) moved one row along axis 0, the vacated row set to 0:
+/// `[0, x_0, …, x_{d−2}]` when `right`, else `[x_1, …, x_{d−1}, 0]`.
+pub(crate) fn shift1(x: &Tensor, right: bool) -> Result<Tensor> {
+    let d = x.shape()[0];
+    let mut zshape = x.shape().to_vec();
+    zshape[0] = 1;
+    let zero = crate::zeros(x.device(), &zshape, DType::F32)?;
     if d == 1 {
         return Ok(zero);
     }
