@@ -159,10 +159,15 @@ pub fn ou_nll_rho_grad_kernel(
 /// The variance (Riccati) recursion of the Kalman filter for REMIX's covariance
 /// `Σ = diag(u) + diag(w) C diag(w)` on sorted anchors (`specs/laplace-methods.md` §0):
 /// `P⁻_k = s_k² + ρ_{k−1}² P_{k−1}` (`P⁻_0 = 1`), `S_k = w_k² P⁻_k + u_k`,
-/// `P_k = P⁻_k u_k / S_k`. It does not depend on the data, is nonlinear, and runs in one unit
-/// (O(d) work, depth d); every other LCM step is elementwise or a linear scan. All three
-/// quantities stay in `[0, 1]` (resp. `[u, u + w²]`), so f32 is safe here where the
-/// tridiagonal `C⁻¹ + diag(w²/u)` would lose digits to its `1/(1 − ρ²)` entries.
+/// `P_k = P⁻_k u_k / S_k`, for `k ∈ [start, end)` (continuing from `p[start − 1]`). It does
+/// not depend on the data, is nonlinear, and runs in one unit (O(d) work, depth d); every
+/// other LCM step is elementwise or a linear scan. All three quantities stay in `[0, 1]`
+/// (resp. `[u, u + w²]`), so f32 is safe here where the tridiagonal `C⁻¹ + diag(w²/u)` would
+/// lose digits to its `1/(1 − ρ²)` entries.
+///
+/// llvmpipe (lavapipe) silently stops a shader invocation's loops after 65 535 iterations
+/// in total, so on wgpu the host launches this kernel on segments of at most
+/// [`SEQUENTIAL_SEGMENT`] positions.
 #[cube(launch)]
 pub fn lcm_riccati_kernel(
     rho: &Array<f32>,
@@ -172,13 +177,17 @@ pub fn lcm_riccati_kernel(
     pminus: &mut Array<f32>,
     s: &mut Array<f32>,
     p: &mut Array<f32>,
-    d: u32,
+    start: u32,
+    end: u32,
 ) {
     if ABSOLUTE_POS != 0 {
         terminate!();
     }
     let mut prev = 0.0f32;
-    for k in 0..d {
+    if start > 0 {
+        prev = p[(start - 1) as usize];
+    }
+    for k in start..end {
         let mut pm = om[k as usize];
         if k > 0 {
             let r = rho[(k - 1) as usize];
@@ -194,6 +203,10 @@ pub fn lcm_riccati_kernel(
         prev = pk;
     }
 }
+
+/// Longest run of a sequential kernel's loop per launch on wgpu (llvmpipe's limit is 65 535
+/// loop iterations per invocation).
+pub const SEQUENTIAL_SEGMENT: u32 = 32_768;
 
 /// Chains `rbar[k] = ∂ℓ/∂ρ_{k−1}` (sorted position k ≥ 1) through `ρ = e^{−λΔ}`:
 /// `gdelta[k] = −λ ρ rbar[k]` (`Δ = x_k − x_{k−1}`) and `glam[k] = −Δ ρ rbar[k]`; 0 at

@@ -50,3 +50,39 @@ pub fn laplace(dev: &Device, sizes: &[usize], c: usize, reps: usize) -> Result<(
     }
     Ok(())
 }
+
+/// `lapis bench covariance`: REMIX's covariance ([`lapis_ops::LaplaceCovariance`]) of
+/// dimension `d` with `c` residual columns. Fields: `op`, `d`, `c`, `device`, `ms_factor`
+/// (sort + the sequential Kalman variance recursion), `ms_nll`, `ms_nll_backward` (every
+/// gradient), `vs_sort` (`ms_factor / ms_argsort(d)`), `vs_laplace`
+/// (`ms_nll_backward / ms_laplace_apply(d, c)`), all timed in the same run.
+pub fn covariance(dev: &Device, sizes: &[usize], c: usize, reps: usize) -> Result<()> {
+    for &d in sizes {
+        let a = lapis_ops::uniform(dev, &[d], -1.0, 1.0, 1)?;
+        let u = lapis_ops::uniform(dev, &[d], 0.1, 1.0, 2)?;
+        let w = lapis_ops::uniform(dev, &[d], 0.1, 1.0, 3)?;
+        let r = lapis_ops::normal(dev, &[d, c], 0.0, 1.0, 4)?;
+        let g = lapis_ops::ones(dev, &[1, c], DType::F32)?;
+        let lam = d as f32 / 200.0;
+        let ms = |t: std::time::Duration| t.as_secs_f64() * 1e3;
+        let factor = ms(time_op(dev, reps, || {
+            lapis_ops::LaplaceCovariance::new(&a, lam, &u, &w)
+        })?);
+        let cov = lapis_ops::LaplaceCovariance::new(&a, lam, &u, &w)?;
+        let nll = ms(time_op(dev, reps, || cov.nll(&r))?);
+        let back = ms(time_op(dev, reps, || cov.nll_backward(&r, &g))?);
+        let sort = ms(time_op(dev, reps, || lapis_ops::argsort(&a))?);
+        let lap = ms(time_op(dev, reps, || {
+            lapis_ops::laplace_apply(&a, &a, &r, lam)
+        })?);
+        println!(
+            "{}",
+            serde_json::json!({
+                "op": "lcm_nll", "d": d, "c": c, "device": dev.info().name,
+                "ms_factor": factor, "ms_nll": nll, "ms_nll_backward": back,
+                "vs_sort": factor / sort, "vs_laplace": back / lap,
+            })
+        );
+    }
+    Ok(())
+}

@@ -44,6 +44,18 @@ enum BenchWhat {
         #[arg(long, default_value_t = 5)]
         reps: usize,
     },
+    /// REMIX's covariance: factor, NLL and its backward, vs a sort and a Laplace matvec.
+    Covariance {
+        /// Dimensions d, e.g. `2^10,2^14,2^18`.
+        #[arg(long, default_value = "2^10,2^14,2^18")]
+        sizes: String,
+        /// Residual columns.
+        #[arg(long, default_value_t = 1)]
+        c: usize,
+        /// Timed repetitions (median reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
 }
 
 fn info() -> lapis_ops::Result<()> {
@@ -94,16 +106,32 @@ fn info() -> lapis_ops::Result<()> {
     }
 }
 
+/// Parses `--sizes` and runs `f` on `Device::auto()`.
+fn with_sizes(
+    sizes: &str,
+    f: impl FnOnce(&Device, &[usize]) -> lapis_ops::Result<()>,
+) -> lapis_ops::Result<()> {
+    match lapis_ops::timing::parse_sizes(sizes) {
+        Ok(s) => Device::auto().and_then(|dev| f(&dev, &s)),
+        Err(msg) => Err(lapis_ops::LapisError::invalid(
+            "bench",
+            "sizes",
+            sizes.to_string(),
+            msg,
+        )),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
         Command::Bench {
             what: BenchWhat::Laplace { sizes, c, reps },
-        } => match lapis_ops::timing::parse_sizes(&sizes) {
-            Ok(sizes) => Device::auto().and_then(|dev| bench::laplace(&dev, &sizes, c, reps)),
-            Err(msg) => Err(lapis_ops::LapisError::invalid("bench", "sizes", sizes, msg)),
-        },
+        } => with_sizes(&sizes, |dev, s| bench::laplace(dev, s, c, reps)),
+        Command::Bench {
+            what: BenchWhat::Covariance { sizes, c, reps },
+        } => with_sizes(&sizes, |dev, s| bench::covariance(dev, s, c, reps)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

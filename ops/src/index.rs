@@ -99,6 +99,10 @@ pub fn index_select(x: &Tensor, axis: usize, idx: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
+/// Longest index loop one unit runs (llvmpipe stops a unit's loops after 65 535 iterations;
+/// longer index lists are split and accumulated).
+const MAX_INDEX_LOOP: usize = 32_768;
+
 /// torch.scatter_add: `out = base`, then `out[.., idx[p], ..] += src[p]` for every position
 /// `p` of `src` (`src` and `idx` share a shape, equal to `base`'s off `axis`).
 pub fn scatter_add(base: &Tensor, axis: usize, idx: &Tensor, src: &Tensor) -> Result<Tensor> {
@@ -118,6 +122,20 @@ pub fn scatter_add(base: &Tensor, axis: usize, idx: &Tensor, src: &Tensor) -> Re
     let (outer, len, inner) = validate::split_at_axis(base.shape(), axis);
     check_indices("scatter_add", idx, len)?;
     let kk = idx.shape()[axis];
+    if kk > MAX_INDEX_LOOP {
+        // Each unit loops over k: split k so every loop stays short (llvmpipe's limit).
+        let mut out = base.clone();
+        for j0 in (0..kk).step_by(MAX_INDEX_LOOP) {
+            let j1 = (j0 + MAX_INDEX_LOOP).min(kk);
+            out = scatter_add(
+                &out,
+                axis,
+                &crate::slice(idx, axis, j0, j1)?,
+                &crate::slice(src, axis, j0, j1)?,
+            )?;
+        }
+        return Ok(out);
+    }
     let out = Tensor::empty("scatter_add", base.device(), base.shape(), base.dtype())?;
     let n = out.numel();
     let dt = base.dtype().storage_type();
@@ -152,6 +170,23 @@ pub fn index_add(src: &Tensor, axis: usize, idx: &Tensor, len: usize) -> Result<
     let mut out_shape = src.shape().to_vec();
     out_shape[axis] = len;
     let (outer, kk, inner) = validate::split_at_axis(src.shape(), axis);
+    if kk > MAX_INDEX_LOOP {
+        let mut out: Option<Tensor> = None;
+        for j0 in (0..kk).step_by(MAX_INDEX_LOOP) {
+            let j1 = (j0 + MAX_INDEX_LOOP).min(kk);
+            let part = index_add(
+                &crate::slice(src, axis, j0, j1)?,
+                axis,
+                &crate::slice(idx, 0, j0, j1)?,
+                len,
+            )?;
+            out = Some(match out {
+                Some(o) => crate::add(&o, &part)?,
+                None => part,
+            });
+        }
+        return Ok(out.expect("kk > 0"));
+    }
     let out = Tensor::empty("index_add", src.device(), &out_shape, src.dtype())?;
     let n = out.numel();
     let dt = src.dtype().storage_type();

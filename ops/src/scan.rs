@@ -14,9 +14,9 @@ use crate::launch_1d;
 use crate::tensor::{arr, Tensor};
 use crate::validate;
 
-/// Chunk length for `n` elements: at most 65 536 chunks, at least 32 elements each.
-fn chunk_len(n: usize) -> usize {
-    n.div_ceil(65_536).max(32)
+/// Chunk length for `n` elements (see [`crate::tensor::sequential_chunk_len`]).
+fn chunk_len(dev: &crate::Device, n: usize) -> usize {
+    crate::tensor::sequential_chunk_len(dev, n)
 }
 
 /// Scans `u [N, c]` (or `[N]`) with decays `d [N]`; returns `h` with `u`'s shape.
@@ -54,7 +54,7 @@ pub fn linear_scan(d: &Tensor, u: &Tensor, reverse: bool) -> Result<Tensor> {
             })
         }
     };
-    let chunk = chunk_len(n);
+    let chunk = chunk_len(d.device(), n);
     let p = n.div_ceil(chunk);
     let dev = d.device();
     let agg_d = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
@@ -136,7 +136,7 @@ pub fn linear_scan_complex(
             })
         }
     };
-    let chunk = chunk_len(n);
+    let chunk = chunk_len(dr.device(), n);
     let p = n.div_ceil(chunk);
     let dev = dr.device();
     let agg = Tensor::empty(OP, dev, &[p * c * 4], DType::F32)?;

@@ -2,8 +2,9 @@
 //!
 //! `softmax(x)_i = e^{x_i − m} / Σ_j e^{x_j − m}` and
 //! `log_softmax(x)_i = x_i − m − ln Σ_j e^{x_j − m}` with `m = max_j x_j`: subtracting the
-//! max keeps every exponent ≤ 0, so any finite input gives a finite output. See
-//! `lapis_kernels::softmax` for the kernel.
+//! max keeps every exponent ≤ 0, so any finite input gives a finite output. Lines up to 4096
+//! long use one unit each (`lapis_kernels::softmax`); longer lines use cubek reductions for
+//! the max and the sum.
 
 use lapis_kernels::softmax as k;
 
@@ -12,10 +13,25 @@ use crate::launch_1d;
 use crate::tensor::{arr, Tensor};
 use crate::validate;
 
+/// Lines longer than this go through reductions (cubek) instead of one unit per line:
+/// faster for long rows, and llvmpipe stops a unit's loops after 65 535 iterations.
+const ONE_UNIT_MAX_LEN: usize = 4096;
+
 fn launch(op: &'static str, x: &Tensor, axis: usize, log: bool) -> Result<Tensor> {
     validate::float(op, x)?;
     validate::axis(op, x, axis)?;
     let (outer, len, inner) = validate::split_at_axis(x.shape(), axis);
+    if len > ONE_UNIT_MAX_LEN {
+        // m = max, e = exp(x − m), s = Σ e: the same formulas with whole-tensor ops.
+        let m = crate::max(x, axis)?;
+        let z = crate::sub(x, &m)?;
+        let s = crate::sum(&crate::exp(&z)?, axis)?;
+        return if log {
+            crate::sub(&z, &crate::log(&s)?)
+        } else {
+            crate::div(&crate::exp(&z)?, &s)
+        };
+    }
     let out = Tensor::empty(op, x.device(), x.shape(), x.dtype())?;
     let lines = outer * inner;
     let dt = x.dtype().storage_type();

@@ -18,8 +18,8 @@ use crate::launch_1d;
 use crate::tensor::{arr, Tensor};
 use crate::Device;
 
-fn chunk_len(n: usize) -> usize {
-    n.div_ceil(65_536).max(32)
+fn chunk_len(dev: &crate::Device, n: usize) -> usize {
+    crate::tensor::sequential_chunk_len(dev, n)
 }
 
 fn iota(dev: &Device, n: usize) -> Result<Tensor> {
@@ -37,7 +37,7 @@ fn radix_pairs(bits: Tensor, payload: Tensor, bits_used: u32) -> Result<(Tensor,
     const OP: &str = "sort";
     let dev = bits.device().clone();
     let n = bits.numel();
-    let chunk = chunk_len(n);
+    let chunk = chunk_len(&dev, n);
     let p = n.div_ceil(chunk);
     let counts = Tensor::empty(OP, &dev, &[16 * p], DType::U32)?;
     let totals = Tensor::empty(OP, &dev, &[16], DType::U32)?;

@@ -372,3 +372,16 @@ pub(crate) fn check_dtype_supported(op: &'static str, device: &Device, dtype: DT
         })
     }
 }
+
+/// Chunk length for kernels where one unit walks a chunk sequentially and another walks
+/// the chunk totals (the scans, the radix sort): at least 32 elements per chunk, and at
+/// most 65 536 chunks — 16 384 on wgpu, because llvmpipe (lavapipe) silently stops a
+/// shader invocation's loops after 65 535 iterations in total; with ≤ 16 384 on both sides
+/// every loop stays under that bound for `n ≤ 2^28`.
+pub(crate) fn sequential_chunk_len(dev: &crate::Device, n: usize) -> usize {
+    let max_chunks = match dev.kind() {
+        crate::DeviceKind::Wgpu => 16_384,
+        _ => 65_536,
+    };
+    n.div_ceil(max_chunks).max(32)
+}

@@ -195,16 +195,25 @@ impl LaplaceCovariance {
         let pminus = Tensor::empty(OP, dev, &[d], DType::F32)?;
         let s = Tensor::empty(OP, dev, &[d], DType::F32)?;
         let p = Tensor::empty(OP, dev, &[d], DType::F32)?;
-        launch_1d!(dev, 1, k::lcm_riccati_kernel, |client, R| (
-            arr::<R>(&rho),
-            arr::<R>(&om),
-            arr::<R>(&u),
-            arr::<R>(&w),
-            arr::<R>(&pminus),
-            arr::<R>(&s),
-            arr::<R>(&p),
-            d as u32,
-        ));
+        // One unit walks the chain; on wgpu in segments (llvmpipe's loop limit).
+        let seg = match dev.kind() {
+            crate::DeviceKind::Wgpu => k::SEQUENTIAL_SEGMENT as usize,
+            _ => d,
+        };
+        for start in (0..d).step_by(seg) {
+            let end = (start + seg).min(d);
+            launch_1d!(dev, 1, k::lcm_riccati_kernel, |client, R| (
+                arr::<R>(&rho),
+                arr::<R>(&om),
+                arr::<R>(&u),
+                arr::<R>(&w),
+                arr::<R>(&pminus),
+                arr::<R>(&s),
+                arr::<R>(&p),
+                start as u32,
+                end as u32,
+            ));
+        }
         let gain = crate::div(&crate::mul(&pminus, &w)?, &s)?;
         let rho_prev = shift1(&rho, true)?;
         Ok(LaplaceCovariance {
@@ -230,6 +239,12 @@ impl LaplaceCovariance {
     pub fn ou(x: &Tensor, lambda: f32, sigma: &Tensor) -> Result<Self> {
         let u = crate::zeros(x.device(), x.shape(), DType::F32)?;
         Self::new(x, lambda, &u, sigma)
+    }
+
+    /// The innovation variances `S_k` (sorted order): diagnostics.
+    #[doc(hidden)]
+    pub fn innovation_variances(&self) -> &Tensor {
+        &self.s
     }
 
     /// Dimension `d`.

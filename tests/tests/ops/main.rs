@@ -11,6 +11,7 @@ mod index;
 mod laplace;
 mod layout;
 mod lcm;
+mod long_loops;
 mod matmul;
 mod reduce;
 mod scan;
