@@ -37,6 +37,7 @@ pub mod laplace;
 pub mod layout;
 pub mod scan;
 pub mod softmax;
+pub mod softtopk;
 pub mod sort;
 
 pub use cubecl;

@@ -16,4 +16,5 @@ mod matmul;
 mod reduce;
 mod scan;
 mod softmax;
+mod softtopk;
 mod sort;

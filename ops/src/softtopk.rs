@@ -1,0 +1,519 @@
+//! LapSum soft top-k, its truncated (sparse) variant and soft rank ("LapSum — One Method
+//! to Differentiate Them All: Ranking, Sorting and Top-k Selection", Struski, Bednarczyk,
+//! Podolak, Tabor, ICML 2025; `specs/softtopk-engine.md`).
+//!
+//! For a row `x ∈ Rⁿ`, `k ∈ (0, n)` and `α > 0`: `p_i = F((x_i − b)/α)` with the Laplace CDF
+//! `F` and the unique `b` such that `Σ_i p_i = k`. After one row sort, two exponential-decay
+//! scans (every factor ≤ 1: scaled sums, never a raw `e^{x/α}`) give `S(o_j)` at every
+//! sorted point, a row reduction finds the bracketing interval and `b` has a closed form
+//! (`lapis_kernels::softtopk`). Backward (implicit differentiation of `S(b) = k`), with
+//! `f_i = F'((x_i − b)/α)`, `ḡ = Σ f_i g_i / Σ f_i`:
+//! `∂x_i = (f_i/α)(g_i − ḡ)`, `∂k = ḡ`,
+//! `∂α = (1/α)[(Σ g f)(Σ f z)/Σ f − Σ g f z]` (`z = (x − b)/α`); the row sums use `f`
+//! rescaled by `e^{min|z|}` so they never underflow to 0/0.
+//!
+//! Soft rank: `rank_i = ½ + Σ_j F((x_i − x_j)/α)`, on sorted order `j + 1 + ½(Q_j − P_j)`.
+//!
+//! **Policies.** Rows are `[B, n]` (or `[n]`, one row); `k` and `α` are one scalar or one
+//! value per row ([`RowParam`]). Non-finite entries of `x` are rejected (typed error: NaN has
+//! no place in an order), as are `k ∉ (0, n)` and `α ≤ 0` or non-finite. Results are finite
+//! for finite input of any magnitude (tested with |x| up to 1e30) and α from 1e-6 to 1e6
+//! relative to the spread. Rows are sorted by [`argsort_rows`](crate::argsort_rows).
+
+use lapis_kernels::softtopk as k;
+
+use crate::dtype::DType;
+use crate::error::{LapisError, Result};
+use crate::launch_1d;
+use crate::tensor::{arr, Tensor};
+
+/// `k` or `α`: one value for every row, or a `[B]` tensor with one per row.
+#[derive(Clone, Copy, Debug)]
+pub enum RowParam<'a> {
+    /// The same value for every row.
+    Scalar(f32),
+    /// One value per row, f32 `[B]`.
+    PerRow(&'a Tensor),
+}
+
+impl From<f32> for RowParam<'_> {
+    fn from(v: f32) -> Self {
+        RowParam::Scalar(v)
+    }
+}
+
+impl<'a> From<&'a Tensor> for RowParam<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        RowParam::PerRow(t)
+    }
+}
+
+/// Gradients of a soft top-k (or truncated) output.
+#[derive(Debug, Clone)]
+pub struct SoftTopKGrads {
+    /// `∂ℓ/∂x`, shape of `x`.
+    pub x: Tensor,
+    /// `∂ℓ/∂k` per row, `[B]` (sum it for a shared scalar `k`).
+    pub k: Tensor,
+    /// `∂ℓ/∂α` per row, `[B]` (sum it for a shared scalar `α`).
+    pub alpha: Tensor,
+}
+
+/// A soft top-k result, with what its backward needs.
+#[derive(Debug, Clone)]
+pub struct SoftTopK {
+    /// `p`, shape of `x`; each row sums to its `k`.
+    pub p: Tensor,
+    /// The threshold `b` per row, `[B]`.
+    pub threshold: Tensor,
+    x: Tensor,
+    alpha: Tensor,
+    shape: Vec<usize>,
+}
+
+/// Rows sorted and scanned.
+struct Scanned {
+    o: Tensor,
+    perm: Tensor,
+    dp: Tensor,
+    dq: Tensor,
+    p: Tensor,
+    q: Tensor,
+}
+
+/// `x` as `[B, n]`.
+fn rows(op: &'static str, x: &Tensor) -> Result<(Tensor, usize, usize)> {
+    if x.dtype() != DType::F32 {
+        return Err(LapisError::DType {
+            op,
+            got: x.dtype(),
+            msg: "soft top-k takes f32 rows".into(),
+        });
+    }
+    let (b, n) = match x.shape() {
+        [n] => (1, *n),
+        [b, n] => (*b, *n),
+        _ => return Err(LapisError::shape(op, x.shape(), "x must be [n] or [B, n]")),
+    };
+    let bad = crate::validate::count_nonfinite(x)?;
+    if bad > 0.0 {
+        return Err(LapisError::invalid(
+            op,
+            "x",
+            format!("{bad} non-finite entries"),
+            "entries must be finite (NaN/inf have no place in an order)",
+        ));
+    }
+    Ok((x.reshape(&[b, n])?, b, n))
+}
+
+/// A [`RowParam`] as a `[B]` tensor, with its min and max (host values, for the checks).
+fn per_row(
+    op: &'static str,
+    name: &'static str,
+    v: RowParam<'_>,
+    x: &Tensor,
+    b: usize,
+) -> Result<(Tensor, f32, f32)> {
+    match v {
+        RowParam::Scalar(s) => {
+            if !s.is_finite() {
+                return Err(LapisError::invalid(op, name, s, "must be finite"));
+            }
+            Ok((crate::fill(x.device(), &[b], s, DType::F32)?, s, s))
+        }
+        RowParam::PerRow(t) => {
+            crate::validate::same_device(op, x, t)?;
+            if t.shape() != [b] || t.dtype() != DType::F32 {
+                return Err(LapisError::shape(
+                    op,
+                    t.shape(),
+                    format!("`{name}` per row must be f32 [{b}]"),
+                ));
+            }
+            if crate::validate::count_nonfinite(t)? > 0.0 {
+                return Err(LapisError::invalid(
+                    op,
+                    name,
+                    "non-finite",
+                    "must be finite",
+                ));
+            }
+            let lo = crate::min_all(t)?.to_scalar()?;
+            let hi = crate::max_all(t)?.to_scalar()?;
+            Ok((t.clone(), lo, hi))
+        }
+    }
+}
+
+fn check_alpha(op: &'static str, lo: f32, hi: f32) -> Result<()> {
+    if !(lo > 0.0 && hi.is_finite()) {
+        return Err(LapisError::invalid(
+            op,
+            "alpha",
+            if lo > 0.0 { hi } else { lo },
+            "must be finite and > 0",
+        ));
+    }
+    Ok(())
+}
+
+/// Sorts the rows of `x2 [B, n]` and runs the two scans.
+fn scan_rows(x2: &Tensor, alpha: &Tensor, n: usize) -> Result<Scanned> {
+    let dev = x2.device();
+    let total = x2.numel();
+    let (o, perm) = crate::argsort_rows(x2)?;
+    let dp = Tensor::empty("soft_topk", dev, &[total], DType::F32)?;
+    let dq = Tensor::empty("soft_topk", dev, &[total], DType::F32)?;
+    launch_1d!(dev, total, k::stk_prepare_kernel, |client, R| (
+        arr::<R>(&o),
+        arr::<R>(alpha),
+        arr::<R>(&dp),
+        arr::<R>(&dq),
+        n as u32,
+        total as u32,
+    ));
+    let ones = crate::ones(dev, &[total], DType::F32)?;
+    let p = crate::linear_scan(&dp, &ones, false)?;
+    let q = crate::linear_scan(&dq, &ones, true)?;
+    Ok(Scanned {
+        o,
+        perm,
+        dp,
+        dq,
+        p,
+        q,
+    })
+}
+
+/// Soft top-k of each row of `x` (`[n]` or `[B, n]`): `p` with `Σ_i p_i = k` per row.
+/// See the module docs for the math, the policies and [`SoftTopK::backward`].
+pub fn soft_topk<'a>(
+    x: &Tensor,
+    k: impl Into<RowParam<'a>>,
+    alpha: impl Into<RowParam<'a>>,
+) -> Result<SoftTopK> {
+    const OP: &str = "soft_topk";
+    let (x2, b, n) = rows(OP, x)?;
+    let (kt, klo, khi) = per_row(OP, "k", k.into(), x, b)?;
+    if !(klo > 0.0 && khi < n as f32) {
+        return Err(LapisError::invalid(
+            OP,
+            "k",
+            if klo > 0.0 { khi } else { klo },
+            format!("every k must lie in (0, n) = (0, {n})"),
+        ));
+    }
+    let (at, alo, ahi) = per_row(OP, "alpha", alpha.into(), x, b)?;
+    check_alpha(OP, alo, ahi)?;
+    let dev = x.device();
+    let total = b * n;
+    let s = scan_rows(&x2, &at, n)?;
+    let ind = Tensor::empty(OP, dev, &[total], DType::F32)?;
+    launch_1d!(dev, total, k::stk_count_kernel, |client, R| (
+        arr::<R>(&s.p),
+        arr::<R>(&s.q),
+        arr::<R>(&s.dq),
+        arr::<R>(&kt),
+        arr::<R>(&ind),
+        n as u32,
+        total as u32,
+    ));
+    let cnt = crate::sum(&ind.reshape(&[b, n])?, 1)?;
+    let thr = Tensor::empty(OP, dev, &[b], DType::F32)?;
+    launch_1d!(dev, b, k::stk_threshold_kernel, |client, R| (
+        arr::<R>(&s.o),
+        arr::<R>(&s.p),
+        arr::<R>(&s.q),
+        arr::<R>(&s.dq),
+        arr::<R>(&kt),
+        arr::<R>(&at),
+        arr::<R>(&cnt),
+        arr::<R>(&thr),
+        n as u32,
+        b as u32,
+    ));
+    let p = Tensor::empty(OP, dev, &[b, n], DType::F32)?;
+    launch_1d!(dev, total, k::stk_prob_kernel, |client, R| (
+        arr::<R>(&x2),
+        arr::<R>(&thr),
+        arr::<R>(&at),
+        arr::<R>(&p),
+        n as u32,
+        total as u32,
+    ));
+    Ok(SoftTopK {
+        p: p.reshape(x.shape())?,
+        threshold: thr,
+        x: x2,
+        alpha: at,
+        shape: x.shape().to_vec(),
+    })
+}
+
+impl SoftTopK {
+    /// Gradients of `ℓ` given `g = ∂ℓ/∂p` (shape of `p`), O(B·n), no sort.
+    pub fn backward(&self, g: &Tensor) -> Result<SoftTopKGrads> {
+        const OP: &str = "soft_topk_backward";
+        if g.shape() != self.shape.as_slice() || g.dtype() != DType::F32 {
+            return Err(LapisError::ShapeMismatch {
+                op: OP,
+                lhs: self.shape.clone(),
+                rhs: g.shape().to_vec(),
+            });
+        }
+        crate::validate::same_device(OP, &self.x, g)?;
+        let (b, _) = (self.x.shape()[0], self.x.shape()[1]);
+        let g = g.reshape(self.x.shape())?;
+        let alpha = self.alpha.reshape(&[b, 1])?;
+        let z = crate::div(
+            &crate::sub(&self.x, &self.threshold.reshape(&[b, 1])?)?,
+            &alpha,
+        )?;
+        let az = crate::abs(&z)?;
+        let zmin = crate::min(&az, 1)?;
+        // f̃ = e^{min|z| − |z|} ∈ (0, 1], one entry per row equal to 1.
+        let ft = crate::exp(&crate::sub(&zmin, &az)?)?;
+        let fsum = crate::sum(&ft, 1)?;
+        let gft = crate::mul(&g, &ft)?;
+        let gf = crate::sum(&gft, 1)?;
+        let gbar = crate::div(&gf, &fsum)?;
+        let f = crate::affine(&crate::exp(&crate::neg(&az)?)?, 0.5, 0.0)?;
+        let dx = crate::mul(&crate::div(&f, &alpha)?, &crate::sub(&g, &gbar)?)?;
+        let fz = crate::sum(&crate::mul(&ft, &z)?, 1)?;
+        let gfz = crate::sum(&crate::mul(&gft, &z)?, 1)?;
+        let scale = crate::div(
+            &crate::affine(&crate::exp(&crate::neg(&zmin)?)?, 0.5, 0.0)?,
+            &alpha,
+        )?;
+        let da = crate::mul(
+            &scale,
+            &crate::sub(&crate::div(&crate::mul(&gf, &fz)?, &fsum)?, &gfz)?,
+        )?;
+        Ok(SoftTopKGrads {
+            x: dx.reshape(&self.shape)?,
+            k: gbar.reshape(&[b])?,
+            alpha: da.reshape(&[b])?,
+        })
+    }
+}
+
+/// A truncated soft top-k: `cap` slots per row.
+#[derive(Debug, Clone)]
+pub struct SoftTopKTruncated {
+    /// Column indices `[B, cap]` (u32), by descending `p` (ties: lower index first).
+    pub indices: Tensor,
+    /// Kept values `[B, cap]`: `p` where kept, 0 in the slots past the kept entries.
+    pub values: Tensor,
+    /// 1 where a slot is kept, else 0, `[B, cap]`.
+    pub mask: Tensor,
+    /// The dense soft top-k it was cut from.
+    pub dense: SoftTopK,
+}
+
+/// SoftMoE's truncated soft top-k (`specs/sparse-methods.md` §1.1): per row
+/// `m = min(⌈c_cap·k⌉, n)`, `τ = clamp(c_τ·k/n, p_(m), p_(1))` (`p_(j)` the j-th largest),
+/// keep `p_i ≥ τ` among the `m` largest — so 1 ≤ kept ≤ m, not renormalised
+/// (`Σ kept ≤ k`). Output capacity `cap = min(⌈c_cap·max k⌉, n)`; slot `i` holds the i-th
+/// largest entry's index and its value if kept, else 0. Defaults in SoftMoE:
+/// `c_cap = 2`, `c_τ = 1.8`. Gradients ([`SoftTopKTruncated::backward`]) flow through kept
+/// entries only (the mask is constant).
+pub fn soft_topk_truncated<'a>(
+    x: &Tensor,
+    k: impl Into<RowParam<'a>>,
+    alpha: impl Into<RowParam<'a>>,
+    c_cap: f32,
+    c_tau: f32,
+) -> Result<SoftTopKTruncated> {
+    const OP: &str = "soft_topk_truncated";
+    if !(c_cap.is_finite() && c_cap > 0.0) {
+        return Err(LapisError::invalid(
+            OP,
+            "c_cap",
+            c_cap,
+            "must be finite and > 0",
+        ));
+    }
+    if !(c_tau.is_finite() && c_tau >= 0.0) {
+        return Err(LapisError::invalid(
+            OP,
+            "c_tau",
+            c_tau,
+            "must be finite and ≥ 0",
+        ));
+    }
+    let k = k.into();
+    let dense = soft_topk(x, k, alpha)?;
+    let (b, n) = (dense.x.shape()[0], dense.x.shape()[1]);
+    let dev = x.device();
+    let (kt, _, khi) = per_row(OP, "k", k, x, b)?;
+    let cap = ((c_cap * khi).ceil() as usize).clamp(1, n);
+    // Descending order of p = descending x; a stable sort of −x puts ties in index order.
+    let (_, perm_desc) = crate::argsort_rows(&crate::neg(&dense.x)?)?;
+    let total = b * cap;
+    let indices = Tensor::empty(OP, dev, &[b, cap], DType::U32)?;
+    let values = Tensor::empty(OP, dev, &[b, cap], DType::F32)?;
+    let mask = Tensor::empty(OP, dev, &[b, cap], DType::F32)?;
+    let p2 = dense.p.reshape(&[b, n])?;
+    launch_1d!(dev, total, k::stk_truncate_kernel, |client, R| (
+        arr::<R>(&p2),
+        arr::<R>(&perm_desc),
+        arr::<R>(&kt),
+        arr::<R>(&indices),
+        arr::<R>(&values),
+        arr::<R>(&mask),
+        n as u32,
+        cap as u32,
+        total as u32,
+        c_cap,
+        c_tau,
+    ));
+    Ok(SoftTopKTruncated {
+        indices,
+        values,
+        mask,
+        dense,
+    })
+}
+
+impl SoftTopKTruncated {
+    /// The kept values scattered back to `[B, n]` (zeros elsewhere): for testing and dense
+    /// paths.
+    pub fn to_dense(&self) -> Result<Tensor> {
+        self.scatter(&self.values)
+    }
+
+    fn scatter(&self, v: &Tensor) -> Result<Tensor> {
+        let (b, cap) = (self.indices.shape()[0], self.indices.shape()[1]);
+        let n = self.dense.x.shape()[1];
+        let dev = self.indices.device();
+        let out = crate::zeros(dev, &[b, n], DType::F32)?;
+        let total = b * cap;
+        launch_1d!(dev, total, k::stk_untruncate_kernel, |client, R| (
+            arr::<R>(v),
+            arr::<R>(&self.indices),
+            arr::<R>(&self.mask),
+            arr::<R>(&out),
+            n as u32,
+            cap as u32,
+            total as u32,
+        ));
+        out.reshape(&self.dense.shape)
+    }
+
+    /// Gradients given `g = ∂ℓ/∂values` (`[B, cap]`): kept slots pass `g` into the soft
+    /// top-k VJP, dropped ones contribute 0.
+    pub fn backward(&self, g: &Tensor) -> Result<SoftTopKGrads> {
+        if g.shape() != self.values.shape() || g.dtype() != DType::F32 {
+            return Err(LapisError::ShapeMismatch {
+                op: "soft_topk_truncated_backward",
+                lhs: self.values.shape().to_vec(),
+                rhs: g.shape().to_vec(),
+            });
+        }
+        self.dense.backward(&self.scatter(g)?)
+    }
+}
+
+/// Soft rank of each row (ascending; `→` the 1-based hard rank as `α → 0`):
+/// `rank_i = ½ + Σ_j F((x_i − x_j)/α)`; each row sums to `n(n+1)/2`.
+pub fn soft_rank<'a>(x: &Tensor, alpha: impl Into<RowParam<'a>>) -> Result<Tensor> {
+    const OP: &str = "soft_rank";
+    let (x2, b, n) = rows(OP, x)?;
+    let (at, alo, ahi) = per_row(OP, "alpha", alpha.into(), x, b)?;
+    check_alpha(OP, alo, ahi)?;
+    let dev = x.device();
+    let total = b * n;
+    let s = scan_rows(&x2, &at, n)?;
+    let sorted = Tensor::empty(OP, dev, &[total], DType::F32)?;
+    launch_1d!(dev, total, k::stk_rank_kernel, |client, R| (
+        arr::<R>(&s.p),
+        arr::<R>(&s.q),
+        arr::<R>(&sorted),
+        n as u32,
+        total as u32,
+    ));
+    unsort(&sorted, &s.perm, n)?.reshape(x.shape())
+}
+
+fn unsort(v: &Tensor, perm: &Tensor, n: usize) -> Result<Tensor> {
+    let total = v.numel();
+    let out = Tensor::empty("soft_rank", v.device(), &[total], DType::F32)?;
+    launch_1d!(v.device(), total, k::row_scatter_kernel, |client, R| (
+        arr::<R>(v),
+        arr::<R>(perm),
+        arr::<R>(&out),
+        n as u32,
+        total as u32,
+    ));
+    Ok(out)
+}
+
+/// Gradients of `ℓ` given `g = ∂ℓ/∂rank` for [`soft_rank`]: `(∂x, ∂α [B])`, O(B·n) after
+/// the sort. With `f_ij = F'((x_i − x_j)/α)`:
+/// `∂x_m = (1/α)(g_m Σ_j f_mj − Σ_i g_i f_im)` and
+/// `∂α = −(1/α) Σ_i g_i Σ_j f_ij (x_i − x_j)/α`; the sums are the Laplace recursion with
+/// values 1 and g, and its first moment.
+pub fn soft_rank_backward<'a>(
+    x: &Tensor,
+    alpha: impl Into<RowParam<'a>>,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "soft_rank_backward";
+    let (x2, b, n) = rows(OP, x)?;
+    if g.shape() != x.shape() || g.dtype() != DType::F32 {
+        return Err(LapisError::ShapeMismatch {
+            op: OP,
+            lhs: x.shape().to_vec(),
+            rhs: g.shape().to_vec(),
+        });
+    }
+    crate::validate::same_device(OP, x, g)?;
+    let (at, alo, ahi) = per_row(OP, "alpha", alpha.into(), x, b)?;
+    check_alpha(OP, alo, ahi)?;
+    let dev = x.device();
+    let total = b * n;
+    let s = scan_rows(&x2, &at, n)?;
+    let gs = Tensor::empty(OP, dev, &[total], DType::F32)?;
+    launch_1d!(dev, total, k::row_gather_kernel, |client, R| (
+        arr::<R>(g),
+        arr::<R>(&s.perm),
+        arr::<R>(&gs),
+        n as u32,
+        total as u32,
+    ));
+    // Σ_j f_mj = ½(P + Q − 1); Σ_i g_i f_im = ½(PG + QG − g).
+    let pg = crate::linear_scan(&s.dp, &gs, false)?;
+    let qg = crate::linear_scan(&s.dq, &gs, true)?;
+    let fsum = crate::affine(&crate::add(&s.p, &s.q)?, 0.5, -0.5)?;
+    let gfsum = crate::affine(&crate::sub(&crate::add(&pg, &qg)?, &gs)?, 0.5, 0.0)?;
+    let arow = at.reshape(&[b, 1])?;
+    let dxs = crate::div(
+        &crate::sub(&crate::mul(&gs, &fsum)?, &gfsum)?.reshape(&[b, n])?,
+        &arow,
+    )?;
+    // Σ_j f_ij (x_i − x_j)/α = ½(ML_i − MR_i).
+    let ml_in = Tensor::empty(OP, dev, &[total], DType::F32)?;
+    let mr_in = Tensor::empty(OP, dev, &[total], DType::F32)?;
+    launch_1d!(dev, total, k::stk_moment_inputs_kernel, |client, R| (
+        arr::<R>(&s.o),
+        arr::<R>(&at),
+        arr::<R>(&s.dp),
+        arr::<R>(&s.dq),
+        arr::<R>(&s.p),
+        arr::<R>(&s.q),
+        arr::<R>(&ml_in),
+        arr::<R>(&mr_in),
+        n as u32,
+        total as u32,
+    ));
+    let ml = crate::linear_scan(&s.dp, &ml_in, false)?;
+    let mr = crate::linear_scan(&s.dq, &mr_in, true)?;
+    let mom = crate::affine(&crate::sub(&ml, &mr)?, 0.5, 0.0)?;
+    let da = crate::neg(&crate::div(
+        &crate::sum(&crate::mul(&gs, &mom)?.reshape(&[b, n])?, 1)?,
+        &arow,
+    )?)?;
+    let dx = unsort(&dxs.reshape(&[total])?, &s.perm, n)?;
+    Ok((dx.reshape(x.shape())?, da.reshape(&[b])?))
+}
