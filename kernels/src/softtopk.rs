@@ -331,3 +331,85 @@ pub fn stk_untruncate_kernel(
     let dst = row * n + idx[pos as usize];
     out[dst as usize] = gv[pos as usize] * mask[pos as usize];
 }
+
+/// LapSum soft sort: output `(row, i)` is the `b` with `Σ_j F((b − o_j)/α) = i + ½`, i.e. the
+/// soft top-k threshold for `k_i = n − i − ½` (ascending in i). The bracketing interval is
+/// found by a binary search over the row's decreasing `S(o_j)`; then [`threshold`].
+/// Also writes, for the backward, `F_i = Σ_j f((b_i − o_j)/α)` and the ratio
+/// `A_i/F_i = Σ_j f_ij (b_i − o_j)/α / F_i` (from the moment scans `ML`, `MR` of
+/// [`stk_moment_inputs_kernel`]); both use exponentials relative to the nearer interval end,
+/// so the ratio never becomes 0/0, and `F_i` is floored at 1e-30.
+#[cube(launch)]
+pub fn stk_soft_sort_kernel(
+    o: &Array<f32>,
+    p: &Array<f32>,
+    q: &Array<f32>,
+    dq: &Array<f32>,
+    ml: &Array<f32>,
+    mr: &Array<f32>,
+    alpha: &Array<f32>,
+    out: &mut Array<f32>,
+    fsum: &mut Array<f32>,
+    ratio: &mut Array<f32>,
+    n: u32,
+    total: u32,
+) {
+    let pos = ABSOLUTE_POS as u32;
+    if pos >= total {
+        terminate!();
+    }
+    let row = pos / n;
+    let i = pos % n;
+    let base = row * n;
+    let a = alpha[row as usize];
+    let k = f32::cast_from(n - i) - 0.5f32;
+    // cnt = #{j : S(o_j) ≥ k}; S is decreasing in j.
+    let mut lo = 0u32;
+    let mut hi = n;
+    for _ in 0..33u32 {
+        if lo < hi {
+            let mid = (lo + hi) / 2;
+            if s_at(p, q, dq, base + mid, mid, n) >= k {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+    }
+    let b = threshold(o, p, q, dq, base, n, lo, k, a);
+    out[pos as usize] = b;
+    // Left part: sorted points ≤ b up to index lo − 1; right part from lo.
+    let mut left_f = 0.0f32;
+    let mut left_a = 0.0f32;
+    let mut dl = 0.0f32;
+    let mut has_left = false;
+    if lo > 0 {
+        let jl = base + lo - 1;
+        dl = max(b - o[jl as usize], 0.0f32) / a;
+        left_f = p[jl as usize];
+        left_a = dl * p[jl as usize] + ml[jl as usize];
+        has_left = true;
+    }
+    let mut right_f = 0.0f32;
+    let mut right_a = 0.0f32;
+    let mut dr = 0.0f32;
+    let mut has_right = false;
+    if lo < n {
+        let jr = base + lo;
+        dr = max(o[jr as usize] - b, 0.0f32) / a;
+        right_f = q[jr as usize];
+        right_a = dr * q[jr as usize] + mr[jr as usize];
+        has_right = true;
+    }
+    // Scale by e^{min distance}: the nearer side's factor is 1.
+    let mut m = dl;
+    if !has_left || (has_right && dr < dl) {
+        m = dr;
+    }
+    let el = select(has_left, (m - dl).exp(), 0.0f32);
+    let er = select(has_right, (m - dr).exp(), 0.0f32);
+    let fs = el * left_f + er * right_f;
+    let am = el * left_a - er * right_a;
+    ratio[pos as usize] = am / fs;
+    fsum[pos as usize] = max(0.5f32 * fs * (-m).exp(), 1e-30f32);
+}

@@ -14,7 +14,7 @@
 //! | softmax | [`softmax`](fn@softmax), [`log_softmax`] | [`softmax`](mod@softmax) |
 //! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
 //! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
-//! | soft top-k (LapSum) | [`soft_topk`], [`soft_topk_truncated`], [`soft_rank`] and their backward | [`softtopk`] |
+//! | soft top-k (LapSum) | [`soft_topk`], [`soft_topk_truncated`], [`soft_rank`], [`soft_sort`] and their backward | [`softtopk`] |
 //! | sort | [`argsort`], [`argsort_rows`] (stable radix sort, NaN last) | [`sort`](mod@sort) |
 //! | Laplace operator | [`laplace_apply`], [`laplace_gram`], [`laplace_gram_backward`], [`laplace_apply_backward`] (real λ), [`laplace_apply_phased`], [`laplace_apply_phased_backward`] (complex λ) | [`laplace`](mod@laplace) |
 //! | FFT (cubek-fft) | [`rfft`] (power-of-two lengths) | [`fft`] |
@@ -88,8 +88,8 @@ pub use reduce::{
 pub use scan::{linear_scan, linear_scan_complex};
 pub use softmax::{log_softmax, softmax};
 pub use softtopk::{
-    soft_rank, soft_rank_backward, soft_topk, soft_topk_truncated, RowParam, SoftTopK,
-    SoftTopKGrads, SoftTopKTruncated,
+    soft_rank, soft_rank_backward, soft_sort, soft_sort_backward, soft_topk, soft_topk_truncated,
+    RowParam, SoftTopK, SoftTopKGrads, SoftTopKTruncated,
 };
 pub use sort::{argsort, argsort_rows};
 pub use tensor::{contiguous_strides, Tensor};

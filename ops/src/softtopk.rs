@@ -13,6 +13,8 @@
 //! rescaled by `e^{min|z|}` so they never underflow to 0/0.
 //!
 //! Soft rank: `rank_i = ½ + Σ_j F((x_i − x_j)/α)`, on sorted order `j + 1 + ½(Q_j − P_j)`.
+//! Soft sort: output i is the `b` with `Σ_j F((b − x_j)/α) = i + ½` (LapSum's definition),
+//! the threshold for `k = n − i − ½`.
 //!
 //! **Policies.** Rows are `[B, n]` (or `[n]`, one row); `k` and `α` are one scalar or one
 //! value per row ([`RowParam`]). Non-finite entries of `x` are rejected (typed error: NaN has
@@ -516,4 +518,112 @@ pub fn soft_rank_backward<'a>(
     )?)?;
     let dx = unsort(&dxs.reshape(&[total])?, &s.perm, n)?;
     Ok((dx.reshape(x.shape())?, da.reshape(&[b])?))
+}
+
+/// Soft sort output with what its backward needs.
+struct SoftSorted {
+    values: Tensor,
+    fsum: Tensor,
+    ratio: Tensor,
+    x2: Tensor,
+    alpha: Tensor,
+    b: usize,
+    n: usize,
+}
+
+fn soft_sort_impl(op: &'static str, x: &Tensor, alpha: RowParam<'_>) -> Result<SoftSorted> {
+    let (x2, b, n) = rows(op, x)?;
+    let (at, alo, ahi) = per_row(op, "alpha", alpha, x, b)?;
+    check_alpha(op, alo, ahi)?;
+    let dev = x.device();
+    let total = b * n;
+    let s = scan_rows(&x2, &at, n)?;
+    let ml_in = Tensor::empty(op, dev, &[total], DType::F32)?;
+    let mr_in = Tensor::empty(op, dev, &[total], DType::F32)?;
+    launch_1d!(dev, total, k::stk_moment_inputs_kernel, |client, R| (
+        arr::<R>(&s.o),
+        arr::<R>(&at),
+        arr::<R>(&s.dp),
+        arr::<R>(&s.dq),
+        arr::<R>(&s.p),
+        arr::<R>(&s.q),
+        arr::<R>(&ml_in),
+        arr::<R>(&mr_in),
+        n as u32,
+        total as u32,
+    ));
+    let ml = crate::linear_scan(&s.dp, &ml_in, false)?;
+    let mr = crate::linear_scan(&s.dq, &mr_in, true)?;
+    let values = Tensor::empty(op, dev, &[b, n], DType::F32)?;
+    let fsum = Tensor::empty(op, dev, &[b, n], DType::F32)?;
+    let ratio = Tensor::empty(op, dev, &[b, n], DType::F32)?;
+    launch_1d!(dev, total, k::stk_soft_sort_kernel, |client, R| (
+        arr::<R>(&s.o),
+        arr::<R>(&s.p),
+        arr::<R>(&s.q),
+        arr::<R>(&s.dq),
+        arr::<R>(&ml),
+        arr::<R>(&mr),
+        arr::<R>(&at),
+        arr::<R>(&values),
+        arr::<R>(&fsum),
+        arr::<R>(&ratio),
+        n as u32,
+        total as u32,
+    ));
+    Ok(SoftSorted {
+        values,
+        fsum,
+        ratio,
+        x2,
+        alpha: at,
+        b,
+        n,
+    })
+}
+
+/// LapSum's soft sort of each row (ascending): output `i` is the `b_i` with
+/// `Σ_j F((b_i − x_j)/α) = i + ½` — the soft top-k threshold for `k = n − i − ½`, so it
+/// tends to the i-th smallest value as `α → 0`. O(n log n) per row (one sort, four scans, a
+/// binary search per output).
+pub fn soft_sort<'a>(x: &Tensor, alpha: impl Into<RowParam<'a>>) -> Result<Tensor> {
+    let s = soft_sort_impl("soft_sort", x, alpha.into())?;
+    s.values.reshape(x.shape())
+}
+
+/// Gradients of `ℓ` given `g = ∂ℓ/∂soft_sort(x)`: `(∂x, ∂α [B])`, by implicit
+/// differentiation of `Σ_j F((b_i − x_j)/α) = i + ½`: with `f_ij = F'((b_i − x_j)/α)` and
+/// `F_i = Σ_j f_ij`, `∂x_j = Σ_i g_i f_ij / F_i` (a Laplace-kernel matvec per row, sources
+/// `b`, targets `x`, rate `1/α`) and `∂α = Σ_i g_i Σ_j f_ij (b_i − x_j)/α / F_i`.
+/// The matvec runs row by row (one `laplace_apply` per row).
+pub fn soft_sort_backward<'a>(
+    x: &Tensor,
+    alpha: impl Into<RowParam<'a>>,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "soft_sort_backward";
+    if g.shape() != x.shape() || g.dtype() != DType::F32 {
+        return Err(LapisError::ShapeMismatch {
+            op: OP,
+            lhs: x.shape().to_vec(),
+            rhs: g.shape().to_vec(),
+        });
+    }
+    crate::validate::same_device(OP, x, g)?;
+    let s = soft_sort_impl(OP, x, alpha.into())?;
+    let (b, n) = (s.b, s.n);
+    let g2 = g.reshape(&[b, n])?;
+    let da = crate::sum(&crate::mul(&g2, &s.ratio)?, 1)?.reshape(&[b])?;
+    let w = crate::div(&g2, &crate::affine(&s.fsum, 2.0, 0.0)?)?;
+    let alphas = s.alpha.to_vec::<f32>()?;
+    let mut parts = Vec::with_capacity(b);
+    for (row, a) in alphas.iter().enumerate() {
+        let src = crate::slice(&s.values, 0, row, row + 1)?.reshape(&[n])?;
+        let tgt = crate::slice(&s.x2, 0, row, row + 1)?.reshape(&[n])?;
+        let v = crate::slice(&w, 0, row, row + 1)?.reshape(&[n, 1])?;
+        parts.push(crate::laplace_apply(&src, &tgt, &v, 1.0 / a)?.reshape(&[1, n])?);
+    }
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    let dx = crate::concat(&refs, 0)?;
+    Ok((dx.reshape(x.shape())?, da))
 }

@@ -183,6 +183,31 @@ proptest! {
         }
     }
 
+    /// Soft sort and its gradients vs the reference; ascending output.
+    #[test]
+    fn soft_sort_matches_reference(b in prop::sample::select(vec![1usize, 3]), n in 1usize..100, pattern in 0u8..6,
+                                   log_alpha in -2.0f64..1.0, seed in 0u64..1000) {
+        let dev = device();
+        let x = rows(b, n, pattern, seed);
+        let alpha = (10f64.powf(log_alpha) * max_abs(&x).max(1.0)) as f32 as f64;
+        let xt = up(&dev, &[b, n], &x);
+        let got = to64(&lapis_ops::soft_sort(&xt, alpha as f32).unwrap());
+        let g = lcg(b * n, seed + 2, -1.0, 1.0);
+        let (gx, ga) = lapis_ops::soft_sort_backward(&xt, alpha as f32, &up(&dev, &[b, n], &g)).unwrap();
+        let (gx, ga) = (to64(&gx), to64(&ga));
+        for row in 0..b {
+            let xr = &x[row * n..(row + 1) * n];
+            let want = r::soft_sort(xr, alpha);
+            let tol = 2e-4 * (max_abs(xr) + alpha * (n as f64).ln().max(1.0));
+            r::assert_close(&got[row * n..(row + 1) * n], &want, 0.0, tol).map_err(TestCaseError::fail)?;
+            let gr = &got[row * n..(row + 1) * n];
+            prop_assert!(gr.windows(2).all(|w| w[0] <= w[1] + tol), "not ascending: {:?}", gr);
+            let (wx, wa) = r::soft_sort_backward(xr, alpha, &g[row * n..(row + 1) * n]);
+            r::assert_close(&gx[row * n..(row + 1) * n], &wx, 0.0, 2e-3 * max_abs(&wx).max(1e-2)).map_err(|m| TestCaseError::fail(format!("x: {m}")))?;
+            prop_assert!((ga[row] - wa).abs() <= 2e-3 * wa.abs() + 1e-5 * n as f64, "α̅ {} vs {}", ga[row], wa);
+        }
+    }
+
     /// Fuzz-style: arbitrary x (NaN/inf included), k, α and shapes give Ok or a typed error,
     /// never a panic; Ok results are finite with Σp = k.
     #[test]
