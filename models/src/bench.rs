@@ -86,3 +86,36 @@ pub fn covariance(dev: &Device, sizes: &[usize], c: usize, reps: usize) -> Resul
     }
     Ok(())
 }
+
+/// `lapis bench softtopk`: soft top-k of `rows × n` (`k = n/8`, `α = 0.5`, normal rows)
+/// against a hard top-k by row sort on the same rows and device, timed in one run.
+/// Fields: `op`, `rows`, `n`, `device`, `ms_hard_topk` (argsort_rows + the k largest
+/// columns), `ms_soft_topk`, `ms_backward`, `ms_truncated` (SoftMoE rule, `c_cap = 2`),
+/// `vs_hard` (`ms_soft_topk / ms_hard_topk`).
+pub fn softtopk(dev: &Device, rows: usize, sizes: &[usize], reps: usize) -> Result<()> {
+    for &n in sizes {
+        let x = lapis_ops::normal(dev, &[rows, n], 0.0, 1.0, 1)?;
+        let g = lapis_ops::normal(dev, &[rows, n], 0.0, 1.0, 2)?;
+        let k = ((n / 8).max(1) as f32).min(n as f32 - 0.5).max(0.5);
+        let ms = |t: std::time::Duration| t.as_secs_f64() * 1e3;
+        let hard = ms(time_op(dev, reps, || {
+            let (_, perm) = lapis_ops::argsort_rows(&x)?;
+            lapis_ops::slice(&perm, 1, n - (n / 8).max(1), n)
+        })?);
+        let soft = ms(time_op(dev, reps, || lapis_ops::soft_topk(&x, k, 0.5))?);
+        let out = lapis_ops::soft_topk(&x, k, 0.5)?;
+        let back = ms(time_op(dev, reps, || out.backward(&g))?);
+        let trunc = ms(time_op(dev, reps, || {
+            lapis_ops::soft_topk_truncated(&x, k, 0.5, 2.0, 1.8)
+        })?);
+        println!(
+            "{}",
+            serde_json::json!({
+                "op": "soft_topk", "rows": rows, "n": n, "device": dev.info().name,
+                "ms_hard_topk": hard, "ms_soft_topk": soft, "ms_backward": back,
+                "ms_truncated": trunc, "vs_hard": soft / hard,
+            })
+        );
+    }
+    Ok(())
+}

@@ -44,6 +44,18 @@ enum BenchWhat {
         #[arg(long, default_value_t = 5)]
         reps: usize,
     },
+    /// LapSum soft top-k vs a hard top-k by row sort on the same rows.
+    Softtopk {
+        /// Rows B.
+        #[arg(long, default_value_t = 256)]
+        rows: usize,
+        /// Row lengths n, e.g. `2^8,2^12,2^16`.
+        #[arg(long, default_value = "2^8,2^12")]
+        n: String,
+        /// Timed repetitions (median reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
     /// REMIX's covariance: factor, NLL and its backward, vs a sort and a Laplace matvec.
     Covariance {
         /// Dimensions d, e.g. `2^10,2^14,2^18`.
@@ -132,6 +144,9 @@ fn main() -> std::process::ExitCode {
         Command::Bench {
             what: BenchWhat::Covariance { sizes, c, reps },
         } => with_sizes(&sizes, |dev, s| bench::covariance(dev, s, c, reps)),
+        Command::Bench {
+            what: BenchWhat::Softtopk { rows, n, reps },
+        } => with_sizes(&n, |dev, s| bench::softtopk(dev, rows, s, reps)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
