@@ -70,6 +70,14 @@
 //! | [`remix_cov_vjp`] | `ū, w̄, ā, λ̄` from `Σ̄ = ∂f/∂Σ` |
 //! | `remix_*_grad` | `r̄, ū, w̄, ā, λ̄` of each REMIX objective ([`RemixGrads`]) |
 //! | [`remix_sample`] | `√u ⊙ ε₁ + w ⊙ ζ(ε₂)` |
+//! | [`laplace_cdf`] / [`laplace_pdf`] | `F(x) = ½eˣ (x ≤ 0), 1 − ½e⁻ˣ (x > 0)` / `f = F′ = ½e^{−abs(x)}` |
+//! | [`soft_topk_threshold`] | `b` with `Σ_i F((r_i − b)/α) = k` (closed form after a sort) |
+//! | [`soft_topk`] | `p_i = F((r_i − b)/α)` per row of `[B, n]`, `Σ p = k` |
+//! | [`soft_topk_backward`] | `∂r_i = (f_i/α)(g_i − ḡ)`, `∂k = ḡ`, `∂α` (implicit in `b`) |
+//! | [`soft_topk_truncated`] | keep `p_i ≥ τ = clamp(c_τk/n, p_(m), p_(1))` among the top `m = min(⌈c_cap k⌉, n)` |
+//! | [`soft_rank`] | `rank_i = ½ + Σ_j F((r_i − r_j)/α)` |
+//! | [`soft_sort`] | `b_i` with `Σ_j F((b_i − r_j)/α) = i + ½` |
+//! | [`hard_topk_mask`] | `1` at the `k` largest, ties to the lower index |
 
 mod compare;
 mod covariance;
@@ -82,6 +90,7 @@ mod matmul;
 mod reduce;
 mod scan;
 mod softmax;
+mod softtopk;
 mod sort;
 mod tensor;
 
@@ -109,5 +118,11 @@ pub use matmul::matmul;
 pub use reduce::{argmax, reduce, reduce_all};
 pub use scan::linear_scan;
 pub use softmax::{log_softmax, softmax};
+pub use softtopk::{
+    hard_topk_mask, laplace_cdf, laplace_pdf, soft_rank, soft_rank_backward, soft_sort,
+    soft_sort_backward, soft_topk, soft_topk_backward, soft_topk_threshold,
+    soft_topk_threshold_bisect, soft_topk_truncated, soft_topk_truncated_backward,
+    soft_topk_truncated_dense,
+};
 pub use sort::{argsort, key_order};
 pub use tensor::{arange, broadcast_shape, contiguous_strides, fill, RefTensor};
