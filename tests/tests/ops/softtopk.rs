@@ -232,7 +232,8 @@ proptest! {
     }
 }
 
-/// The grid: B ∈ {1, 7, 256}, n up to 2^16 (B = 256 up to 4096 to keep CI short):
+/// The grid: B ∈ {1, 7, 256}, n up to 2^16 (B = 256 up to 4096 to keep CI short),
+/// and one row of 2^20 (the global-sort path):
 /// Σp = k per row within 1e-4·n, p ∈ [0, 1], finite.
 #[test]
 fn soft_topk_sums_to_k_at_scale() {
@@ -246,6 +247,7 @@ fn soft_topk_sums_to_k_at_scale() {
         (256, 64),
         (256, 4096),
         (7, 3000),
+        (1, 1 << 20),
     ] {
         let x = lapis_ops::normal(&dev, &[b, n], 0.0, 1.0, 3).unwrap();
         let k = (0.1 * n as f32).max(0.5);
