@@ -413,3 +413,74 @@ pub fn stk_soft_sort_kernel(
     ratio[pos as usize] = am / fs;
     fsum[pos as usize] = max(0.5f32 * fs * (-m).exp(), 1e-30f32);
 }
+
+/// `p = F(z)` and `f = F'(z) = ½e^{−|z|}` for `z = (x − b_row)/α_row` (one pass for a
+/// Newton step on the threshold).
+#[cube(launch)]
+pub fn stk_prob_density_kernel(
+    x: &Array<f32>,
+    b: &Array<f32>,
+    alpha: &Array<f32>,
+    p: &mut Array<f32>,
+    f: &mut Array<f32>,
+    n: u32,
+    total: u32,
+) {
+    let pos = ABSOLUTE_POS as u32;
+    if pos >= total {
+        terminate!();
+    }
+    let row = pos / n;
+    let z = (x[pos as usize] - b[row as usize]) / alpha[row as usize];
+    p[pos as usize] = laplace_cdf(z);
+    f[pos as usize] = 0.5f32 * (-z.abs()).exp();
+}
+
+/// One safeguarded Newton step on `Σ_i F((x_i − b)/α) = k` per row: `res = Σp − k`,
+/// `slope = Σf/α` (`∂Σp/∂b = −slope`), candidate `b + res/slope` with the step clamped to
+/// `±4α` (0 where the slope is 0). [`stk_pick_kernel`] keeps it only if it lowers `|res|`.
+#[cube(launch)]
+pub fn stk_newton_kernel(
+    b: &Array<f32>,
+    psum: &Array<f32>,
+    fsum: &Array<f32>,
+    k: &Array<f32>,
+    alpha: &Array<f32>,
+    out: &mut Array<f32>,
+    res: &mut Array<f32>,
+    rows: u32,
+) {
+    let row = ABSOLUTE_POS as u32;
+    if row >= rows {
+        terminate!();
+    }
+    let a = alpha[row as usize];
+    let r = psum[row as usize] - k[row as usize];
+    let slope = fsum[row as usize] / a;
+    let mut step = 0.0f32;
+    if slope > 0.0f32 {
+        step = (r / slope).clamp(-4.0f32 * a, 4.0f32 * a);
+    }
+    out[row as usize] = b[row as usize] + step;
+    res[row as usize] = r;
+}
+
+/// `b0` ← `b1` where `|res1| ≤ |res0|` (the Newton step helped), per row.
+#[cube(launch)]
+pub fn stk_pick_kernel(
+    b0: &mut Array<f32>,
+    res0: &Array<f32>,
+    b1: &Array<f32>,
+    psum1: &Array<f32>,
+    k: &Array<f32>,
+    rows: u32,
+) {
+    let row = ABSOLUTE_POS as u32;
+    if row >= rows {
+        terminate!();
+    }
+    let r1 = psum1[row as usize] - k[row as usize];
+    if r1.abs() <= res0[row as usize].abs() {
+        b0[row as usize] = b1[row as usize];
+    }
+}
