@@ -14,7 +14,7 @@
 //! | softmax | [`softmax`](fn@softmax), [`log_softmax`] | [`softmax`](mod@softmax) |
 //! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
 //! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
-//! | sort | [`argsort`], [`argsort_rows`] (stable radix sort, NaN last) | [`sort`](mod@sort) |
+//! | sort | [`argsort`], [`argsort_rows`] (stable radix sort; rows ≤ 4096 by an in-workgroup bitonic sort; NaN last) | [`sort`](mod@sort) |
 //! | Laplace operator | [`laplace_apply`], [`laplace_gram`], [`laplace_gram_backward`], [`laplace_apply_backward`] (real λ), [`laplace_apply_phased`], [`laplace_apply_phased_backward`] (complex λ) | [`laplace`](mod@laplace) |
 //! | FFT (cubek-fft) | [`rfft`] (power-of-two lengths) | [`fft`] |
 //! | OU covariance | [`OuCovariance`]: log det, Mahalanobis, solve, sample, NLL in O(d) after a sort | [`covariance`] |
