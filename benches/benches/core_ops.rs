@@ -56,9 +56,35 @@ fn matmul_softmax(c: &mut Criterion) {
     g.finish();
 }
 
+/// `argsort_rows` of `[256, 1024]` keys: the one-cube-per-row bitonic path (what
+/// `argsort_rows` takes) against the global radix path it replaces for short rows.
+fn sort_rows(c: &mut Criterion) {
+    let dev = Device::auto().expect("benches need a device (see README prerequisites)");
+    let mut g = c.benchmark_group("argsort_rows");
+    let (rows, cols) = (256usize, 1024usize);
+    let keys = lapis_ops::uniform(&dev, &[rows, cols], -1.0, 1.0, 3).unwrap();
+    g.throughput(Throughput::Elements((rows * cols) as u64));
+    let id = format!("{rows}x{cols}");
+    g.bench_with_input(BenchmarkId::new("bitonic", &id), &id, |bch, _| {
+        bch.iter(|| {
+            let y = lapis_ops::argsort_rows(&keys).unwrap();
+            dev.sync().unwrap();
+            y
+        })
+    });
+    g.bench_with_input(BenchmarkId::new("radix", &id), &id, |bch, _| {
+        bch.iter(|| {
+            let y = lapis_ops::sort::argsort_rows_radix(&keys).unwrap();
+            dev.sync().unwrap();
+            y
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = elementwise, matmul_softmax
+    targets = elementwise, matmul_softmax, sort_rows
 }
 criterion_main!(benches);

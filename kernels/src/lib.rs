@@ -14,6 +14,8 @@
 //! - [`index`]: gather, index-select and a deterministic scatter-add.
 //! - [`scan`]: first-order linear-recurrence scans `h_k = d_k h_{k−1} + u_k` (Laplace engine).
 //! - [`sort`]: stable LSD radix argsort of f32 keys with a u32 payload.
+//! - [`sort_rows`]: stable argsort of rows of ≤ 4096 keys, one cube per row (bitonic
+//!   network in shared memory).
 //! - [`laplace`]: the exact O(N log N) Laplace-kernel operator by sweeps, with gradients.
 //! - [`covariance`]: the Laplace/OU covariance in O(d) after the sort (AR(1) factor).
 //!
@@ -39,6 +41,7 @@ pub mod scan;
 pub mod softmax;
 pub mod softtopk;
 pub mod sort;
+pub mod sort_rows;
 
 pub use cubecl;
 

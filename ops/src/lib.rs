@@ -15,7 +15,7 @@
 //! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
 //! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
 //! | soft top-k (LapSum) | [`soft_topk`], [`soft_topk_truncated`], [`soft_rank`], [`soft_sort`] and their backward | [`softtopk`] |
-//! | sort | [`argsort`], [`argsort_rows`] (stable radix sort, NaN last) | [`sort`](mod@sort) |
+//! | sort | [`argsort`], [`argsort_rows`] (stable radix sort; short rows by an in-workgroup bitonic sort; NaN last) | [`sort`](mod@sort) |
 //! | Laplace operator | [`laplace_apply`], [`laplace_gram`], [`laplace_gram_backward`], [`laplace_apply_backward`] (real λ), [`laplace_apply_phased`], [`laplace_apply_phased_backward`] (complex λ) | [`laplace`](mod@laplace) |
 //! | FFT (cubek-fft) | [`rfft`] (power-of-two lengths) | [`fft`] |
 //! | OU covariance | [`OuCovariance`]: log det, Mahalanobis, solve, sample, NLL in O(d) after a sort | [`covariance`] |

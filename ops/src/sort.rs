@@ -2,21 +2,30 @@
 //!
 //! [`argsort`] returns the sorted keys and the permutation `perm` with
 //! `sorted[i] = keys[perm[i]]`; equal keys keep their input order (stable).
-//! [`argsort_rows`] sorts each row of a `[B, n]` tensor independently: a stable sort of all
-//! `B·n` keys followed by a stable sort by row index (`⌈log₁₆ B⌉` more radix passes), so each
-//! row ends up sorted and contiguous.
+//! [`argsort_rows`] sorts each row of a `[B, n]` tensor independently. Two paths:
+//! - **short rows, `2 ≤ n ≤ 4096` (≤ 128 on CPU adapters, where the radix path is faster
+//!   beyond):** one cube per row sorts `(key, column)` pairs in shared
+//!   memory with a bitonic network (`lapis_kernels::sort_rows`; lexicographic comparison
+//!   makes it stable). Three launches (encode, sort, decode) whatever `B` and `n`; cubes
+//!   of `n/2` units clamped to 32…256 (…64 on CPU adapters such as lavapipe). Used when the
+//!   device offers 32 KiB of shared memory per cube (lavapipe, NVIDIA, AMD and Apple GPUs do;
+//!   Vulkan only guarantees 16 KiB); otherwise the radix path below.
+//! - **long rows (`n > 4096`) and `n = 1`:** a stable radix sort of all `B·n` keys followed
+//!   by a stable sort by row index (`⌈log₁₆ B⌉` more radix passes), so each row ends up
+//!   sorted and contiguous.
 //!
 //! **NaN policy:** every NaN sorts after +∞, in input order; −0.0 sorts before +0.0.
-//! Sizes: up to `u32::MAX` elements (checked before launch). The kernel is the portable
-//! LSD radix sort of `lapis_kernels::sort` (8 passes of 4-bit digits).
+//! Sizes: up to `u32::MAX` elements (checked before launch). The radix kernel is the
+//! portable LSD radix sort of `lapis_kernels::sort` (8 passes of 4-bit digits).
 
 use lapis_kernels::sort as k;
+use lapis_kernels::sort_rows as kr;
 
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
-use crate::launch_1d;
 use crate::tensor::{arr, Tensor};
 use crate::Device;
+use crate::{dispatch, launch_1d};
 
 fn chunk_len(dev: &crate::Device, n: usize) -> usize {
     crate::tensor::sequential_chunk_len(dev, n)
@@ -124,20 +133,122 @@ pub fn argsort(keys: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((decode(&bits, keys.shape())?, perm))
 }
 
+/// `(B, n)` of a `[B, n]` f32 key tensor.
+fn row_shape(op: &'static str, keys: &Tensor) -> Result<(usize, usize)> {
+    check_keys(op, keys)?;
+    match keys.shape() {
+        [r, c] => Ok((*r, *c)),
+        _ => Err(LapisError::shape(op, keys.shape(), "keys must be [B, n]")),
+    }
+}
+
+/// Whether the bitonic path can sort rows of `cols` keys on `dev`.
+fn bitonic_fits(dev: &Device, rows: usize, cols: usize) -> bool {
+    let info = dev.info();
+    rows > 0
+        && (2..=kr::MAX_ROW_LEN).contains(&cols)
+        && info.max_shared_memory_bytes >= kr::ROW_SORT_SHARED_BYTES
+        && info.max_units_per_cube >= kr::ROW_SORT_MIN_UNITS
+}
+
+/// Most units per cube for the bitonic path on `dev`: [`kr::ROW_SORT_UNITS`] (256), but 64
+/// on CPU adapters (lavapipe), which emulate a cube's barriers in software: there fewer,
+/// busier units are faster (≈ 1.25× with 64 than with 256 units on `[256, 1024]` keys);
+/// never more than the device allows.
+fn bitonic_max_units(dev: &Device) -> u32 {
+    let cap = if dev.info().device_type == "Cpu" {
+        64
+    } else {
+        kr::ROW_SORT_UNITS
+    };
+    cap.min(dev.info().max_units_per_cube)
+}
+
+/// Longest rows [`argsort_rows`] sends to the bitonic path on `dev`: 4096 on GPUs, 128 on
+/// CPU adapters (lavapipe), where the network's O(n log² n) work loses to the radix sort
+/// from n ≈ 256 on (measured radix/bitonic time on `[256, n]`: 2.05 at n = 16, 1.76 at 64,
+/// 0.91 at 256, 0.63 at 4096).
+fn bitonic_default_max_len(dev: &Device) -> usize {
+    if dev.info().device_type == "Cpu" {
+        128
+    } else {
+        kr::MAX_ROW_LEN
+    }
+}
+
 /// Stable ascending sort of each row of `keys [B, n]`: `(sorted [B, n], perm [B, n])` with
 /// `sorted[b, i] = keys[b, perm[b, i]]` (`perm` holds column indices).
+///
+/// Rows of `2 ≤ n ≤ 4096` keys (≤ 128 on CPU adapters) are sorted one cube per row in
+/// shared memory (bitonic network); longer rows and `n = 1` by the global radix sort (see
+/// the module docs).
 pub fn argsort_rows(keys: &Tensor) -> Result<(Tensor, Tensor)> {
-    check_keys("argsort_rows", keys)?;
-    let (rows, cols) = match keys.shape() {
-        [r, c] => (*r, *c),
-        _ => {
-            return Err(LapisError::shape(
-                "argsort_rows",
-                keys.shape(),
-                "keys must be [B, n]",
-            ))
-        }
-    };
+    let (rows, cols) = row_shape("argsort_rows", keys)?;
+    let dev = keys.device();
+    if bitonic_fits(dev, rows, cols) && cols <= bitonic_default_max_len(dev) {
+        bitonic_rows(keys, rows, cols, bitonic_max_units(dev))
+    } else {
+        radix_rows(keys, rows, cols)
+    }
+}
+
+/// The bitonic path of [`argsort_rows`] with cubes of at most `max_units` units (clamped
+/// to 32…256), for tests of every cube size on any device. Errors when the path cannot
+/// take `keys` (`n` outside `2..=4096`, or a device without 32 KiB of shared memory).
+#[doc(hidden)]
+pub fn argsort_rows_bitonic(keys: &Tensor, max_units: u32) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "argsort_rows";
+    let (rows, cols) = row_shape(OP, keys)?;
+    if !bitonic_fits(keys.device(), rows, cols) {
+        return Err(LapisError::shape(
+            OP,
+            keys.shape(),
+            "the bitonic path takes B ≥ 1 rows of 2..=4096 keys on a device with 32 KiB \
+             of shared memory per cube",
+        ));
+    }
+    let max_units = max_units.min(keys.device().info().max_units_per_cube);
+    bitonic_rows(keys, rows, cols, max_units)
+}
+
+/// Bitonic path: encode, one cube per row sorts `(key, column)` pairs in shared memory
+/// (`lapis_kernels::sort_rows`), decode. Needs [`bitonic_fits`].
+fn bitonic_rows(
+    keys: &Tensor,
+    rows: usize,
+    cols: usize,
+    max_units: u32,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "argsort_rows";
+    let dev = keys.device();
+    let bits = encode(keys)?;
+    let sorted_bits = Tensor::empty(OP, dev, &[rows * cols], DType::U32)?;
+    let perm = Tensor::empty(OP, dev, keys.shape(), DType::U32)?;
+    let len = cols.next_power_of_two();
+    dispatch!(dev, |client, R| kr::bitonic_sort_rows_kernel::launch::<R>(
+        client,
+        kr::row_sort_cube_count(client, rows),
+        kr::row_sort_cube_dim(len, max_units),
+        arr::<R>(&bits),
+        arr::<R>(&sorted_bits),
+        arr::<R>(&perm),
+        rows as u32,
+        cols as u32,
+        len.trailing_zeros(),
+    ));
+    Ok((decode(&sorted_bits, keys.shape())?, perm))
+}
+
+/// [`argsort_rows`] by the global radix path whatever the row length (for benches and
+/// cross-checks of the two paths).
+#[doc(hidden)]
+pub fn argsort_rows_radix(keys: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (rows, cols) = row_shape("argsort_rows", keys)?;
+    radix_rows(keys, rows, cols)
+}
+
+/// Radix path of [`argsort_rows`]: all keys by value, then stably by row.
+fn radix_rows(keys: &Tensor, rows: usize, cols: usize) -> Result<(Tensor, Tensor)> {
     let dev = keys.device();
     let n = rows * cols;
     // 1. All keys by value, payload = flat index.
