@@ -327,3 +327,40 @@ fn soft_topk_rejects_bad_arguments() {
     assert!(lapis_ops::soft_topk_truncated(&x, 1.0, 1.0, 0.0, 1.8).is_err());
     assert!(lapis_ops::soft_topk_truncated(&x, 1.0, 1.0, 2.0, f32::NAN).is_err());
 }
+
+/// Device gradients of `⟨g, p⟩` for x, k and α vs central finite differences of the f64
+/// reference forward (h = 1e-5 relative; 2e-3 of the block's largest entry, as above).
+#[test]
+fn soft_topk_gradients_match_finite_differences() {
+    let dev = device();
+    for (n, alpha, k, seed) in [
+        (1usize, 0.7f64, 0.4f64, 1u64),
+        (9, 0.3, 2.5, 2),
+        (40, 1.3, 11.0, 3),
+    ] {
+        let x = rows(1, n, 0, seed);
+        let g = lcg(n, seed + 5, -1.0, 1.0);
+        let loss = |x: &[f64], k: f64, a: f64| -> f64 {
+            let p = r::soft_topk(&r::RefTensor::new(&[1, n], x.to_vec()), &[k], &[a]);
+            p.data.iter().zip(&g).map(|(p, g)| p * g).sum()
+        };
+        let h = 1e-5;
+        let fd_x = r::finite_diff(|v| loss(v, k, alpha), &x, h);
+        let fd_k = r::finite_diff(|v| loss(&x, v[0], alpha), &[k], h)[0];
+        let fd_a = r::finite_diff(|v| loss(&x, k, v[0]), &[alpha], h * alpha)[0];
+        let out = lapis_ops::soft_topk(&up(&dev, &[1, n], &x), k as f32, alpha as f32).unwrap();
+        let gr = out.backward(&up(&dev, &[1, n], &g)).unwrap();
+        let tol = |w: &[f64]| 2e-3 * max_abs(w).max(1e-2);
+        r::assert_close(&to64(&gr.x), &fd_x, 0.0, tol(&fd_x))
+            .unwrap_or_else(|m| panic!("n = {n}, x: {m}"));
+        let (gk, ga) = (to64(&gr.k)[0], to64(&gr.alpha)[0]);
+        assert!(
+            (gk - fd_k).abs() <= tol(&[fd_k]),
+            "n = {n}: k̄ {gk} vs {fd_k}"
+        );
+        assert!(
+            (ga - fd_a).abs() <= tol(&[fd_a]),
+            "n = {n}: ᾱ {ga} vs {fd_a}"
+        );
+    }
+}
