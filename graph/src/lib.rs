@@ -1,7 +1,10 @@
 //! # lapis-graph
 //!
 //! The tape-based autodiff layer of lapis (`Var`, `backward`, gradient checks, layers,
-//! optimizers, safetensors checkpoints). It lands with its own issue; today it re-exports
-//! the tensor layer it builds on.
+//! optimizers, safetensors checkpoints), landing piece by piece with issue 5. Today:
+//! [`checkpoint`] (named tensors as safetensors files, typed errors for broken files); it
+//! re-exports the tensor layer it builds on.
 
 pub use lapis_ops;
+
+pub mod checkpoint;
