@@ -8,3 +8,6 @@
 pub use lapis_ops;
 
 pub mod checkpoint;
+pub mod var;
+
+pub use var::{backward, Grads, Tape, Var};
