@@ -11,3 +11,4 @@ pub mod checkpoint;
 pub mod var;
 
 pub use var::{backward, Grads, Tape, Var};
+pub mod optim;

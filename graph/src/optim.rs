@@ -1,0 +1,174 @@
+//! Optimizers over named parameters: SGD with momentum, Adam and AdamW (decoupled weight
+//! decay, Loshchilov & Hutter), gradient clipping by global norm, and the linear-warmup +
+//! cosine learning-rate schedule. Every update is a handful of elementwise device ops.
+//!
+//! - SGD: `v ← μv + g`, `θ ← θ − lr·v` (plain SGD for `μ = 0`).
+//! - Adam (Kingma & Ba): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+//!   `θ ← θ − lr·m̂/(√v̂ + ε)` with `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`; AdamW adds
+//!   `θ ← θ − lr·wd·θ` before the step.
+
+use lapis_ops::{LapisError, Result, Tensor};
+
+/// Scales every gradient by `min(1, max_norm / ‖g‖₂)` (global norm over all of them) and
+/// returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> Result<f32> {
+    if !(max_norm.is_finite() && max_norm > 0.0) {
+        return Err(LapisError::invalid(
+            "clip_grad_norm",
+            "max_norm",
+            max_norm,
+            "must be finite and > 0",
+        ));
+    }
+    let mut sq = 0.0f32;
+    for g in grads.iter() {
+        sq += lapis_ops::sum_all(&lapis_ops::mul(g, g)?)?.to_scalar()?;
+    }
+    let norm = sq.sqrt();
+    if norm > max_norm {
+        let s = max_norm / norm;
+        for g in grads.iter_mut() {
+            *g = lapis_ops::affine(g, s, 0.0)?;
+        }
+    }
+    Ok(norm)
+}
+
+/// Linear warmup over `warmup` steps to `peak`, then cosine decay to `floor·peak` at
+/// `total` steps (constant afterwards). `step` counts from 0.
+pub fn warmup_cosine(step: usize, warmup: usize, total: usize, peak: f32, floor: f32) -> f32 {
+    if step < warmup {
+        return peak * (step + 1) as f32 / warmup as f32;
+    }
+    let span = total.saturating_sub(warmup).max(1);
+    let t = ((step - warmup) as f32 / span as f32).min(1.0);
+    let cos = 0.5 * (1.0 + (std::f32::consts::PI * t).cos());
+    peak * (floor + (1.0 - floor) * cos)
+}
+
+/// SGD with momentum.
+pub struct Sgd {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum `μ`.
+    pub momentum: f32,
+    velocity: Vec<Option<Tensor>>,
+}
+
+impl Sgd {
+    /// A new optimizer.
+    pub fn new(lr: f32, momentum: f32) -> Self {
+        Sgd {
+            lr,
+            momentum,
+            velocity: Vec::new(),
+        }
+    }
+
+    /// One step: `params[i]` updated with `grads[i]` (same order every call).
+    pub fn step(&mut self, params: &mut [&mut Tensor], grads: &[Tensor]) -> Result<()> {
+        check_len(params.len(), grads.len())?;
+        self.velocity.resize(params.len(), None);
+        for ((p, g), v) in params.iter_mut().zip(grads).zip(self.velocity.iter_mut()) {
+            let nv = match v.take() {
+                Some(prev) if self.momentum != 0.0 => {
+                    lapis_ops::add(&lapis_ops::affine(&prev, self.momentum, 0.0)?, g)?
+                }
+                _ => g.clone(),
+            };
+            **p = lapis_ops::sub(p, &lapis_ops::affine(&nv, self.lr, 0.0)?)?;
+            *v = Some(nv);
+        }
+        Ok(())
+    }
+}
+
+/// Adam, or AdamW when `weight_decay > 0`.
+pub struct Adam {
+    /// Learning rate (may be changed between steps, e.g. by [`warmup_cosine`]).
+    pub lr: f32,
+    /// `β₁`.
+    pub beta1: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// `ε`.
+    pub eps: f32,
+    /// Decoupled weight decay (AdamW); 0 for Adam.
+    pub weight_decay: f32,
+    t: i32,
+    state: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl Adam {
+    /// Adam with the usual defaults `β = (0.9, 0.999)`, `ε = 1e-8`.
+    pub fn new(lr: f32) -> Self {
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            t: 0,
+            state: Vec::new(),
+        }
+    }
+
+    /// AdamW: Adam with decoupled weight decay `wd`.
+    pub fn adamw(lr: f32, wd: f32) -> Self {
+        Adam {
+            weight_decay: wd,
+            ..Adam::new(lr)
+        }
+    }
+
+    /// One step: `params[i]` updated with `grads[i]` (same order every call).
+    pub fn step(&mut self, params: &mut [&mut Tensor], grads: &[Tensor]) -> Result<()> {
+        check_len(params.len(), grads.len())?;
+        self.state.resize(params.len(), None);
+        self.t += 1;
+        let c1 = 1.0 - self.beta1.powi(self.t);
+        let c2 = 1.0 - self.beta2.powi(self.t);
+        for ((p, g), s) in params.iter_mut().zip(grads).zip(self.state.iter_mut()) {
+            let (m, v) = match s.take() {
+                Some(mv) => mv,
+                None => (
+                    lapis_ops::affine(g, 0.0, 0.0)?,
+                    lapis_ops::affine(g, 0.0, 0.0)?,
+                ),
+            };
+            let m = lapis_ops::add(
+                &lapis_ops::affine(&m, self.beta1, 0.0)?,
+                &lapis_ops::affine(g, 1.0 - self.beta1, 0.0)?,
+            )?;
+            let v = lapis_ops::add(
+                &lapis_ops::affine(&v, self.beta2, 0.0)?,
+                &lapis_ops::affine(&lapis_ops::mul(g, g)?, 1.0 - self.beta2, 0.0)?,
+            )?;
+            let denom = lapis_ops::affine(
+                &lapis_ops::sqrt(&lapis_ops::affine(&v, 1.0 / c2, 0.0)?)?,
+                1.0,
+                self.eps,
+            )?;
+            let upd = lapis_ops::div(&lapis_ops::affine(&m, self.lr / c1, 0.0)?, &denom)?;
+            let mut np: Tensor = (**p).clone();
+            if self.weight_decay > 0.0 {
+                np = lapis_ops::affine(&np, 1.0 - self.lr * self.weight_decay, 0.0)?;
+            }
+            **p = lapis_ops::sub(&np, &upd)?;
+            *s = Some((m, v));
+        }
+        Ok(())
+    }
+}
+
+fn check_len(p: usize, g: usize) -> Result<()> {
+    if p != g {
+        return Err(LapisError::invalid(
+            "optimizer step",
+            "grads",
+            g,
+            format!("one gradient per parameter ({p})"),
+        ));
+    }
+    Ok(())
+}
