@@ -87,10 +87,11 @@ impl Sgd {
 pub struct Adam {
     /// Learning rate (may be changed between steps, e.g. by [`warmup_cosine`]).
     pub lr: f32,
-    /// `β₁`.
-    pub beta1: f32,
+    /// `β₁` (f64 so the bias corrections `1 − βᵗ` keep their digits: `1 − 0.999` in f32
+    /// is off by 1.3e-5 relative).
+    pub beta1: f64,
     /// `β₂`.
-    pub beta2: f32,
+    pub beta2: f64,
     /// `ε`.
     pub eps: f32,
     /// Decoupled weight decay (AdamW); 0 for Adam.
@@ -126,8 +127,10 @@ impl Adam {
         check_len(params.len(), grads.len())?;
         self.state.resize(params.len(), None);
         self.t += 1;
-        let c1 = 1.0 - self.beta1.powi(self.t);
-        let c2 = 1.0 - self.beta2.powi(self.t);
+        let c1 = (1.0 - self.beta1.powi(self.t)) as f32;
+        let c2 = (1.0 - self.beta2.powi(self.t)) as f32;
+        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
+        let (o1, o2) = ((1.0 - self.beta1) as f32, (1.0 - self.beta2) as f32);
         for ((p, g), s) in params.iter_mut().zip(grads).zip(self.state.iter_mut()) {
             let (m, v) = match s.take() {
                 Some(mv) => mv,
@@ -137,12 +140,12 @@ impl Adam {
                 ),
             };
             let m = lapis_ops::add(
-                &lapis_ops::affine(&m, self.beta1, 0.0)?,
-                &lapis_ops::affine(g, 1.0 - self.beta1, 0.0)?,
+                &lapis_ops::affine(&m, b1, 0.0)?,
+                &lapis_ops::affine(g, o1, 0.0)?,
             )?;
             let v = lapis_ops::add(
-                &lapis_ops::affine(&v, self.beta2, 0.0)?,
-                &lapis_ops::affine(&lapis_ops::mul(g, g)?, 1.0 - self.beta2, 0.0)?,
+                &lapis_ops::affine(&v, b2, 0.0)?,
+                &lapis_ops::affine(&lapis_ops::mul(g, g)?, o2, 0.0)?,
             )?;
             let denom = lapis_ops::affine(
                 &lapis_ops::sqrt(&lapis_ops::affine(&v, 1.0 / c2, 0.0)?)?,
