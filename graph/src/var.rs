@@ -279,6 +279,52 @@ impl Var {
     }
 }
 
+impl Var {
+    /// LapSum soft top-k of each row of `self [B, n]` with per-row `k [B]` and `alpha [B]`
+    /// (both may be tracked: learnable k and temperature). VJP from
+    /// [`lapis_ops::SoftTopK::backward`].
+    pub fn soft_topk(&self, k: &Var, alpha: &Var) -> Result<Var> {
+        self.same_tape(k, "soft_topk")?;
+        self.same_tape(alpha, "soft_topk")?;
+        let out = lapis_ops::soft_topk(&self.value, &k.value, &alpha.value)?;
+        let y = out.p.clone();
+        Ok(self.record(
+            &[self, k, alpha],
+            y,
+            Box::new(move |g| {
+                let gr = out.backward(g)?;
+                Ok(vec![Some(gr.x), Some(gr.k), Some(gr.alpha)])
+            }),
+        ))
+    }
+
+    /// The exact Laplace operator `Y = K(t, s; λ) V` with `self` the values `V [n, c]`,
+    /// anchors `s [n]`, `t [m]` and the rate `lambda [1]` (read on the host; all four may be
+    /// tracked). VJP from [`lapis_ops::laplace_apply_backward`].
+    pub fn laplace_apply(&self, s: &Var, t: &Var, lambda: &Var) -> Result<Var> {
+        for o in [s, t, lambda] {
+            self.same_tape(o, "laplace_apply")?;
+        }
+        let lam = lambda.value.to_scalar()?;
+        let (sv, tv, vv) = (s.value.clone(), t.value.clone(), self.value.clone());
+        let y = lapis_ops::laplace_apply(&sv, &tv, &vv, lam)?;
+        Ok(self.record(
+            &[self, s, t, lambda],
+            y,
+            Box::new(move |g| {
+                let gr = lapis_ops::laplace_apply_backward(&sv, &tv, &vv, lam, g)?;
+                let gl = Tensor::from_slice(sv.device(), &[1], &[gr.lambda])?;
+                Ok(vec![
+                    Some(gr.values),
+                    Some(gr.sources),
+                    Some(gr.targets),
+                    Some(gl),
+                ])
+            }),
+        ))
+    }
+}
+
 /// Reverse-mode sweep from a scalar `loss` (one element): gradients of every tracked Var
 /// that reaches it. Closures are consumed (and their buffers freed) as the sweep passes.
 pub fn backward(loss: &Var) -> Result<Grads> {

@@ -144,3 +144,57 @@ fn reuse_accumulates_and_detach_stops() {
     let big = tape.leaf(up(&dev, &[2], &[1.0, 2.0]));
     assert!(backward(&big).is_err(), "a non-scalar loss is refused");
 }
+
+/// Soft top-k and the Laplace operator on the tape: `loss = Σ p + Σ W ⊙ K(t, s; λ) V` with
+/// `p = soft_topk(x; k, α)`. Σp = k per row, so `∂loss/∂k = 1` per row; `∂/∂λ` and `∂/∂s₀`
+/// are checked against central differences of the device loss (f32, h = 1e-2: 2e-2
+/// relative, the f32 differencing noise at this step).
+#[test]
+fn softtopk_and_laplace_on_the_tape() {
+    let dev = device();
+    let xs = lcg(12, 4, -1.0, 1.0);
+    let s0 = lcg(6, 5, 0.0, 3.0);
+    let run = |lam: f32, s_shift: f64| -> (f32, f32, f32, f32) {
+        let tape = Tape::new();
+        let x = tape.leaf(up(&dev, &[2, 6], &xs));
+        let kv = tape.leaf(Tensor::from_slice(&dev, &[2], &[2.0f32, 3.5]).unwrap());
+        let av = tape.leaf(Tensor::from_slice(&dev, &[2], &[0.5f32, 0.7]).unwrap());
+        let p = x.soft_topk(&kv, &av).unwrap();
+        let mut sv = s0.clone();
+        sv[0] += s_shift;
+        let s = tape.leaf(up(&dev, &[6], &sv));
+        let t = tape.leaf(up(&dev, &[4], &lcg(4, 6, 0.0, 3.0)));
+        let lv = tape.leaf(Tensor::from_slice(&dev, &[1], &[lam]).unwrap());
+        let v = tape.leaf(up(&dev, &[6, 2], &lcg(12, 8, -1.0, 1.0)));
+        let w = tape.constant(up(&dev, &[4, 2], &lcg(8, 7, -1.0, 1.0)));
+        let lap = v
+            .laplace_apply(&s, &t, &lv)
+            .unwrap()
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let loss = p.sum_all().unwrap().add(&lap).unwrap();
+        let g = backward(&loss).unwrap();
+        let gk = g.get(&kv).unwrap().to_vec::<f32>().unwrap();
+        (
+            loss.value().to_scalar().unwrap(),
+            gk[0],
+            g.get(&lv).unwrap().to_scalar().unwrap(),
+            g.get(&s).unwrap().to_vec::<f32>().unwrap()[0],
+        )
+    };
+    let (_, gk, gl, gs) = run(0.8, 0.0);
+    assert!((gk - 1.0).abs() < 1e-4, "k̄ = {gk}, want 1");
+    let h = 1e-2f32;
+    let fd_l = (run(0.8 + h, 0.0).0 - run(0.8 - h, 0.0).0) / (2.0 * h);
+    let fd_s = (run(0.8, h as f64).0 - run(0.8, -(h as f64)).0) / (2.0 * h);
+    assert!(
+        (gl - fd_l).abs() <= 2e-2 * fd_l.abs().max(1.0),
+        "λ̄ {gl} vs {fd_l}"
+    );
+    assert!(
+        (gs - fd_s).abs() <= 2e-2 * fd_s.abs().max(1.0),
+        "s̄₀ {gs} vs {fd_s}"
+    );
+}
