@@ -11,4 +11,5 @@ pub mod checkpoint;
 pub mod var;
 
 pub use var::{backward, Grads, Tape, Var};
+pub mod nn;
 pub mod optim;
