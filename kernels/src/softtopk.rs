@@ -170,24 +170,6 @@ pub fn stk_threshold_kernel(
     );
 }
 
-/// `out[pos] = F((x[pos] − b_row)/α_row)`.
-#[cube(launch)]
-pub fn stk_prob_kernel(
-    x: &Array<f32>,
-    b: &Array<f32>,
-    alpha: &Array<f32>,
-    out: &mut Array<f32>,
-    n: u32,
-    total: u32,
-) {
-    let pos = ABSOLUTE_POS as u32;
-    if pos >= total {
-        terminate!();
-    }
-    let row = pos / n;
-    out[pos as usize] = laplace_cdf((x[pos as usize] - b[row as usize]) / alpha[row as usize]);
-}
-
 /// Soft rank on sorted positions: `rank_j = j + 1 + ½(Q_j − P_j)`
 /// (`= ½ + Σ_i F((o_j − o_i)/α)`, ties included since `F(0) = ½` from either side).
 #[cube(launch)]

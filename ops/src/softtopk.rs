@@ -551,11 +551,26 @@ pub fn soft_rank_backward<'a>(
         &arow,
     )?;
     // Σ_j f_ij (x_i − x_j)/α = ½(ML_i − MR_i).
-    let ml_in = Tensor::empty(OP, dev, &[total], DType::F32)?;
-    let mr_in = Tensor::empty(OP, dev, &[total], DType::F32)?;
+    let (ml, mr) = moment_scans(&s, &at, n)?;
+    let mom = crate::affine(&crate::sub(&ml, &mr)?, 0.5, 0.0)?;
+    let da = crate::neg(&crate::div(
+        &crate::sum(&crate::mul(&gs, &mom)?.reshape(&[b, n])?, 1)?,
+        &arow,
+    )?)?;
+    let dx = unsort(&dxs.reshape(&[total])?, &s.perm, n)?;
+    Ok((dx.reshape(x.shape())?, da.reshape(&[b])?))
+}
+
+/// The first-moment scans `ML_j = Σ_{i≤j} e^{−(o_j−o_i)/α}(o_j − o_i)/α` and
+/// `MR_j = Σ_{i≥j} e^{−(o_i−o_j)/α}(o_i − o_j)/α` (for the α-gradients).
+fn moment_scans(s: &Scanned, at: &Tensor, n: usize) -> Result<(Tensor, Tensor)> {
+    let dev = s.o.device();
+    let total = s.o.numel();
+    let ml_in = Tensor::empty("soft_topk_moments", dev, &[total], DType::F32)?;
+    let mr_in = Tensor::empty("soft_topk_moments", dev, &[total], DType::F32)?;
     launch_1d!(dev, total, k::stk_moment_inputs_kernel, |client, R| (
         arr::<R>(&s.o),
-        arr::<R>(&at),
+        arr::<R>(at),
         arr::<R>(&s.dp),
         arr::<R>(&s.dq),
         arr::<R>(&s.p),
@@ -565,15 +580,10 @@ pub fn soft_rank_backward<'a>(
         n as u32,
         total as u32,
     ));
-    let ml = crate::linear_scan(&s.dp, &ml_in, false)?;
-    let mr = crate::linear_scan(&s.dq, &mr_in, true)?;
-    let mom = crate::affine(&crate::sub(&ml, &mr)?, 0.5, 0.0)?;
-    let da = crate::neg(&crate::div(
-        &crate::sum(&crate::mul(&gs, &mom)?.reshape(&[b, n])?, 1)?,
-        &arow,
-    )?)?;
-    let dx = unsort(&dxs.reshape(&[total])?, &s.perm, n)?;
-    Ok((dx.reshape(x.shape())?, da.reshape(&[b])?))
+    Ok((
+        crate::linear_scan(&s.dp, &ml_in, false)?,
+        crate::linear_scan(&s.dq, &mr_in, true)?,
+    ))
 }
 
 /// Soft sort output with what its backward needs.
@@ -594,22 +604,7 @@ fn soft_sort_impl(op: &'static str, x: &Tensor, alpha: RowParam<'_>) -> Result<S
     let dev = x.device();
     let total = b * n;
     let s = scan_rows(&x2, &at, n)?;
-    let ml_in = Tensor::empty(op, dev, &[total], DType::F32)?;
-    let mr_in = Tensor::empty(op, dev, &[total], DType::F32)?;
-    launch_1d!(dev, total, k::stk_moment_inputs_kernel, |client, R| (
-        arr::<R>(&s.o),
-        arr::<R>(&at),
-        arr::<R>(&s.dp),
-        arr::<R>(&s.dq),
-        arr::<R>(&s.p),
-        arr::<R>(&s.q),
-        arr::<R>(&ml_in),
-        arr::<R>(&mr_in),
-        n as u32,
-        total as u32,
-    ));
-    let ml = crate::linear_scan(&s.dp, &ml_in, false)?;
-    let mr = crate::linear_scan(&s.dq, &mr_in, true)?;
+    let (ml, mr) = moment_scans(&s, &at, n)?;
     let values = Tensor::empty(op, dev, &[b, n], DType::F32)?;
     let fsum = Tensor::empty(op, dev, &[b, n], DType::F32)?;
     let ratio = Tensor::empty(op, dev, &[b, n], DType::F32)?;
