@@ -8,8 +8,11 @@
 pub use lapis_ops;
 
 pub mod checkpoint;
+pub mod gradcheck;
+pub mod ops;
 pub mod var;
 
+pub use ops::{Lcm, TruncatedVar};
 pub use var::{backward, Grads, Tape, Var};
 pub mod nn;
 pub mod optim;

@@ -1,33 +1,41 @@
-//! Tape-based reverse-mode autodiff (the first slice of issue 5).
+//! Tape-based reverse-mode autodiff.
 //!
 //! A [`Tape`] records, for every [`Var`] produced by an op, a backward closure mapping the
-//! output's gradient to its inputs' gradients (vector–Jacobian products). Node ids grow in
-//! creation order, which is a topological order, so [`backward`] walks the ids downwards,
-//! accumulates gradients of Vars used more than once, and drops each closure (and the
-//! tensors it captured) as soon as it has run. Leaves made with [`Tape::leaf`] are tracked;
-//! [`Tape::constant`] and [`Var::detach`] are not, and no closure is recorded for an op
-//! whose inputs are all untracked (a no-grad region is simply untracked inputs).
+//! output's gradient `ȳ = ∂ℓ/∂y` to its inputs' gradients, the vector–Jacobian products
+//! `x̄ = J_f(x)ᵀ ȳ`. Node ids grow in creation order, which is a topological order, so
+//! [`backward`] walks the ids downwards, accumulates the gradients of Vars used more than
+//! once (`x̄ = Σ_uses x̄_use`), and drops each closure (and the tensors it captured) as soon
+//! as it has run; an interior node's gradient is dropped once its closure has consumed
+//! it, so only the leaves' gradients are kept.
 //!
-//! Broadcasting ops reduce their gradients back to each input's shape (sums over the
-//! broadcast axes). Every op here has its VJP next to its forward.
+//! Leaves made with [`Tape::leaf`] are tracked — parameters and inputs alike, so
+//! `∂output/∂input` (what the attribution methods need) is an ordinary gradient.
+//! [`Tape::constant`] and [`Var::detach`] are not tracked, no closure is recorded for an
+//! op whose inputs are all untracked, and [`Tape::no_grad`] runs a region that records
+//! nothing.
+//!
+//! The ops themselves live in [`crate::ops`], each VJP next to its forward.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use lapis_ops::{LapisError, Result, Tensor};
 
-type Backward = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>>>;
+/// A recorded VJP: the output's gradient in, one optional gradient per input out.
+pub(crate) type Backward = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>>>;
 
 struct Node {
     parents: Vec<usize>,
     backward: Option<Backward>,
+    retain: bool,
 }
 
 /// The record of one forward computation.
 #[derive(Default)]
 pub struct Tape {
     nodes: RefCell<Vec<Node>>,
+    paused: Cell<bool>,
 }
 
 /// A tensor with its place on a tape.
@@ -66,6 +74,7 @@ impl Tape {
         nodes.push(Node {
             parents,
             backward: bw,
+            retain: false,
         });
         Var {
             tape: self.clone(),
@@ -83,6 +92,35 @@ impl Tape {
     /// An untracked constant.
     pub fn constant(self: &Rc<Self>, value: Tensor) -> Var {
         self.push(value, false, Vec::new(), None)
+    }
+
+    /// Runs `f` with recording paused: every Var it produces is untracked (evaluation,
+    /// teacher forward passes, target networks). Nests; the previous state is restored.
+    pub fn no_grad<T>(&self, f: impl FnOnce() -> T) -> T {
+        let before = self.paused.replace(true);
+        let out = f();
+        self.paused.set(before);
+        out
+    }
+
+    /// How many nodes the tape holds (for tests and memory accounting).
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// Whether the tape holds no node.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many recorded closures (with the tensors they captured) are still alive:
+    /// [`backward`] consumes those it passes.
+    pub fn live_closures(&self) -> usize {
+        self.nodes
+            .borrow()
+            .iter()
+            .filter(|n| n.backward.is_some())
+            .count()
     }
 }
 
@@ -130,7 +168,30 @@ impl Var {
         self.tape.constant(self.value.clone())
     }
 
-    fn same_tape(&self, other: &Var, op: &'static str) -> Result<()> {
+    /// Keeps this interior Var's gradient in [`Grads`] (by default only leaves keep
+    /// theirs; interior gradients are freed as soon as they are consumed).
+    pub fn retain_grad(&self) {
+        if let Some(n) = self.tape.nodes.borrow_mut().get_mut(self.id) {
+            n.retain = true;
+        }
+    }
+
+    /// The tape this Var lives on.
+    pub fn tape(&self) -> &Rc<Tape> {
+        &self.tape
+    }
+
+    /// The shape of the value.
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+
+    /// An untracked constant on this Var's tape.
+    pub fn constant(&self, value: Tensor) -> Var {
+        self.tape.constant(value)
+    }
+
+    pub(crate) fn same_tape(&self, other: &Var, op: &'static str) -> Result<()> {
         if Rc::ptr_eq(&self.tape, &other.tape) {
             Ok(())
         } else {
@@ -144,8 +205,8 @@ impl Var {
     }
 
     /// Records `value = f(inputs)` with VJP `bw` (called only if some input is tracked).
-    fn record(&self, inputs: &[&Var], value: Tensor, bw: Backward) -> Var {
-        let tracked = inputs.iter().any(|v| v.tracked);
+    pub(crate) fn record(&self, inputs: &[&Var], value: Tensor, bw: Backward) -> Var {
+        let tracked = !self.tape.paused.get() && inputs.iter().any(|v| v.tracked);
         if tracked {
             let parents = inputs
                 .iter()
@@ -155,173 +216,6 @@ impl Var {
         } else {
             self.tape.constant(value)
         }
-    }
-
-    /// `self + rhs` (broadcasting).
-    pub fn add(&self, rhs: &Var) -> Result<Var> {
-        self.same_tape(rhs, "add")?;
-        let (sa, sb) = (self.value.shape().to_vec(), rhs.value.shape().to_vec());
-        let y = lapis_ops::add(&self.value, &rhs.value)?;
-        Ok(self.record(
-            &[self, rhs],
-            y,
-            Box::new(move |g| {
-                Ok(vec![
-                    Some(sum_to_shape(g, &sa)?),
-                    Some(sum_to_shape(g, &sb)?),
-                ])
-            }),
-        ))
-    }
-
-    /// `self − rhs` (broadcasting).
-    pub fn sub(&self, rhs: &Var) -> Result<Var> {
-        self.same_tape(rhs, "sub")?;
-        let (sa, sb) = (self.value.shape().to_vec(), rhs.value.shape().to_vec());
-        let y = lapis_ops::sub(&self.value, &rhs.value)?;
-        Ok(self.record(
-            &[self, rhs],
-            y,
-            Box::new(move |g| {
-                Ok(vec![
-                    Some(sum_to_shape(g, &sa)?),
-                    Some(sum_to_shape(&lapis_ops::neg(g)?, &sb)?),
-                ])
-            }),
-        ))
-    }
-
-    /// `self ⊙ rhs` (broadcasting).
-    pub fn mul(&self, rhs: &Var) -> Result<Var> {
-        self.same_tape(rhs, "mul")?;
-        let (a, b) = (self.value.clone(), rhs.value.clone());
-        let y = lapis_ops::mul(&a, &b)?;
-        Ok(self.record(
-            &[self, rhs],
-            y,
-            Box::new(move |g| {
-                Ok(vec![
-                    Some(sum_to_shape(&lapis_ops::mul(g, &b)?, a.shape())?),
-                    Some(sum_to_shape(&lapis_ops::mul(g, &a)?, b.shape())?),
-                ])
-            }),
-        ))
-    }
-
-    /// `self · rhs` for 2-D operands (`[m, k] · [k, n]`).
-    pub fn matmul(&self, rhs: &Var) -> Result<Var> {
-        self.same_tape(rhs, "matmul")?;
-        let (a, b) = (self.value.clone(), rhs.value.clone());
-        let y = lapis_ops::matmul(&a, &b)?;
-        Ok(self.record(
-            &[self, rhs],
-            y,
-            Box::new(move |g| {
-                let bt = lapis_ops::transpose(&b, 0, 1)?;
-                let at = lapis_ops::transpose(&a, 0, 1)?;
-                Ok(vec![
-                    Some(lapis_ops::matmul(g, &bt)?),
-                    Some(lapis_ops::matmul(&at, g)?),
-                ])
-            }),
-        ))
-    }
-
-    /// `max(x, 0)`; gradient 0 at 0.
-    pub fn relu(&self) -> Result<Var> {
-        let y = lapis_ops::relu(&self.value)?;
-        let mask = lapis_ops::sign(&y)?;
-        Ok(self.record(
-            &[self],
-            y,
-            Box::new(move |g| Ok(vec![Some(lapis_ops::mul(g, &mask)?)])),
-        ))
-    }
-
-    /// `log_softmax` along `axis`: VJP `g − softmax · Σ g`.
-    pub fn log_softmax(&self, axis: usize) -> Result<Var> {
-        let y = lapis_ops::log_softmax(&self.value, axis)?;
-        let p = lapis_ops::exp(&y)?;
-        Ok(self.record(
-            &[self],
-            y,
-            Box::new(move |g| {
-                let s = lapis_ops::sum(g, axis)?;
-                Ok(vec![Some(lapis_ops::sub(g, &lapis_ops::mul(&p, &s)?)?)])
-            }),
-        ))
-    }
-
-    /// The sum of all entries, shape `[1]`.
-    pub fn sum_all(&self) -> Result<Var> {
-        let shape = self.value.shape().to_vec();
-        let y = lapis_ops::sum_all(&self.value)?.reshape(&[1])?;
-        Ok(self.record(
-            &[self],
-            y,
-            Box::new(move |g| {
-                Ok(vec![Some(lapis_ops::broadcast_to(
-                    &g.reshape(&vec![1; shape.len()])?,
-                    &shape,
-                )?)])
-            }),
-        ))
-    }
-
-    /// `a·x + b` for scalars.
-    pub fn affine(&self, a: f32, b: f32) -> Result<Var> {
-        let y = lapis_ops::affine(&self.value, a, b)?;
-        Ok(self.record(
-            &[self],
-            y,
-            Box::new(move |g| Ok(vec![Some(lapis_ops::affine(g, a, 0.0)?)])),
-        ))
-    }
-}
-
-impl Var {
-    /// LapSum soft top-k of each row of `self [B, n]` with per-row `k [B]` and `alpha [B]`
-    /// (both may be tracked: learnable k and temperature). VJP from
-    /// [`lapis_ops::SoftTopK::backward`].
-    pub fn soft_topk(&self, k: &Var, alpha: &Var) -> Result<Var> {
-        self.same_tape(k, "soft_topk")?;
-        self.same_tape(alpha, "soft_topk")?;
-        let out = lapis_ops::soft_topk(&self.value, &k.value, &alpha.value)?;
-        let y = out.p.clone();
-        Ok(self.record(
-            &[self, k, alpha],
-            y,
-            Box::new(move |g| {
-                let gr = out.backward(g)?;
-                Ok(vec![Some(gr.x), Some(gr.k), Some(gr.alpha)])
-            }),
-        ))
-    }
-
-    /// The exact Laplace operator `Y = K(t, s; λ) V` with `self` the values `V [n, c]`,
-    /// anchors `s [n]`, `t [m]` and the rate `lambda [1]` (read on the host; all four may be
-    /// tracked). VJP from [`lapis_ops::laplace_apply_backward`].
-    pub fn laplace_apply(&self, s: &Var, t: &Var, lambda: &Var) -> Result<Var> {
-        for o in [s, t, lambda] {
-            self.same_tape(o, "laplace_apply")?;
-        }
-        let lam = lambda.value.to_scalar()?;
-        let (sv, tv, vv) = (s.value.clone(), t.value.clone(), self.value.clone());
-        let y = lapis_ops::laplace_apply(&sv, &tv, &vv, lam)?;
-        Ok(self.record(
-            &[self, s, t, lambda],
-            y,
-            Box::new(move |g| {
-                let gr = lapis_ops::laplace_apply_backward(&sv, &tv, &vv, lam, g)?;
-                let gl = Tensor::from_slice(sv.device(), &[1], &[gr.lambda])?;
-                Ok(vec![
-                    Some(gr.values),
-                    Some(gr.sources),
-                    Some(gr.targets),
-                    Some(gl),
-                ])
-            }),
-        ))
     }
 }
 
@@ -349,12 +243,18 @@ pub fn backward(loss: &Var) -> Result<Grads> {
     );
     let mut nodes = loss.tape.nodes.borrow_mut();
     for id in (0..=loss.id).rev() {
-        let Some(g) = by_id.get(&id).cloned() else {
-            continue;
-        };
         let node = &mut nodes[id];
         let Some(bw) = node.backward.take() else {
-            continue;
+            continue; // a leaf: its gradient stays in the map
+        };
+        // An interior node: its gradient is consumed here and freed unless retained.
+        let g = if node.retain {
+            by_id.get(&id).cloned()
+        } else {
+            by_id.remove(&id)
+        };
+        let Some(g) = g else {
+            continue; // does not reach the loss
         };
         let parents = std::mem::take(&mut node.parents);
         for (p, gp) in parents.into_iter().zip(bw(&g)?) {

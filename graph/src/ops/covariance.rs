@@ -1,0 +1,178 @@
+//! The Laplace covariance model on the tape (REMIX/LAPLEX, `specs/laplace-methods.md` §0,
+//! OU covariance of `specs/laplace-engine.md` §4):
+//!
+//! `Σ(u, w, a; λ) = diag(u) + diag(w) K(a; λ) diag(w)`, `K_ij = e^{−λ|a_i − a_j|}`,
+//!
+//! with log det, Mahalanobis `rᵀΣ⁻¹r`, Gaussian NLL, solve `Σ⁻¹r`, reparameterised sampling
+//! and the Frobenius fit, each O(d·c) after one sort (a Kalman filter on the sorted
+//! anchors, see [`lapis_ops::LaplaceCovariance`]). Every parameter (`a`, `λ`, `u`, `w`) and
+//! the residual `r` may be tracked; each VJP is the matching `*_backward` of the ops crate
+//! (reverse mode through the filter: two reverse scans). The OU covariance
+//! `diag(σ) K(x; λ) diag(σ)` is the case `u = 0`, `w = σ` ([`Lcm::ou`]).
+
+use lapis_ops::{self as ops, DType, LapisError, LaplaceCovariance, LcmGrads, Result, Tensor};
+
+use crate::var::Var;
+
+/// The LCM's parameters on a tape: anchors `a [d]`, rate `λ` (one element, > 0), nugget
+/// `u [d]` (≥ 0) and gains `w [d]`.
+#[derive(Clone)]
+pub struct Lcm {
+    a: Var,
+    lambda: Var,
+    u: Var,
+    w: Var,
+}
+
+impl Lcm {
+    /// `Σ = diag(u) + diag(w) K(a; λ) diag(w)` (all on one tape).
+    pub fn new(a: &Var, lambda: &Var, u: &Var, w: &Var) -> Result<Self> {
+        for o in [lambda, u, w] {
+            a.same_tape(o, "Lcm::new")?;
+        }
+        if lambda.value().numel() != 1 {
+            return Err(LapisError::invalid(
+                "Lcm::new",
+                "lambda",
+                format!("{:?}", lambda.shape()),
+                "must hold one element",
+            ));
+        }
+        Ok(Lcm {
+            a: a.clone(),
+            lambda: lambda.clone(),
+            u: u.clone(),
+            w: w.clone(),
+        })
+    }
+
+    /// The OU covariance `diag(σ) K(x; λ) diag(σ)` (`u = 0` untracked, `w = σ`).
+    pub fn ou(x: &Var, lambda: &Var, sigma: &Var) -> Result<Self> {
+        let u = x.constant(ops::zeros(x.value().device(), x.shape(), DType::F32)?);
+        Self::new(x, lambda, &u, sigma)
+    }
+
+    fn factor(&self) -> Result<(LaplaceCovariance, f32)> {
+        let lam = self.lambda.value().to_scalar()?;
+        Ok((
+            LaplaceCovariance::new(self.a.value(), lam, self.u.value(), self.w.value())?,
+            lam,
+        ))
+    }
+
+    /// Gradients for `[a, λ, u, w]`, scaled by `g` (a host scalar).
+    fn param_grads(&self, gr: &LcmGrads, g: f32) -> Result<Vec<Option<Tensor>>> {
+        let dev = self.a.value().device();
+        let lam = Tensor::from_slice(dev, self.lambda.shape(), &[gr.lambda * g])?;
+        let s = |t: &Tensor| -> Result<Option<Tensor>> {
+            Ok(Some(if g == 1.0 {
+                t.clone()
+            } else {
+                ops::mul_scalar(t, g)?
+            }))
+        };
+        Ok(vec![s(&gr.a)?, Some(lam), s(&gr.u)?, s(&gr.w)?])
+    }
+
+    fn inputs(&self) -> [&Var; 4] {
+        [&self.a, &self.lambda, &self.u, &self.w]
+    }
+
+    /// `log det Σ`, shape `[1]`.
+    pub fn logdet(&self) -> Result<Var> {
+        let (cov, _) = self.factor()?;
+        let y = Tensor::from_slice(self.a.value().device(), &[1], &[cov.logdet()?])?;
+        let me = self.clone();
+        Ok(self.a.record(
+            &self.inputs(),
+            y,
+            Box::new(move |g| {
+                let g = g.to_scalar()?;
+                me.param_grads(&cov.logdet_backward(1.0)?, g)
+            }),
+        ))
+    }
+
+    fn with_r(
+        &self,
+        r: &Var,
+        y: Tensor,
+        cov: LaplaceCovariance,
+        bw: impl FnOnce(&LaplaceCovariance, &Tensor, &Tensor) -> Result<LcmGrads> + 'static,
+    ) -> Result<Var> {
+        self.a.same_tape(r, "lcm")?;
+        let me = self.clone();
+        let rv = r.value().clone();
+        let mut inputs = self.inputs().to_vec();
+        inputs.push(r);
+        Ok(self.a.record(
+            &inputs,
+            y,
+            Box::new(move |g| {
+                let gr = bw(&cov, &rv, g)?;
+                let mut out = me.param_grads(&gr, 1.0)?;
+                out.push(gr.r);
+                Ok(out)
+            }),
+        ))
+    }
+
+    /// `rᵀ Σ⁻¹ r` per column: `[1]` for `r [d]`, `[1, c]` for `r [d, c]`.
+    pub fn mahalanobis(&self, r: &Var) -> Result<Var> {
+        let (cov, _) = self.factor()?;
+        let y = cov.mahalanobis(r.value())?;
+        self.with_r(r, y, cov, |c, r, g| c.mahalanobis_backward(r, g))
+    }
+
+    /// Gaussian NLL `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` per column (shape as
+    /// [`Lcm::mahalanobis`]).
+    pub fn nll(&self, r: &Var) -> Result<Var> {
+        let (cov, _) = self.factor()?;
+        let y = cov.nll(r.value())?;
+        self.with_r(r, y, cov, |c, r, g| c.nll_backward(r, g))
+    }
+
+    /// `Σ⁻¹ r` (shape of `r`).
+    pub fn solve(&self, r: &Var) -> Result<Var> {
+        let (cov, _) = self.factor()?;
+        let y = cov.solve(r.value())?;
+        self.with_r(r, y, cov, |c, r, g| c.solve_backward(r, g))
+    }
+
+    /// A reparameterised draw `x = √u ⊙ ε_u + w ⊙ ζ(ε_w)` with `Cov x = Σ`; `eps_u`,
+    /// `eps_w` standard normal `[d]` or `[d, c]` (constants).
+    pub fn sample(&self, eps_u: &Tensor, eps_w: &Tensor) -> Result<Var> {
+        let (cov, _) = self.factor()?;
+        let y = cov.sample(eps_u, eps_w)?;
+        let me = self.clone();
+        let (eu, ew) = (eps_u.clone(), eps_w.clone());
+        Ok(self.a.record(
+            &self.inputs(),
+            y,
+            Box::new(move |g| me.param_grads(&cov.sample_backward(&eu, &ew, g)?, 1.0)),
+        ))
+    }
+
+    /// REMIX's Frobenius objective `‖Σ − VᵀV/B‖²_F − ‖VᵀV/B‖²_F` for a centred batch
+    /// `v [B, d]` (constant), shape `[1]`.
+    pub fn frobenius(&self, v: &Tensor) -> Result<Var> {
+        let lam = self.lambda.value().to_scalar()?;
+        let (a, u, w) = (
+            self.a.value().clone(),
+            self.u.value().clone(),
+            self.w.value().clone(),
+        );
+        let f = ops::lcm_frobenius(&a, lam, &u, &w, v)?;
+        let y = Tensor::from_slice(a.device(), &[1], &[f])?;
+        let me = self.clone();
+        let v = v.clone();
+        Ok(self.a.record(
+            &self.inputs(),
+            y,
+            Box::new(move |g| {
+                let g = g.to_scalar()?;
+                me.param_grads(&ops::lcm_frobenius_backward(&a, lam, &u, &w, &v)?, g)
+            }),
+        ))
+    }
+}

@@ -1,0 +1,59 @@
+//! Indexing ops on the tape. Index tensors are u32 constants (no gradient). The VJPs are
+//! each op's adjoint: gather ↔ scatter-add, index-select ↔ index-add.
+
+use lapis_ops::{self as ops, Result, Tensor};
+
+use crate::var::Var;
+
+impl Var {
+    /// torch.gather along `axis`: `out[.., j, ..] = x[.., idx[.., j, ..], ..]`.
+    /// VJP: `x̄ = scatter_add(0, axis, idx, ȳ)`.
+    pub fn gather(&self, axis: usize, idx: &Tensor) -> Result<Var> {
+        let y = ops::gather(self.value(), axis, idx)?;
+        let (shape, idx) = (self.shape().to_vec(), idx.clone());
+        Ok(self.record(
+            &[self],
+            y,
+            Box::new(move |g| {
+                let zero = ops::zeros(g.device(), &shape, g.dtype())?;
+                Ok(vec![Some(ops::scatter_add(&zero, axis, &idx, g)?)])
+            }),
+        ))
+    }
+
+    /// Rows (slices) `idx` of `self` along `axis`. VJP: `x̄ = index_add(ȳ, axis, idx, len)`.
+    pub fn index_select(&self, axis: usize, idx: &Tensor) -> Result<Var> {
+        let y = ops::index_select(self.value(), axis, idx)?;
+        let (len, idx) = (self.shape()[axis], idx.clone());
+        Ok(self.record(
+            &[self],
+            y,
+            Box::new(move |g| Ok(vec![Some(ops::index_add(g, axis, &idx, len)?)])),
+        ))
+    }
+
+    /// torch.scatter_add with `self` the base: `out = base`, `out[.., idx[p], ..] += src[p]`.
+    /// VJPs: `basē = ȳ`, `src̄ = gather(ȳ, axis, idx)`.
+    pub fn scatter_add(&self, axis: usize, idx: &Tensor, src: &Var) -> Result<Var> {
+        self.same_tape(src, "scatter_add")?;
+        let y = ops::scatter_add(self.value(), axis, idx, src.value())?;
+        let idx = idx.clone();
+        Ok(self.record(
+            &[self, src],
+            y,
+            Box::new(move |g| Ok(vec![Some(g.clone()), Some(ops::gather(g, axis, &idx)?)])),
+        ))
+    }
+
+    /// index-add with `self` the source: `out[.., r, ..] = Σ_{j: idx[j] = r} src[.., j, ..]`,
+    /// `out.shape[axis] = len`. VJP: `src̄ = index_select(ȳ, axis, idx)`.
+    pub fn index_add(&self, axis: usize, idx: &Tensor, len: usize) -> Result<Var> {
+        let y = ops::index_add(self.value(), axis, idx, len)?;
+        let idx = idx.clone();
+        Ok(self.record(
+            &[self],
+            y,
+            Box::new(move |g| Ok(vec![Some(ops::index_select(g, axis, &idx)?)])),
+        ))
+    }
+}

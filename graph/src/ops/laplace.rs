@@ -1,0 +1,117 @@
+//! The Laplace operator on the tape (`specs/laplace-engine.md` §1–3, LAPLEX).
+//!
+//! `Y = K(t, s; λ) V`, `K_ji = e^{−λ|t_j − s_i|}`, computed exactly in O((n + m) log(n + m))
+//! by a sort and two exponential-decay scans; its VJP (values, both anchor sets, the rate)
+//! is [`lapis_ops::laplace_apply_backward`], the same sweeps run on `Ȳ`. The phased form
+//! takes `λ = a + ib` and a phase `φ` and returns the real part `Re(e^{iφ} K V)` (LAPLEX's
+//! head output; `φ = −π/2` gives `Im(K V)`), with the VJP of
+//! [`lapis_ops::laplace_apply_phased_backward`] fed `(cos φ Ȳ, −sin φ Ȳ)` and
+//! `φ̄ = Σ Ȳ ⊙ Re(i e^{iφ} K V)`.
+
+use lapis_ops::{self as ops, LapisError, Result, Tensor};
+
+use crate::var::Var;
+
+fn scalar(op: &'static str, name: &'static str, v: &Var) -> Result<f32> {
+    if v.value().numel() != 1 {
+        return Err(LapisError::invalid(
+            op,
+            name,
+            format!("{:?}", v.shape()),
+            "must hold one element",
+        ));
+    }
+    v.value().to_scalar()
+}
+
+/// A one-element tensor of `shape` (the shape of the scalar Var it is the gradient of).
+fn one(dev: &ops::Device, v: f32, shape: &[usize]) -> Result<Tensor> {
+    Tensor::from_slice(dev, shape, &[v])
+}
+
+impl Var {
+    /// `Y = K(t, s; λ) V` with `self` the values `V [n]` or `[n, c]`, anchors `s [n]`,
+    /// `t [m]` and the rate `lambda` (one element, read on the host; > 0). All four may be
+    /// tracked.
+    pub fn laplace_apply(&self, s: &Var, t: &Var, lambda: &Var) -> Result<Var> {
+        for o in [s, t, lambda] {
+            self.same_tape(o, "laplace_apply")?;
+        }
+        let lam = scalar("laplace_apply", "lambda", lambda)?;
+        let ls = lambda.shape().to_vec();
+        let (sv, tv, vv) = (s.value().clone(), t.value().clone(), self.value().clone());
+        let y = ops::laplace_apply(&sv, &tv, &vv, lam)?;
+        Ok(self.record(
+            &[self, s, t, lambda],
+            y,
+            Box::new(move |g| {
+                let gr = ops::laplace_apply_backward(&sv, &tv, &vv, lam, g)?;
+                Ok(vec![
+                    Some(gr.values),
+                    Some(gr.sources),
+                    Some(gr.targets),
+                    Some(one(sv.device(), gr.lambda, &ls)?),
+                ])
+            }),
+        ))
+    }
+
+    /// Gram mode `Y = K(x, x; λ) V` (the anchors play both roles; their gradient is the sum
+    /// of both roles', accumulated by the tape).
+    pub fn laplace_gram(&self, x: &Var, lambda: &Var) -> Result<Var> {
+        self.laplace_apply(x, x, lambda)
+    }
+
+    /// `Re(e^{iφ} K(t, s; a + ib) V)` for real `V [n]` or `[n, c]`: the phased operator with
+    /// rate `a > 0`, frequency `b` and phase `φ`, each one element (read on the host). All
+    /// six inputs may be tracked.
+    pub fn laplace_apply_phased(
+        &self,
+        s: &Var,
+        t: &Var,
+        a: &Var,
+        b: &Var,
+        phi: &Var,
+    ) -> Result<Var> {
+        const OP: &str = "laplace_apply_phased";
+        for o in [s, t, a, b, phi] {
+            self.same_tape(o, OP)?;
+        }
+        let (av, bv, ph) = (
+            scalar(OP, "a", a)?,
+            scalar(OP, "b", b)?,
+            scalar(OP, "phi", phi)?,
+        );
+        let shapes = [a.shape().to_vec(), b.shape().to_vec(), phi.shape().to_vec()];
+        if !ph.is_finite() {
+            return Err(LapisError::invalid(OP, "phi", ph, "must be finite"));
+        }
+        let (sv, tv, vv) = (s.value().clone(), t.value().clone(), self.value().clone());
+        let (yr, yi) = ops::laplace_apply_phased(&sv, &tv, &vv, av, bv)?;
+        let (c, sn) = (ph.cos(), ph.sin());
+        // Re(e^{iφ}(Yr + iYi)) = cos φ Yr − sin φ Yi
+        let y = ops::sub(&ops::mul_scalar(&yr, c)?, &ops::mul_scalar(&yi, sn)?)?;
+        Ok(self.record(
+            &[self, s, t, a, b, phi],
+            y,
+            Box::new(move |g| {
+                let gre = ops::mul_scalar(g, c)?;
+                let gim = ops::mul_scalar(g, -sn)?;
+                let (gr, gb) =
+                    ops::laplace_apply_phased_backward(&sv, &tv, &vv, av, bv, &gre, &gim)?;
+                // ∂/∂φ Re(e^{iφ}Y) = −sin φ Yr − cos φ Yi
+                let dphi = ops::add(&ops::mul_scalar(&yr, -sn)?, &ops::mul_scalar(&yi, -c)?)?;
+                let gphi = ops::sum_all(&ops::mul(g, &dphi)?)?.to_scalar()?;
+                let dev = sv.device();
+                Ok(vec![
+                    Some(gr.values),
+                    Some(gr.sources),
+                    Some(gr.targets),
+                    Some(one(dev, gr.lambda, &shapes[0])?),
+                    Some(one(dev, gb, &shapes[1])?),
+                    Some(one(dev, gphi, &shapes[2])?),
+                ])
+            }),
+        ))
+    }
+}

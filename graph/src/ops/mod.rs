@@ -1,0 +1,25 @@
+//! Every op of [`lapis_ops`] on the tape, each with its VJP next to its forward, grouped as
+//! the ops crate groups them. Ops are methods of [`Var`](crate::Var) (multi-input ops
+//! without a natural receiver, such as [`Var::concat`](crate::Var::concat) and
+//! [`Var::linear_scan`](crate::Var::linear_scan), are associated functions); ops whose
+//! result is an index (argsort, argmax) return plain tensors, since an index has no
+//! gradient. Ops with two real outputs (complex scan, rfft) return them stacked on a new
+//! leading axis of length 2.
+//!
+//! Gradient checks for every op, against central finite differences of the f64 reference
+//! ([`crate::gradcheck`]), are in `graph/tests/gradcheck.rs`.
+
+pub mod covariance;
+mod elementwise;
+mod fft;
+mod index;
+mod laplace;
+mod layout;
+mod matmul;
+mod reduce;
+mod scan;
+mod softmax;
+pub mod softtopk;
+
+pub use covariance::Lcm;
+pub use softtopk::TruncatedVar;
