@@ -1,4 +1,11 @@
-//! Layers and the named parameter registry (first slice: [`Linear`], [`Params`]).
+//! Layers and the named parameter registry.
+//!
+//! Layers: [`Linear`], [`Embedding`], [`LayerNorm`], [`Dropout`], [`Mlp`],
+//! [`MultiHeadAttention`] (optional causal mask), [`PatchEmbed`], [`LaplexLinear`] (the
+//! LAPLEX layer: `n → m` through the Laplace operator with learnable anchors, rate and
+//! phase) and [`SoftTopK`] (learnable k and temperature). Each layer registers its
+//! parameters in a [`Params`] under a prefix at construction, keeps their indices, and its
+//! `forward` takes the Vars of [`Params::on_tape`] (one tape per step).
 //!
 //! [`Params`] holds a model's tensors under dotted names (`layer1.weight`), in insertion
 //! order; layers register theirs with a prefix. Each training step puts them on a fresh
@@ -11,6 +18,14 @@ use std::rc::Rc;
 use lapis_ops::{DType, Device, LapisError, Result, Tensor};
 
 use crate::var::{Tape, Var};
+
+mod attention;
+mod laplex;
+mod layers;
+
+pub use attention::MultiHeadAttention;
+pub use laplex::LaplexLinear;
+pub use layers::{Activation, Dropout, Embedding, LayerNorm, Mlp, PatchEmbed, SoftTopK};
 
 /// Named parameters, in registration order.
 #[derive(Default, Clone)]
@@ -55,6 +70,29 @@ impl Params {
             .iter()
             .map(|(_, t)| tape.leaf(t.clone()))
             .collect()
+    }
+
+    /// Indices of the parameters whose name contains `pat` (for per-group learning rates
+    /// or weight-decay exclusions).
+    pub fn matching(&self, pat: &str) -> Vec<usize> {
+        (0..self.entries.len())
+            .filter(|&i| self.entries[i].0.contains(pat))
+            .collect()
+    }
+
+    /// The number of parameters (scalars) in the registry.
+    pub fn numel(&self) -> usize {
+        self.entries.iter().map(|(_, t)| t.numel()).sum()
+    }
+
+    /// The number of registered tensors.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the registry is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// Mutable references for an optimizer step, in order.
