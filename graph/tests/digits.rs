@@ -5,23 +5,7 @@
 use lapis_graph::optim::{clip_grad_norm, warmup_cosine, Adam};
 use lapis_graph::{backward, Tape};
 use lapis_ops::{Device, Tensor};
-use lapis_tests::device;
-
-fn load_digits() -> (Vec<f32>, Vec<usize>) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/images/digits8x8.csv");
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("the digits test needs {path} (shipped in data/): {e}"));
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for line in text.lines().skip(1) {
-        let mut it = line
-            .split(',')
-            .map(|v| v.trim().parse::<f32>().expect("a number"));
-        y.push(it.next().expect("label") as usize);
-        x.extend(it.map(|v| v / 16.0));
-    }
-    assert_eq!(x.len(), y.len() * 64, "64 pixels per row");
-    (x, y)
-}
+use lapis_tests::{device, digits};
 
 fn one_hot(dev: &Device, y: &[usize]) -> Tensor {
     let mut v = vec![0.0f32; y.len() * 10];
@@ -34,7 +18,7 @@ fn one_hot(dev: &Device, y: &[usize]) -> Tensor {
 #[test]
 fn mlp_learns_digits() {
     let dev = device();
-    let (x, y) = load_digits();
+    let (x, y) = digits();
     assert_eq!(y.len(), 1797);
     let (ntr, batch, epochs) = (1500usize, 100usize, 25usize);
     let batches: Vec<(Tensor, Tensor)> = (0..ntr / batch)

@@ -40,7 +40,10 @@ impl MultiHeadAttention {
         causal: bool,
         seed: u64,
     ) -> Result<Self> {
-        if heads == 0 || dim == 0 || dim % heads != 0 {
+        // `usize::is_multiple_of` needs Rust 1.87; the workspace's rust-version is 1.85.
+        #[allow(clippy::manual_is_multiple_of)]
+        let divides = heads > 0 && dim % heads == 0;
+        if dim == 0 || !divides {
             return Err(LapisError::invalid(
                 "MultiHeadAttention::new",
                 "heads",

@@ -220,7 +220,7 @@ impl LaplexLinear {
         for h in &self.heads {
             let (s, t, al, ga) = (host(h.s)?, host(h.t)?, host(h.alpha)?, host(h.gamma)?);
             let rho = host(h.rho)?[0];
-            let a = if rho > 20.0 { rho } else { rho.exp().ln_1p() };
+            let a = rho.max(0.0) + (-rho.abs()).exp().ln_1p(); // softplus, as on the device
             let om = match h.omega {
                 Some(i) => host(i)?[0],
                 None => 0.0,

@@ -54,6 +54,7 @@ impl Embedding {
 pub struct LayerNorm {
     gamma: usize,
     beta: usize,
+    dim: usize,
     eps: f32,
 }
 
@@ -83,12 +84,22 @@ impl LayerNorm {
                 format!("{prefix}.bias"),
                 lapis_ops::zeros(dev, &[dim], DType::F32)?,
             )?,
+            dim,
             eps,
         })
     }
 
-    /// Normalises the last axis of `x`.
+    /// Normalises the last axis of `x [..., dim]`.
     pub fn forward(&self, vars: &[Var], x: &Var) -> Result<Var> {
+        // Without this check a last axis of length 1 would broadcast against γ and β and
+        // silently return `[..., dim]` (and rank 0 would underflow the axis).
+        if x.shape().last() != Some(&self.dim) {
+            return Err(LapisError::shape(
+                "LayerNorm::forward",
+                x.shape(),
+                format!("need [..., {}]", self.dim),
+            ));
+        }
         let ax = x.shape().len() - 1;
         let mu = x.mean(ax)?;
         let xc = x.sub(&mu)?;
@@ -332,8 +343,20 @@ impl SoftTopK {
         vars[self.kappa].sigmoid()?.mul_scalar(self.n as f32)
     }
 
-    /// Weights `p [B, n]` (each row sums to `k`) for scores `x [B, n]`.
+    /// Weights `p [B, n]` (each row sums to `k`) for scores `x [B, n]` (or `[n]`).
     pub fn forward(&self, vars: &[Var], x: &Var) -> Result<Var> {
+        // `k = n·σ(κ)` is parametrised by this layer's `n`: rows of another length would
+        // silently get a k range that is too narrow, or one that can leave (0, len).
+        match x.shape() {
+            &[n] | &[_, n] if n == self.n => {}
+            s => {
+                return Err(LapisError::shape(
+                    "SoftTopK::forward",
+                    s,
+                    format!("need [B, {}] or [{}]", self.n, self.n),
+                ))
+            }
+        }
         let alpha = vars[self.log_alpha].exp()?;
         x.soft_topk(&self.k(vars)?, &alpha)
     }
