@@ -198,3 +198,37 @@ fn softtopk_and_laplace_on_the_tape() {
         "s̄₀ {gs} vs {fd_s}"
     );
 }
+
+/// Memory and scopes: `backward` consumes every closure it passes (the tensors they hold
+/// are freed), keeps only the leaves' gradients unless an interior Var asked with
+/// `retain_grad`, and `no_grad` records nothing.
+#[test]
+fn backward_frees_closures_and_no_grad_records_nothing() {
+    let dev = device();
+    let tape = Tape::new();
+    let x = tape.leaf(up(&dev, &[4], &[1.0, -2.0, 0.5, 3.0]));
+    let h = x.mul(&x).unwrap(); // interior, not retained
+    let k = h.exp().unwrap(); // interior, retained
+    k.retain_grad();
+    let loss = k.add(&h).unwrap().sum_all().unwrap();
+    assert_eq!(tape.live_closures(), 4, "mul, exp, add, sum_all");
+    let g = backward(&loss).unwrap();
+    assert_eq!(tape.live_closures(), 0, "every closure consumed");
+    assert!(g.get(&h).is_none(), "interior gradients are freed");
+    assert_eq!(
+        g.get(&k).expect("retained").to_vec::<f32>().unwrap(),
+        vec![1.0; 4]
+    );
+    // d/dx (e^{x²} + x²) = 2x (e^{x²} + 1)
+    let got = g.get(&x).unwrap().to_vec::<f32>().unwrap();
+    for (gv, xv) in got.iter().zip([1.0f32, -2.0, 0.5, 3.0]) {
+        let want = 2.0 * xv * ((xv * xv).exp() + 1.0);
+        assert!((gv - want).abs() <= 1e-5 * want.abs(), "{gv} vs {want}");
+    }
+    let before = tape.live_closures();
+    let y = tape.no_grad(|| x.mul(&x).unwrap().sum_all().unwrap());
+    assert!(!y.is_tracked(), "no_grad output is untracked");
+    assert_eq!(tape.live_closures(), before, "no_grad records no closure");
+    let z = x.mul(&x).unwrap();
+    assert!(z.is_tracked(), "recording resumes after no_grad");
+}
