@@ -199,6 +199,15 @@ where
     let mut reports = Vec::new();
     for (i, (name, _)) in inputs.iter().enumerate() {
         let got: Vec<f64> = match grads.get(&leaves[i]) {
+            // A VJP that returns a gradient of the wrong shape is a bug in itself (and the
+            // comparison below would otherwise zip over the shorter of the two).
+            Some(g) if g.shape() != xs[i].shape.as_slice() => {
+                return Err(lapis_ops::LapisError::ShapeMismatch {
+                    op: "gradcheck: gradient vs input",
+                    lhs: g.shape().to_vec(),
+                    rhs: xs[i].shape.clone(),
+                });
+            }
             Some(g) => g.to_f32_vec()?.into_iter().map(f64::from).collect(),
             None => vec![0.0; xs[i].numel()],
         };
