@@ -715,6 +715,73 @@ fn grad_matmul_batched() {
     matmul_case("matmul broadcast batch", &[2, 1, 3, 4], &[3, 4, 2]);
 }
 
+// ------------------------------------------------------------------------------ sort
+
+/// Sorted values `x[π]` in f64: rows of a rank-2 tensor, or the whole of a rank-1 one.
+fn sorted_ref(x: &RefTensor) -> RefTensor {
+    let n = *x.shape.last().unwrap();
+    let mut out = Vec::with_capacity(x.numel());
+    for row in x.data.chunks(n) {
+        let perm = r::argsort(row);
+        out.extend(perm.iter().map(|&i| row[i as usize]));
+    }
+    RefTensor::new(&x.shape, out)
+}
+
+/// Sort of 1-D `x [9]` and of each row of `[3, 6]`, values ≥ 0.075 apart (the finite
+/// difference never reorders them): the VJP routes each gradient entry back, EXACT
+/// (rtol 1e-6).
+#[test]
+fn grad_sort() {
+    gc(
+        "sort",
+        &[("x", spaced_t(&[9], 401, -1.0, 0.1))],
+        |v| Ok(v[0].sort()?.0),
+        |x| sorted_ref(&x[0]),
+        EXACT,
+        0.0,
+    );
+    gc(
+        "sort_rows",
+        &[("x", spaced_t(&[3, 6], 402, -1.0, 0.1))],
+        |v| Ok(v[0].sort_rows()?.0),
+        |x| sorted_ref(&x[0]),
+        EXACT,
+        0.0,
+    );
+}
+
+/// `Var::unary` and `Var::binary` dispatch every `UnaryOp` / `BinaryOp` to the op of that
+/// name: each checked against the reference of the same `op` (inputs positive and away
+/// from kinks; operands of max/min on interleaved lattices shifted positive). TRANSC.
+#[test]
+fn grad_unary_binary_dispatch() {
+    for op in UnaryOp::ALL {
+        gc(
+            &format!("unary({})", op.name()),
+            &[("x", t(&[2, 3], 410, 0.3, 2.0))],
+            |v| v[0].unary(op),
+            |x| r::unary(op, &x[0]),
+            TRANSC,
+            0.0,
+        );
+    }
+    let shift = |r: RefTensor| RefTensor::new(&r.shape, r.data.iter().map(|v| v + 1.5).collect());
+    for op in BinaryOp::ALL {
+        gc(
+            &format!("binary({})", op.name()),
+            &[
+                ("a", shift(lattice(&[2, 3], 411, 0))),
+                ("b", shift(lattice(&[3], 412, 1))),
+            ],
+            |v| v[0].binary(op, &v[1]),
+            |x| r::binary(op, &x[0], &x[1]),
+            TRANSC,
+            0.0,
+        );
+    }
+}
+
 // ------------------------------------------------------------------------------ softmax
 
 /// softmax along axis 1 and axis 0 of `[3, 5]`, x ∈ [−3, 3]: f32 exp and normalisation,

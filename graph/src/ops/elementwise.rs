@@ -15,7 +15,7 @@
 //! | `tanh`, `σ` | `ȳ (1 − y²)`, `ȳ y (1 − y)` |
 //! | `gelu` (tanh form) | `ȳ (½(1 + tanh u) + ½ x (1 − tanh² u) c (1 + 3·0.044715 x²))`, `u = c(x + 0.044715x³)`, `c = √(2/π)` |
 
-use lapis_ops::{self as ops, DType, Result, Tensor};
+use lapis_ops::{self as ops, BinaryOp, DType, Result, Tensor, UnaryOp};
 
 use crate::var::{sum_to_shape, Var};
 
@@ -36,6 +36,35 @@ impl Var {
             y,
             Box::new(move |g| Ok(vec![Some(ops::mul(g, &dydx(&x, &yy)?)?)])),
         )
+    }
+
+    /// The unary op `op` (dispatch to the methods below, as [`lapis_ops::unary`]).
+    pub fn unary(&self, op: UnaryOp) -> Result<Var> {
+        match op {
+            UnaryOp::Neg => self.neg(),
+            UnaryOp::Exp => self.exp(),
+            UnaryOp::Log => self.log(),
+            UnaryOp::Sqrt => self.sqrt(),
+            UnaryOp::Abs => self.abs(),
+            UnaryOp::Relu => self.relu(),
+            UnaryOp::Gelu => self.gelu(),
+            UnaryOp::Tanh => self.tanh(),
+            UnaryOp::Sigmoid => self.sigmoid(),
+            UnaryOp::Sign => self.sign(),
+        }
+    }
+
+    /// The binary op `op` with broadcasting (dispatch, as [`lapis_ops::binary`]).
+    pub fn binary(&self, op: BinaryOp, rhs: &Var) -> Result<Var> {
+        match op {
+            BinaryOp::Add => self.add(rhs),
+            BinaryOp::Sub => self.sub(rhs),
+            BinaryOp::Mul => self.mul(rhs),
+            BinaryOp::Div => self.div(rhs),
+            BinaryOp::Max => self.maximum(rhs),
+            BinaryOp::Min => self.minimum(rhs),
+            BinaryOp::Pow => self.pow(rhs),
+        }
     }
 
     /// `self + rhs` (broadcasting).

@@ -2,8 +2,8 @@
 //! the ops crate groups them. Ops are methods of [`Var`](crate::Var) (multi-input ops
 //! without a natural receiver, such as [`Var::concat`](crate::Var::concat) and
 //! [`Var::linear_scan`](crate::Var::linear_scan), are associated functions); ops whose
-//! result is an index (argsort, argmax) return plain tensors, since an index has no
-//! gradient. Ops with two real outputs (complex scan, rfft) return them stacked on a new
+//! result is an index (argmax, the permutation of a sort) return plain tensors, since an
+//! index has no gradient. Ops with two real outputs (complex scan, rfft) return them stacked on a new
 //! leading axis of length 2.
 //!
 //! Gradient checks for every op, against central finite differences of the f64 reference
@@ -20,6 +20,7 @@ mod reduce;
 mod scan;
 mod softmax;
 pub mod softtopk;
+mod sort;
 
 pub use covariance::Lcm;
 pub use softtopk::TruncatedVar;
