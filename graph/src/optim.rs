@@ -98,6 +98,9 @@ pub struct Adam {
     pub weight_decay: f32,
     t: i32,
     state: Vec<Option<(Tensor, Tensor)>>,
+    /// Per-parameter `(learning-rate factor, weight decay on)`; absent entries are
+    /// `(1, true)`.
+    groups: Vec<(f32, bool)>,
 }
 
 impl Adam {
@@ -111,6 +114,7 @@ impl Adam {
             weight_decay: 0.0,
             t: 0,
             state: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
@@ -122,16 +126,57 @@ impl Adam {
         }
     }
 
+    fn group(&mut self, i: usize) -> &mut (f32, bool) {
+        if self.groups.len() <= i {
+            self.groups.resize(i + 1, (1.0, true));
+        }
+        &mut self.groups[i]
+    }
+
+    /// Parameter groups: the parameters at `indices` (positions in the `params` passed to
+    /// [`Adam::step`], e.g. from [`crate::nn::Params::matching`]) step with
+    /// `factor × lr` (LAPLEX trains anchors and rates at 10× the base rate).
+    pub fn set_lr_scale(&mut self, indices: &[usize], factor: f32) -> Result<()> {
+        if !(factor.is_finite() && factor >= 0.0) {
+            return Err(LapisError::invalid(
+                "Adam::set_lr_scale",
+                "factor",
+                factor,
+                "must be finite and ≥ 0",
+            ));
+        }
+        for &i in indices {
+            self.group(i).0 = factor;
+        }
+        Ok(())
+    }
+
+    /// Turns weight decay off for the parameters at `indices` (biases, norms, anchors).
+    pub fn no_decay(&mut self, indices: &[usize]) {
+        for &i in indices {
+            self.group(i).1 = false;
+        }
+    }
+
     /// One step: `params[i]` updated with `grads[i]` (same order every call).
     pub fn step(&mut self, params: &mut [&mut Tensor], grads: &[Tensor]) -> Result<()> {
         check_len(params.len(), grads.len())?;
         self.state.resize(params.len(), None);
+        if self.groups.len() < params.len() {
+            self.groups.resize(params.len(), (1.0, true));
+        }
         self.t += 1;
         let c1 = (1.0 - self.beta1.powi(self.t)) as f32;
         let c2 = (1.0 - self.beta2.powi(self.t)) as f32;
         let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
         let (o1, o2) = ((1.0 - self.beta1) as f32, (1.0 - self.beta2) as f32);
-        for ((p, g), s) in params.iter_mut().zip(grads).zip(self.state.iter_mut()) {
+        for (((p, g), s), &(scale, decay)) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(self.state.iter_mut())
+            .zip(&self.groups)
+        {
+            let lr = self.lr * scale;
             let (m, v) = match s.take() {
                 Some(mv) => mv,
                 None => (
@@ -152,10 +197,10 @@ impl Adam {
                 1.0,
                 self.eps,
             )?;
-            let upd = lapis_ops::div(&lapis_ops::affine(&m, self.lr / c1, 0.0)?, &denom)?;
+            let upd = lapis_ops::div(&lapis_ops::affine(&m, lr / c1, 0.0)?, &denom)?;
             let mut np: Tensor = (**p).clone();
-            if self.weight_decay > 0.0 {
-                np = lapis_ops::affine(&np, 1.0 - self.lr * self.weight_decay, 0.0)?;
+            if self.weight_decay > 0.0 && decay {
+                np = lapis_ops::affine(&np, 1.0 - lr * self.weight_decay, 0.0)?;
             }
             **p = lapis_ops::sub(&np, &upd)?;
             *s = Some((m, v));

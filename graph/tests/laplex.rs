@@ -186,9 +186,11 @@ fn laplex_gradients_match_finite_differences() {
 }
 
 /// E2-style end to end (smaller, for CI time): `64 → LAPLEX(64, H = 2, phased) → GELU →
-/// LAPLEX(10, H = 2, phased)` on the digits (standardised pixels, first 1500 rows train), Adam lr 3e-3 with
-/// 10× for anchors, ρ, ω and φ (§1.2). The training loss must fall by ≥ 50 % (issue 5);
-/// the test accuracy is printed.
+/// LAPLEX(10, H = 2, phased)` on the digits (standardised pixels, first 1500 rows train),
+/// 5 epochs of batch 100, Adam lr 1e-2 with 3× for anchors, ρ, ω and φ (parameter groups;
+/// §1.2 uses 10× a smaller base rate). The training loss must fall by ≥ 50 % (issue 5);
+/// the test accuracy is printed (65 % here: E2's 60-epoch accuracy claim is the LAPLEX
+/// method's issue, not this test's).
 #[test]
 fn laplex_headed_model_trains_on_digits() {
     let dev = device();
@@ -223,8 +225,8 @@ fn laplex_headed_model_trains_on_digits() {
         params.numel(),
         fast.len()
     );
-    let mut slow_opt = Adam::new(1e-2);
-    let mut fast_opt = Adam::new(3e-2);
+    let mut opt = Adam::new(1e-2);
+    opt.set_lr_scale(&fast, 3.0).unwrap();
     let forward = |vars: &[Var], xb: &Var| -> Var {
         let h = l1.forward(vars, xb).unwrap().gelu().unwrap();
         l2.forward(vars, &h).unwrap()
@@ -254,19 +256,7 @@ fn laplex_headed_model_trains_on_digits() {
             let g = backward(&loss).unwrap();
             let mut grads: Vec<Tensor> = vars.iter().map(|v| g.get(v).unwrap().clone()).collect();
             clip_grad_norm(&mut grads, 5.0).unwrap();
-            let mut all = params.tensors_mut();
-            let (mut pf, mut gf, mut ps, mut gs) = (vec![], vec![], vec![], vec![]);
-            for (i, (p, g)) in all.drain(..).zip(grads).enumerate() {
-                if fast.contains(&i) {
-                    pf.push(p);
-                    gf.push(g);
-                } else {
-                    ps.push(p);
-                    gs.push(g);
-                }
-            }
-            fast_opt.step(&mut pf, &gf).unwrap();
-            slow_opt.step(&mut ps, &gs).unwrap();
+            opt.step(&mut params.tensors_mut(), &grads).unwrap();
         }
         last_epoch = sum / (ntr / batch) as f32;
         eprintln!("epoch {epoch}: mean loss {last_epoch:.4}");

@@ -83,3 +83,52 @@ fn clipping_and_schedule() {
     assert!((warmup_cosine(60, 10, 110, 1.0, 0.1) - 0.55).abs() < 1e-6);
     assert!((warmup_cosine(500, 10, 110, 1.0, 0.1) - 0.1).abs() < 1e-6);
 }
+
+/// Parameter groups: parameter 1 steps at 10× the rate without weight decay, parameter 0
+/// with the base rate and decay; two steps vs the rule in f64 (1e-6 relative); a negative
+/// factor is refused.
+#[test]
+fn adamw_parameter_groups() {
+    let dev = device();
+    let (lr, wd, b1, b2, eps) = (0.01f64, 0.1f64, 0.9f64, 0.999f64, 1e-8f64);
+    let mut opt = Adam::adamw(lr as f32, wd as f32);
+    opt.set_lr_scale(&[1], 10.0).unwrap();
+    opt.no_decay(&[1]);
+    assert!(opt.set_lr_scale(&[0], -1.0).is_err());
+    let init = [[0.5f64, -1.0], [2.0, 0.25]];
+    let mut ps: Vec<Tensor> = init
+        .iter()
+        .map(|p| Tensor::from_slice(&dev, &[2], &p.map(|v| v as f32)).unwrap())
+        .collect();
+    let mut q = init;
+    let (mut m, mut v) = ([[0.0f64; 2]; 2], [[0.0f64; 2]; 2]);
+    for t in 1..=2 {
+        let gs: Vec<[f64; 2]> = q.iter().map(|p| p.map(|x| 1.5 * x - 0.2)).collect();
+        let gt: Vec<Tensor> = gs
+            .iter()
+            .map(|g| Tensor::from_slice(&dev, &[2], &g.map(|x| x as f32)).unwrap())
+            .collect();
+        let mut refs: Vec<&mut Tensor> = ps.iter_mut().collect();
+        opt.step(&mut refs, &gt).unwrap();
+        for k in 0..2 {
+            let (plr, pwd) = if k == 1 { (10.0 * lr, 0.0) } else { (lr, wd) };
+            for i in 0..2 {
+                let g = gs[k][i];
+                m[k][i] = b1 * m[k][i] + (1.0 - b1) * g;
+                v[k][i] = b2 * v[k][i] + (1.0 - b2) * g * g;
+                let mh = m[k][i] / (1.0 - b1.powi(t));
+                let vh = v[k][i] / (1.0 - b2.powi(t));
+                q[k][i] = q[k][i] * (1.0 - plr * pwd) - plr * mh / (vh.sqrt() + eps);
+            }
+            let got = v64(&ps[k]);
+            for i in 0..2 {
+                assert!(
+                    (got[i] - q[k][i]).abs() <= 1e-6 * q[k][i].abs().max(1.0),
+                    "step {t}, param {k}[{i}]: {} vs {}",
+                    got[i],
+                    q[k][i]
+                );
+            }
+        }
+    }
+}
