@@ -1,13 +1,14 @@
 //! Optimizers over named parameters: SGD with momentum, Adam and AdamW (decoupled weight
 //! decay, Loshchilov & Hutter), gradient clipping by global norm, and the linear-warmup +
-//! cosine learning-rate schedule. Every update is a handful of elementwise device ops.
+//! cosine learning-rate schedule. An Adam step on f32 parameters is one fused launch per
+//! tensor (`lapis_ops::adam_update`); other dtypes use elementwise device ops.
 //!
 //! - SGD: `v ← μv + g`, `θ ← θ − lr·v` (plain SGD for `μ = 0`).
 //! - Adam (Kingma & Ba): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
 //!   `θ ← θ − lr·m̂/(√v̂ + ε)` with `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`; AdamW adds
 //!   `θ ← θ − lr·wd·θ` before the step.
 
-use lapis_ops::{LapisError, Result, Tensor};
+use lapis_ops::{AdamStep, DType, LapisError, Result, Tensor};
 
 /// Scales every gradient by `min(1, max_norm / ‖g‖₂)` (global norm over all of them) and
 /// returns the norm before clipping.
@@ -20,11 +21,21 @@ pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> Result<f32> {
             "must be finite and > 0",
         ));
     }
-    let mut sq = 0.0f32;
-    for g in grads.iter() {
-        sq += lapis_ops::sum_all(&lapis_ops::mul(g, g)?)?.to_scalar()?;
+    if grads.is_empty() {
+        return Ok(0.0);
     }
-    let norm = sq.sqrt();
+    // Per-tensor sums of squares on the device, one download for all of them.
+    let parts = grads
+        .iter()
+        .map(|g| lapis_ops::sum_all(&lapis_ops::mul(g, g)?))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    let sq: f64 = lapis_ops::concat(&refs, 0)?
+        .to_f32_vec()?
+        .iter()
+        .map(|&v| v as f64)
+        .sum();
+    let norm = sq.sqrt() as f32;
     if norm > max_norm {
         let s = max_norm / norm;
         for g in grads.iter_mut() {
@@ -184,6 +195,26 @@ impl Adam {
                     lapis_ops::affine(g, 0.0, 0.0)?,
                 ),
             };
+            if [&**p, g].iter().all(|t| t.dtype() == DType::F32) {
+                // One fused launch (lapis_ops::adam_update), the same rule.
+                let (np, m, v) = lapis_ops::adam_update(
+                    p,
+                    g,
+                    &m,
+                    &v,
+                    &AdamStep {
+                        beta1: self.beta1,
+                        beta2: self.beta2,
+                        lr: lr as f64,
+                        eps: self.eps as f64,
+                        weight_decay: if decay { self.weight_decay as f64 } else { 0.0 },
+                        t: self.t,
+                    },
+                )?;
+                **p = np;
+                *s = Some((m, v));
+                continue;
+            }
             let m = lapis_ops::add(
                 &lapis_ops::affine(&m, b1, 0.0)?,
                 &lapis_ops::affine(g, o1, 0.0)?,

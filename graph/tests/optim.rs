@@ -132,3 +132,58 @@ fn adamw_parameter_groups() {
         }
     }
 }
+
+/// The fused step refuses bad input with typed errors, and an f16 parameter (elementwise
+/// path) follows the fused f32 step to f16 precision (2e-3 relative, a few f16 roundings).
+#[test]
+fn adam_update_errors_and_f16_path() {
+    use lapis_ops::{adam_update, AdamStep, DType};
+    let dev = device();
+    let p = Tensor::from_slice(&dev, &[3], &[0.5f32, -1.0, 2.0]).unwrap();
+    let g = Tensor::from_slice(&dev, &[3], &[0.1f32, -0.3, 0.7]).unwrap();
+    let z = lapis_ops::zeros(&dev, &[3], DType::F32).unwrap();
+    let ok = AdamStep {
+        beta1: 0.9,
+        beta2: 0.999,
+        lr: 0.1,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        t: 1,
+    };
+    assert!(adam_update(&p, &g, &z, &z, &ok).is_ok());
+    let short = lapis_ops::zeros(&dev, &[2], DType::F32).unwrap();
+    assert!(adam_update(&p, &g, &short, &z, &ok).is_err(), "shape");
+    assert!(
+        adam_update(&p, &g, &z, &z, &AdamStep { t: 0, ..ok }).is_err(),
+        "t = 0"
+    );
+    assert!(
+        adam_update(&p, &g, &z, &z, &AdamStep { beta2: 1.0, ..ok }).is_err(),
+        "β₂ = 1"
+    );
+    assert!(
+        adam_update(&p, &g, &z, &z, &AdamStep { lr: f64::NAN, ..ok }).is_err(),
+        "NaN lr"
+    );
+    let ph = lapis_ops::to_dtype(&p, DType::F16).unwrap();
+    let gh = lapis_ops::to_dtype(&g, DType::F16).unwrap();
+    assert!(adam_update(&ph, &gh, &z, &z, &ok).is_err(), "f16 refused");
+    let (mut a, mut b) = (Adam::new(0.1), Adam::new(0.1));
+    let (mut p32, mut p16) = (p.clone(), ph);
+    for _ in 0..3 {
+        a.step(&mut [&mut p32], std::slice::from_ref(&g)).unwrap();
+        b.step(&mut [&mut p16], std::slice::from_ref(&gh)).unwrap();
+    }
+    let (x, y) = (
+        v64(&p32),
+        v64(&lapis_ops::to_dtype(&p16, DType::F32).unwrap()),
+    );
+    for i in 0..3 {
+        assert!(
+            (x[i] - y[i]).abs() <= 2e-3 * x[i].abs().max(1.0),
+            "[{i}]: f32 {} vs f16 {}",
+            x[i],
+            y[i]
+        );
+    }
+}

@@ -37,6 +37,7 @@ pub mod elementwise;
 pub mod index;
 pub mod laplace;
 pub mod layout;
+pub mod optim;
 pub mod scan;
 pub mod softmax;
 pub mod softtopk;

@@ -50,6 +50,7 @@ pub mod kinds;
 pub mod laplace;
 pub mod layout;
 pub mod matmul;
+pub mod optim;
 pub mod reduce;
 pub mod reference;
 pub mod scan;
@@ -82,6 +83,7 @@ pub use laplace::{
 };
 pub use layout::{broadcast_to, concat, copy, permute, slice, transpose};
 pub use matmul::matmul;
+pub use optim::{adam_update, AdamStep};
 pub use reduce::{
     argmax, max, max_all, mean, mean_all, min, min_all, reduce, reduce_all, sum, sum_all,
 };
