@@ -87,6 +87,7 @@ mod index;
 mod laplace;
 mod layout;
 mod matmul;
+mod optim;
 mod reduce;
 mod scan;
 mod softmax;
@@ -115,6 +116,7 @@ pub use laplace::{
 };
 pub use layout::{broadcast_to, concat, permute, reshape, slice, transpose};
 pub use matmul::matmul;
+pub use optim::adam_step;
 pub use reduce::{argmax, reduce, reduce_all};
 pub use scan::linear_scan;
 pub use softmax::{log_softmax, softmax};

@@ -13,6 +13,7 @@ mod layout;
 mod lcm;
 mod long_loops;
 mod matmul;
+mod optim;
 mod reduce;
 mod scan;
 mod softmax;
