@@ -14,7 +14,8 @@
 //! op whose inputs are all untracked, and [`Tape::no_grad`] runs a region that records
 //! nothing.
 //!
-//! The ops themselves live in [`crate::ops`], each VJP next to its forward.
+//! The ops live in [`crate::ops`]: each records the forward of `lapis_ops` and, as its
+//! closure, the matching `*_backward` function of `lapis_ops`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -136,21 +137,7 @@ impl Grads {
     }
 }
 
-/// Sums `g` down to `shape` (undoing numpy broadcasting).
-pub fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
-    let mut g = g.clone();
-    while g.rank() > shape.len() {
-        g = lapis_ops::sum(&g, 0)?;
-        let s = g.shape()[1..].to_vec();
-        g = g.reshape(&s)?;
-    }
-    for (axis, &want) in shape.iter().enumerate() {
-        if want == 1 && g.shape()[axis] != 1 {
-            g = lapis_ops::sum(&g, axis)?;
-        }
-    }
-    g.reshape(shape)
-}
+pub use lapis_ops::sum_to_shape;
 
 impl Var {
     /// The value.

@@ -296,3 +296,111 @@ pub fn to_dtype(x: &Tensor, dtype: DType) -> Result<Tensor> {
     ));
     Ok(y)
 }
+
+// ------------------------------------------------------------------------------ backward
+
+/// Sums `g` down to `shape`: the adjoint of numpy broadcasting from `shape` to `g`'s shape
+/// (leading axes summed away, axes where `shape` has 1 summed and kept).
+pub fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let mut g = g.clone();
+    while g.rank() > shape.len() {
+        g = crate::sum(&g, 0)?;
+        let s = g.shape()[1..].to_vec();
+        g = g.reshape(&s)?;
+    }
+    for (axis, &want) in shape.iter().enumerate() {
+        if want == 1 && g.shape()[axis] != 1 {
+            g = crate::sum(&g, axis)?;
+        }
+    }
+    g.reshape(shape)
+}
+
+/// `(1 + sign(a − b)) / 2`: 1 where `a > b`, ½ on ties, 0 where `a < b`.
+fn win_mask(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    affine(&sign(&sub(a, b)?)?, 0.5, 0.5)
+}
+
+/// The VJP of [`unary`]: `x̄ = ȳ ⊙ f'(x)`, from the input `x`, the output `y = f(x)` and
+/// `g = ȳ`:
+///
+/// | op | `f'` |
+/// |---|---|
+/// | neg | `−1` |
+/// | exp, log, sqrt | `y`, `1/x`, `1/(2y)` |
+/// | abs, relu, sign | `sign(x)`, `[x > 0]` (0 at 0), `0` |
+/// | tanh, sigmoid | `1 − y²`, `y(1 − y)` |
+/// | gelu (tanh form) | `½(1 + tanh u) + ½x(1 − tanh²u)·c(1 + 3·0.044715x²)`, `u = c(x + 0.044715x³)`, `c = √(2/π)` |
+pub fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let one = |v: f32| crate::fill(x.device(), &[1], v, DType::F32);
+    let d = match op {
+        UnaryOp::Neg => return neg(g),
+        UnaryOp::Sign => return crate::zeros(g.device(), g.shape(), g.dtype()),
+        UnaryOp::Exp => y.clone(),
+        UnaryOp::Log => div(&one(1.0)?, x)?,
+        UnaryOp::Sqrt => div(&one(0.5)?, y)?,
+        UnaryOp::Abs => sign(x)?,
+        UnaryOp::Relu => sign(y)?,
+        UnaryOp::Tanh => affine(&mul(y, y)?, -1.0, 1.0)?,
+        UnaryOp::Sigmoid => mul(y, &affine(y, -1.0, 1.0)?)?,
+        UnaryOp::Gelu => {
+            let c = (2.0f32 / std::f32::consts::PI).sqrt();
+            let x2 = mul(x, x)?;
+            let u = mul_scalar(&mul(x, &affine(&x2, 0.044715, 1.0)?)?, c)?;
+            let th = tanh(&u)?;
+            let left = affine(&th, 0.5, 0.5)?;
+            let sech2 = affine(&mul(&th, &th)?, -1.0, 1.0)?;
+            let du = mul_scalar(&affine(&x2, 3.0 * 0.044715, 1.0)?, c)?;
+            let right = mul_scalar(&mul(x, &mul(&sech2, &du)?)?, 0.5)?;
+            add(&left, &right)?
+        }
+    };
+    mul(g, &d)
+}
+
+/// The VJP of [`binary`]: `(ā, b̄)` from the operands, the output `y` and `g = ȳ`, each
+/// summed back to its operand's shape ([`sum_to_shape`]):
+///
+/// | op | `ā` | `b̄` |
+/// |---|---|---|
+/// | add, sub | `ȳ` | `±ȳ` |
+/// | mul | `ȳ b` | `ȳ a` |
+/// | div | `ȳ / b` | `−(ȳ / b)·y` |
+/// | max, min | `ȳ` where `a` wins, `ȳ/2` on a tie (as PyTorch) | the rest |
+/// | pow | `ȳ b a^{b−1}` | `ȳ y ln a` where `a > 0`, else 0 (no real log) |
+pub fn binary_backward(
+    op: BinaryOp,
+    a: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let (ga, gb) = match op {
+        BinaryOp::Add => (g.clone(), g.clone()),
+        BinaryOp::Sub => (g.clone(), neg(g)?),
+        BinaryOp::Mul => (mul(g, b)?, mul(g, a)?),
+        BinaryOp::Div => {
+            let ga = div(g, b)?;
+            let gb = neg(&mul(&ga, y)?)?;
+            (ga, gb)
+        }
+        BinaryOp::Max | BinaryOp::Min => {
+            let wa = if op == BinaryOp::Max {
+                win_mask(a, b)?
+            } else {
+                win_mask(b, a)?
+            };
+            let ga = mul(g, &wa)?;
+            let gb = sub(g, &ga)?;
+            (ga, gb)
+        }
+        BinaryOp::Pow => {
+            let ga = mul(g, &mul(b, &pow(a, &add_scalar(b, -1.0)?)?)?)?;
+            let pos = sign(&relu(a)?)?;
+            let tiny = crate::fill(a.device(), &[1], f32::MIN_POSITIVE, DType::F32)?;
+            let ln = mul(&log(&maximum(a, &tiny)?)?, &pos)?;
+            (ga, mul(g, &mul(y, &ln)?)?)
+        }
+    };
+    Ok((sum_to_shape(&ga, a.shape())?, sum_to_shape(&gb, b.shape())?))
+}

@@ -231,3 +231,28 @@ pub(crate) fn take_rows_unchecked(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
     );
     Ok(out)
 }
+
+// ------------------------------------------------------------------------------ backward
+
+/// The VJP of [`gather`]`(x, axis, idx)` for `x` of shape `x_shape`:
+/// `x̄ = scatter_add(0, axis, idx, ȳ)`.
+pub fn gather_backward(g: &Tensor, x_shape: &[usize], axis: usize, idx: &Tensor) -> Result<Tensor> {
+    let zero = crate::zeros(g.device(), x_shape, g.dtype())?;
+    scatter_add(&zero, axis, idx, g)
+}
+
+/// The VJP of [`index_select`]`(x, axis, idx)` with `x.shape[axis] = len`:
+/// `x̄ = index_add(ȳ, axis, idx, len)`.
+pub fn index_select_backward(g: &Tensor, axis: usize, idx: &Tensor, len: usize) -> Result<Tensor> {
+    index_add(g, axis, idx, len)
+}
+
+/// The VJP of [`scatter_add`]`(base, axis, idx, src)`: `(basē, src̄) = (ȳ, gather(ȳ, axis, idx))`.
+pub fn scatter_add_backward(g: &Tensor, axis: usize, idx: &Tensor) -> Result<(Tensor, Tensor)> {
+    Ok((g.clone(), gather(g, axis, idx)?))
+}
+
+/// The VJP of [`index_add`]`(src, axis, idx, ·)`: `src̄ = index_select(ȳ, axis, idx)`.
+pub fn index_add_backward(g: &Tensor, axis: usize, idx: &Tensor) -> Result<Tensor> {
+    index_select(g, axis, idx)
+}

@@ -186,3 +186,67 @@ pub fn copy(x: &Tensor) -> Result<Tensor> {
     strided_copy(x, &out, x.shape(), 0, &x.strides(), 0, &x.strides());
     Ok(out)
 }
+
+// ------------------------------------------------------------------------------ backward
+
+/// The VJP of [`permute`]: `ȳ` permuted back by the inverse permutation.
+pub fn permute_backward(g: &Tensor, perm: &[usize]) -> Result<Tensor> {
+    let mut inv = vec![0; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        if p >= perm.len() {
+            return Err(LapisError::invalid(
+                "permute_backward",
+                "perm",
+                format!("{perm:?}"),
+                "must be a permutation",
+            ));
+        }
+        inv[p] = i;
+    }
+    permute(g, &inv)
+}
+
+/// The VJP of [`slice`]`(x, axis, start, ·)` for an input of shape `x_shape`: `ȳ` placed
+/// at `start` along `axis` in zeros.
+pub fn slice_backward(g: &Tensor, x_shape: &[usize], axis: usize, start: usize) -> Result<Tensor> {
+    validate::axis("slice_backward", g, axis)?;
+    let end = start + g.shape()[axis];
+    if x_shape.len() != g.rank() || end > x_shape[axis] {
+        return Err(LapisError::ShapeMismatch {
+            op: "slice_backward",
+            lhs: x_shape.to_vec(),
+            rhs: g.shape().to_vec(),
+        });
+    }
+    let side = |len: usize| -> Result<Option<Tensor>> {
+        if len == 0 {
+            return Ok(None);
+        }
+        let mut s = x_shape.to_vec();
+        s[axis] = len;
+        crate::zeros(g.device(), &s, g.dtype()).map(Some)
+    };
+    let (lo, hi) = (side(start)?, side(x_shape[axis] - end)?);
+    let parts: Vec<&Tensor> = [lo.as_ref(), Some(g), hi.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    concat(&parts, axis)
+}
+
+/// The VJP of [`concat`] of inputs with lengths `lens` along `axis`: `ȳ` split back.
+pub fn concat_backward(g: &Tensor, lens: &[usize], axis: usize) -> Result<Vec<Tensor>> {
+    let mut at = 0;
+    lens.iter()
+        .map(|&l| {
+            let part = slice(g, axis, at, at + l)?;
+            at += l;
+            Ok(part)
+        })
+        .collect()
+}
+
+/// The VJP of [`broadcast_to`] from `x_shape`: `ȳ` summed over the broadcast axes.
+pub fn broadcast_to_backward(g: &Tensor, x_shape: &[usize]) -> Result<Tensor> {
+    crate::elementwise::sum_to_shape(g, x_shape)
+}

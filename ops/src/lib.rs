@@ -21,6 +21,19 @@
 //! | OU covariance | [`OuCovariance`]: log det, Mahalanobis, solve, sample, NLL in O(d) after a sort | [`covariance`] |
 //! | REMIX covariance | [`LaplaceCovariance`] (`diag(u) + diag(w)K diag(w)`): log det, Mahalanobis, solve, sample, NLL and every gradient; [`lcm_frobenius`] | [`covariance`] |
 //! | creation | [`fill`], [`zeros`], [`ones`], [`arange`], [`uniform`], [`normal`] (cubek-random, explicit seed) | [`creation`] |
+//! | optimizer step | [`adam_update`] (fused Adam/AdamW, one launch per tensor) | [`optim`] |
+//!
+//! **Backward.** Every differentiable op has its vector–Jacobian product as a plain
+//! function next to its forward, taking the output gradient `ȳ`: [`unary_backward`],
+//! [`binary_backward`] (with [`sum_to_shape`] for broadcasting), [`reduce_backward`],
+//! [`permute_backward`], [`slice_backward`], [`concat_backward`], [`broadcast_to_backward`],
+//! [`gather_backward`], [`index_select_backward`], [`scatter_add_backward`],
+//! [`index_add_backward`], [`matmul_backward`], [`softmax_backward`],
+//! [`log_softmax_backward`], [`linear_scan_backward`], [`linear_scan_complex_backward`],
+//! [`rfft_backward`], [`argsort_backward`], [`argsort_rows_backward`], and the Laplace,
+//! covariance and soft top-k backward functions named in the table. `lapis-graph` records
+//! them on its tape; its gradient checks test each against finite differences of the f64
+//! reference.
 //!
 //! Every op checks its arguments (device, dtype, shapes, axes, index ranges, sizes)
 //! before launching anything and returns a typed [`LapisError`]; none panics on user
@@ -69,29 +82,39 @@ pub use cubecl;
 pub use device::{list_devices, Device, DeviceInfo, DeviceKind};
 pub use dtype::{DType, Element};
 pub use elementwise::{
-    abs, add, add_scalar, affine, binary, broadcast_shape, div, exp, gelu, log, maximum, minimum,
-    mul, mul_scalar, neg, pow, relu, sigmoid, sign, sqrt, sub, tanh, to_dtype, unary,
+    abs, add, add_scalar, affine, binary, binary_backward, broadcast_shape, div, exp, gelu, log,
+    maximum, minimum, mul, mul_scalar, neg, pow, relu, sigmoid, sign, sqrt, sub, sum_to_shape,
+    tanh, to_dtype, unary, unary_backward,
 };
 pub use error::{LapisError, Result};
-pub use fft::rfft;
-pub use index::{gather, index_add, index_select, scatter_add};
+pub use fft::{rfft, rfft_backward};
+pub use index::{
+    gather, gather_backward, index_add, index_add_backward, index_select, index_select_backward,
+    scatter_add, scatter_add_backward,
+};
 pub use kinds::{BinaryOp, ReduceOp, UnaryOp};
 pub use lapis_kernels;
 pub use laplace::{
     laplace_apply, laplace_apply_backward, laplace_apply_phased, laplace_apply_phased_backward,
     laplace_gram, laplace_gram_backward, LaplaceGrads,
 };
-pub use layout::{broadcast_to, concat, copy, permute, slice, transpose};
-pub use matmul::matmul;
+pub use layout::{
+    broadcast_to, broadcast_to_backward, concat, concat_backward, copy, permute, permute_backward,
+    slice, slice_backward, transpose,
+};
+pub use matmul::{matmul, matmul_backward};
 pub use optim::{adam_update, AdamStep};
 pub use reduce::{
-    argmax, max, max_all, mean, mean_all, min, min_all, reduce, reduce_all, sum, sum_all,
+    argmax, max, max_all, mean, mean_all, min, min_all, reduce, reduce_all, reduce_backward, sum,
+    sum_all,
 };
-pub use scan::{linear_scan, linear_scan_complex};
-pub use softmax::{log_softmax, softmax};
+pub use scan::{
+    linear_scan, linear_scan_backward, linear_scan_complex, linear_scan_complex_backward,
+};
+pub use softmax::{log_softmax, log_softmax_backward, softmax, softmax_backward};
 pub use softtopk::{
     soft_rank, soft_rank_backward, soft_sort, soft_sort_backward, soft_topk, soft_topk_truncated,
     RowParam, SoftTopK, SoftTopKGrads, SoftTopKTruncated,
 };
-pub use sort::{argsort, argsort_rows};
+pub use sort::{argsort, argsort_backward, argsort_rows, argsort_rows_backward};
 pub use tensor::{contiguous_strides, Tensor};

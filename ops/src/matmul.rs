@@ -81,3 +81,18 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     res.map_err(|e| LapisError::kernel("matmul", format!("{e:?}")))?;
     out.reshape(&out_shape)
 }
+
+/// The VJP of [`matmul`]: `Ā = Ȳ Bᵀ`, `B̄ = Aᵀ Ȳ` (transposes of the last two axes), each
+/// summed over the batch axes its operand was broadcast along.
+pub fn matmul_backward(a: &Tensor, b: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor)> {
+    let mt = |x: &Tensor| {
+        let r = x.rank();
+        crate::transpose(x, r - 2, r - 1)
+    };
+    let ga = matmul(g, &mt(b)?)?;
+    let gb = matmul(&mt(a)?, g)?;
+    Ok((
+        crate::elementwise::sum_to_shape(&ga, a.shape())?,
+        crate::elementwise::sum_to_shape(&gb, b.shape())?,
+    ))
+}

@@ -142,3 +142,42 @@ pub fn min_all(x: &Tensor) -> Result<Tensor> {
 pub fn argmax(x: &Tensor, axis: usize) -> Result<Tensor> {
     launch("argmax", x, axis, ReduceOperationConfig::ArgMax, DType::U32)
 }
+
+// ------------------------------------------------------------------------------ backward
+
+/// The VJP of [`reduce`] along `axis` (`Some`) or of [`reduce_all`] (`None`): `x̄` from the
+/// input `x`, the output `y` and `g = ȳ` (both of `y`'s shape). `Σ` broadcasts `ȳ` back;
+/// the mean broadcasts `ȳ/n`; max and min send `ȳ` to the entries equal to the extremum,
+/// split equally between ties (a constant line's max gives `ȳ/n` to each entry, a valid
+/// subgradient).
+pub fn reduce_backward(
+    op: ReduceOp,
+    x: &Tensor,
+    y: &Tensor,
+    g: &Tensor,
+    axis: Option<usize>,
+) -> Result<Tensor> {
+    let ones = vec![1; x.rank()];
+    // ȳ (and y) with every reduced axis kept as 1, so they broadcast against x.
+    let (yb, gb) = match axis {
+        Some(_) => (y.clone(), g.clone()),
+        None => (y.reshape(&ones)?, g.reshape(&ones)?),
+    };
+    let n = match axis {
+        Some(a) => x.shape()[a],
+        None => x.numel(),
+    } as f32;
+    match op {
+        ReduceOp::Sum => crate::broadcast_to(&gb, x.shape()),
+        ReduceOp::Mean => crate::broadcast_to(&crate::mul_scalar(&gb, 1.0 / n)?, x.shape()),
+        ReduceOp::Max | ReduceOp::Min => {
+            // 1 where x == y: 1 − sign(|x − y|)
+            let mask = crate::affine(&crate::sign(&crate::abs(&crate::sub(x, &yb)?)?)?, -1.0, 1.0)?;
+            let count = match axis {
+                Some(a) => sum(&mask, a)?,
+                None => sum_all(&mask)?.reshape(&ones)?,
+            };
+            crate::mul(&mask, &crate::div(&gb, &count)?)
+        }
+    }
+}

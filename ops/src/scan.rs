@@ -179,3 +179,64 @@ pub fn linear_scan_complex(
     ));
     Ok((hr, hi))
 }
+
+// ------------------------------------------------------------------------------ backward
+
+/// `x` moved one step along axis 0 with a zero entering: `toward_end` gives
+/// `out_k = x_{k−1}`, otherwise `out_k = x_{k+1}`.
+fn shift(x: &Tensor, toward_end: bool) -> Result<Tensor> {
+    let n = x.shape()[0];
+    let mut zs = x.shape().to_vec();
+    zs[0] = 1;
+    let zero = crate::zeros(x.device(), &zs, x.dtype())?;
+    if n == 1 {
+        return Ok(zero);
+    }
+    if toward_end {
+        crate::concat(&[&zero, &crate::slice(x, 0, 0, n - 1)?], 0)
+    } else {
+        crate::concat(&[&crate::slice(x, 0, 1, n)?, &zero], 0)
+    }
+}
+
+/// `Σ_c` over the channel axis of `[N, c]` (identity for `[N]`), shape `[N]`.
+fn channel_sum(x: &Tensor) -> Result<Tensor> {
+    if x.rank() == 1 {
+        Ok(x.clone())
+    } else {
+        crate::sum(x, 1)?.reshape(&[x.shape()[0]])
+    }
+}
+
+/// The VJP of [`linear_scan`] from the decays `d`, the output `h` and `g = h̄`:
+/// `(d̄, ū)`. For the forward scan `h_k = d_k h_{k−1} + u_k` the adjoint is the reverse scan
+/// `ū_k = ȳ_k + d_{k+1} ū_{k+1}` (decays shifted by one), and `d̄_k = Σ_c ū_k h_{k−1}`
+/// (channels share the decays); the reverse scan mirrors it.
+pub fn linear_scan_backward(
+    d: &Tensor,
+    h: &Tensor,
+    g: &Tensor,
+    reverse: bool,
+) -> Result<(Tensor, Tensor)> {
+    let ubar = linear_scan(&shift(d, reverse)?, g, !reverse)?;
+    let dbar = channel_sum(&crate::mul(&ubar, &shift(h, !reverse)?)?)?;
+    Ok((dbar, ubar))
+}
+
+/// The VJP of [`linear_scan_complex`] (gradients as `∂ℓ/∂Re + i ∂ℓ/∂Im`): the adjoint
+/// scan runs with `conj(d)` shifted by one, and `d̄_k = Σ_c ū_k conj(h_{k∓1})`. Returns
+/// `[d̄r, d̄i, ūr, ūi]`.
+pub fn linear_scan_complex_backward(
+    (dr, di): (&Tensor, &Tensor),
+    (hr, hi): (&Tensor, &Tensor),
+    (gr, gi): (&Tensor, &Tensor),
+    reverse: bool,
+) -> Result<[Tensor; 4]> {
+    let (adr, adi) = (shift(dr, reverse)?, crate::neg(&shift(di, reverse)?)?);
+    let (ubr, ubi) = linear_scan_complex(&adr, &adi, gr, gi, !reverse)?;
+    let (pr, pi) = (shift(hr, !reverse)?, shift(hi, !reverse)?);
+    // d̄ = Σ_c ū · conj(h_prev)
+    let dbr = crate::add(&crate::mul(&ubr, &pr)?, &crate::mul(&ubi, &pi)?)?;
+    let dbi = crate::sub(&crate::mul(&ubi, &pr)?, &crate::mul(&ubr, &pi)?)?;
+    Ok([channel_sum(&dbr)?, channel_sum(&dbi)?, ubr, ubi])
+}

@@ -276,3 +276,17 @@ fn radix_rows(keys: &Tensor, rows: usize, cols: usize) -> Result<(Tensor, Tensor
         perm.reshape(keys.shape())?,
     ))
 }
+
+/// The VJP of the sorted values of [`argsort`] (`sorted[i] = keys[perm[i]]`): each
+/// gradient entry goes back to the key it came from, `keys̄[perm[i]] = ȳ[i]`. The sort is
+/// not differentiable at ties; this is the gradient of the stable permutation chosen.
+pub fn argsort_backward(g: &Tensor, perm: &Tensor) -> Result<Tensor> {
+    crate::index_add(g, 0, perm, g.numel())
+}
+
+/// The VJP of the sorted values of [`argsort_rows`], row by row (see
+/// [`argsort_backward`]).
+pub fn argsort_rows_backward(g: &Tensor, perm: &Tensor) -> Result<Tensor> {
+    let zero = crate::zeros(g.device(), g.shape(), g.dtype())?;
+    crate::scatter_add(&zero, 1, perm, g)
+}

@@ -1,5 +1,6 @@
 //! Indexing ops on the tape. Index tensors are u32 constants (no gradient). The VJPs are
-//! each op's adjoint: gather ↔ scatter-add, index-select ↔ index-add.
+//! each op's adjoint (gather ↔ scatter-add, index-select ↔ index-add), from
+//! `lapis_ops::{gather, index_select, scatter_add, index_add}_backward`.
 
 use lapis_ops::{self as ops, Result, Tensor};
 
@@ -14,10 +15,7 @@ impl Var {
         Ok(self.record(
             &[self],
             y,
-            Box::new(move |g| {
-                let zero = ops::zeros(g.device(), &shape, g.dtype())?;
-                Ok(vec![Some(ops::scatter_add(&zero, axis, &idx, g)?)])
-            }),
+            Box::new(move |g| Ok(vec![Some(ops::gather_backward(g, &shape, axis, &idx)?)])),
         ))
     }
 
@@ -28,7 +26,7 @@ impl Var {
         Ok(self.record(
             &[self],
             y,
-            Box::new(move |g| Ok(vec![Some(ops::index_add(g, axis, &idx, len)?)])),
+            Box::new(move |g| Ok(vec![Some(ops::index_select_backward(g, axis, &idx, len)?)])),
         ))
     }
 
@@ -41,7 +39,10 @@ impl Var {
         Ok(self.record(
             &[self, src],
             y,
-            Box::new(move |g| Ok(vec![Some(g.clone()), Some(ops::gather(g, axis, &idx)?)])),
+            Box::new(move |g| {
+                let (gb, gs) = ops::scatter_add_backward(g, axis, &idx)?;
+                Ok(vec![Some(gb), Some(gs)])
+            }),
         ))
     }
 
@@ -53,7 +54,7 @@ impl Var {
         Ok(self.record(
             &[self],
             y,
-            Box::new(move |g| Ok(vec![Some(ops::index_select(g, axis, &idx)?)])),
+            Box::new(move |g| Ok(vec![Some(ops::index_add_backward(g, axis, &idx)?)])),
         ))
     }
 }

@@ -1,11 +1,11 @@
 //! Layout ops on the tape: reshape, permute/transpose, slice, concat, broadcast, copy.
-//! Every VJP is the adjoint data movement: reshape back, the inverse permutation, the
-//! gradient placed in a zero tensor (slice), split (concat), summed over the broadcast
-//! axes (broadcast).
+//! Every VJP is the adjoint data movement ([`lapis_ops::permute_backward`],
+//! [`lapis_ops::slice_backward`], [`lapis_ops::concat_backward`],
+//! [`lapis_ops::broadcast_to_backward`]; reshape back; transpose again).
 
 use lapis_ops::{self as ops, LapisError, Result, Tensor};
 
-use crate::var::{sum_to_shape, Var};
+use crate::var::Var;
 
 impl Var {
     /// The same data under a new shape (same element count).
@@ -22,14 +22,11 @@ impl Var {
     /// Permutes axes: `out.shape[i] = self.shape[perm[i]]`.
     pub fn permute(&self, perm: &[usize]) -> Result<Var> {
         let y = ops::permute(self.value(), perm)?;
-        let mut inv = vec![0; perm.len()];
-        for (i, &p) in perm.iter().enumerate() {
-            inv[p] = i;
-        }
+        let perm = perm.to_vec();
         Ok(self.record(
             &[self],
             y,
-            Box::new(move |g| Ok(vec![Some(ops::permute(g, &inv)?)])),
+            Box::new(move |g| Ok(vec![Some(ops::permute_backward(g, &perm)?)])),
         ))
     }
 
@@ -50,23 +47,7 @@ impl Var {
         Ok(self.record(
             &[self],
             y,
-            Box::new(move |g| {
-                let dev = g.device();
-                let side = |len: usize| -> Result<Option<Tensor>> {
-                    if len == 0 {
-                        return Ok(None);
-                    }
-                    let mut s = shape.clone();
-                    s[axis] = len;
-                    ops::zeros(dev, &s, g.dtype()).map(Some)
-                };
-                let (lo, hi) = (side(start)?, side(shape[axis] - end)?);
-                let parts: Vec<&Tensor> = [lo.as_ref(), Some(g), hi.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                Ok(vec![Some(ops::concat(&parts, axis)?)])
-            }),
+            Box::new(move |g| Ok(vec![Some(ops::slice_backward(g, &shape, axis, start)?)])),
         ))
     }
 
@@ -85,14 +66,10 @@ impl Var {
             xs,
             y,
             Box::new(move |g| {
-                let mut at = 0;
-                lens.iter()
-                    .map(|&l| {
-                        let part = ops::slice(g, axis, at, at + l)?;
-                        at += l;
-                        Ok(Some(part))
-                    })
-                    .collect()
+                Ok(ops::concat_backward(g, &lens, axis)?
+                    .into_iter()
+                    .map(Some)
+                    .collect())
             }),
         ))
     }
@@ -104,7 +81,7 @@ impl Var {
         Ok(self.record(
             &[self],
             y,
-            Box::new(move |g| Ok(vec![Some(sum_to_shape(g, &from)?)])),
+            Box::new(move |g| Ok(vec![Some(ops::broadcast_to_backward(g, &from)?)])),
         ))
     }
 

@@ -1,16 +1,10 @@
 //! Batched matrix product on the tape: `Y = A B` for `A [..., m, k]`, `B [..., k, n]` with
-//! broadcast batch dims. VJPs `Ā = Ȳ Bᵀ`, `B̄ = Aᵀ Ȳ`, each summed over the batch dims its
-//! operand was broadcast along (a rank-2 weight shared by a batch gets the batch's sum).
+//! broadcast batch dims. VJP [`lapis_ops::matmul_backward`]: `Ā = Ȳ Bᵀ`, `B̄ = Aᵀ Ȳ`, each
+//! summed over the batch dims its operand was broadcast along.
 
-use lapis_ops::{self as ops, Result, Tensor};
+use lapis_ops::{self as ops, Result};
 
-use crate::var::{sum_to_shape, Var};
-
-/// Swaps the last two axes.
-fn mt(x: &Tensor) -> Result<Tensor> {
-    let r = x.rank();
-    ops::transpose(x, r - 2, r - 1)
-}
+use crate::var::Var;
 
 impl Var {
     /// `self @ rhs` (batched, broadcasting the leading dims).
@@ -22,12 +16,8 @@ impl Var {
             &[self, rhs],
             y,
             Box::new(move |g| {
-                let ga = ops::matmul(g, &mt(&b)?)?;
-                let gb = ops::matmul(&mt(&a)?, g)?;
-                Ok(vec![
-                    Some(sum_to_shape(&ga, a.shape())?),
-                    Some(sum_to_shape(&gb, b.shape())?),
-                ])
+                let (ga, gb) = ops::matmul_backward(&a, &b, g)?;
+                Ok(vec![Some(ga), Some(gb)])
             }),
         ))
     }

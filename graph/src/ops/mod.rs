@@ -1,5 +1,8 @@
-//! Every op of [`lapis_ops`] on the tape, each with its VJP next to its forward, grouped as
-//! the ops crate groups them. Ops are methods of [`Var`](crate::Var) (multi-input ops
+//! Every op of [`lapis_ops`] on the tape, grouped as the ops crate groups them. Each
+//! records the op's forward and, as its closure, the op's backward function from
+//! `lapis_ops` (where every VJP is a plain function next to its forward); only
+//! composites that exist on the tape alone (softplus, the phase φ of the phased Laplace
+//! operator, the `[2, …]` stacking of two-output ops) add their own few lines. Ops are methods of [`Var`](crate::Var) (multi-input ops
 //! without a natural receiver, such as [`Var::concat`](crate::Var::concat) and
 //! [`Var::linear_scan`](crate::Var::linear_scan), are associated functions); ops whose
 //! result is an index (argmax, the permutation of a sort) return plain tensors, since an

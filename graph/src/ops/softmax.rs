@@ -1,7 +1,6 @@
-//! Softmax and log-softmax on the tape.
-//!
-//! `y = softmax(x)`: `x̄ = y ⊙ (ȳ − Σ_axis ȳ ⊙ y)`. `y = log_softmax(x)`:
-//! `x̄ = ȳ − softmax(x) · Σ_axis ȳ`.
+//! Softmax and log-softmax on the tape; VJPs [`lapis_ops::softmax_backward`]
+//! (`x̄ = y ⊙ (ȳ − Σ ȳ ⊙ y)`) and [`lapis_ops::log_softmax_backward`]
+//! (`x̄ = ȳ − e^y Σ ȳ`), both from the output.
 
 use lapis_ops::{self as ops, Result};
 
@@ -15,24 +14,18 @@ impl Var {
         Ok(self.record(
             &[self],
             y,
-            Box::new(move |g| {
-                let s = ops::sum(&ops::mul(g, &p)?, axis)?;
-                Ok(vec![Some(ops::mul(&p, &ops::sub(g, &s)?)?)])
-            }),
+            Box::new(move |g| Ok(vec![Some(ops::softmax_backward(&p, g, axis)?)])),
         ))
     }
 
     /// `log_softmax` along `axis`.
     pub fn log_softmax(&self, axis: usize) -> Result<Var> {
         let y = ops::log_softmax(self.value(), axis)?;
-        let p = ops::exp(&y)?;
+        let yy = y.clone();
         Ok(self.record(
             &[self],
             y,
-            Box::new(move |g| {
-                let s = ops::sum(g, axis)?;
-                Ok(vec![Some(ops::sub(g, &ops::mul(&p, &s)?)?)])
-            }),
+            Box::new(move |g| Ok(vec![Some(ops::log_softmax_backward(&yy, g, axis)?)])),
         ))
     }
 }
