@@ -206,7 +206,7 @@ pub fn permute_backward(g: &Tensor, perm: &[usize]) -> Result<Tensor> {
     permute(g, &inv)
 }
 
-/// The VJP of [`slice`]`(x, axis, start, ·)` for an input of shape `x_shape`: `ȳ` placed
+/// The VJP of [`slice`](fn@slice)`(x, axis, start, ·)` for an input of shape `x_shape`: `ȳ` placed
 /// at `start` along `axis` in zeros.
 pub fn slice_backward(g: &Tensor, x_shape: &[usize], axis: usize, start: usize) -> Result<Tensor> {
     validate::axis("slice_backward", g, axis)?;
@@ -234,7 +234,7 @@ pub fn slice_backward(g: &Tensor, x_shape: &[usize], axis: usize, start: usize) 
     concat(&parts, axis)
 }
 
-/// The VJP of [`concat`] of inputs with lengths `lens` along `axis`: `ȳ` split back.
+/// The VJP of [`concat`](fn@concat) of inputs with lengths `lens` along `axis`: `ȳ` split back.
 pub fn concat_backward(g: &Tensor, lens: &[usize], axis: usize) -> Result<Vec<Tensor>> {
     let mut at = 0;
     lens.iter()
