@@ -3,6 +3,7 @@ other implementation): the same closed-form threshold after one sort, the same b
 timed on the same GPU as `lapis bench softtopk` for the ratio in benches/RESULTS.md.
 
     python benches/peers/softtopk_torch.py --rows 256 --n 256 4096 65536
+    python benches/peers/softtopk_torch.py --check      # float64 self-check on the CPU
 
 Prints one JSON line per size: {"op", "rows", "n", "device", "ms_soft_topk", "ms_backward",
 "ms_hard_topk"} (medians of --reps runs after a warm-up, CUDA-synchronised).
@@ -43,7 +44,7 @@ def soft_topk(x, k, alpha):
     ln_d = (g(o, jl) - g(o, jr)) * inv
     m = (n - 1 - jl).to(x.dtype) - k
     root = torch.sqrt(m * m + qn * d * pj)
-    w_pos = (torch.log(m + root) - torch.log(qn)).clamp(min=ln_d, max=0.0)
+    w_pos = torch.maximum(torch.log(m + root) - torch.log(qn), ln_d).clamp(max=0.0)
     b_pos = g(o, jr) + alpha * w_pos
     den = root - m
     lnv = torch.where(den > 0, torch.log(pj / den), 0.5 * (torch.log(pj) - torch.log(qn) - ln_d))
@@ -66,16 +67,43 @@ def soft_topk_backward(x, b, alpha, gout):
     return dx, gbar, da
 
 
-def timed(fn, reps):
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, reps, dev):
     fn()
-    torch.cuda.synchronize()
+    sync(dev)
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync(dev)
         ts.append((time.perf_counter() - t0) * 1e3)
     return sorted(ts)[len(ts) // 2]
+
+
+def self_check():
+    """Checks this peer in float64 on the CPU: sum p = k per row, and the hand-written
+    backward (x, k, alpha) against torch.autograd through the closed-form forward (the
+    closed form solves sum p = k exactly, so its derivative is the implicit one)."""
+    torch.manual_seed(3)
+    worst = 0.0
+    for rows, n in [(3, 7), (4, 64), (2, 1000)]:
+        x = torch.randn(rows, n, dtype=torch.float64, requires_grad=True)
+        k = (torch.rand(rows, 1, dtype=torch.float64) * (n - 1) + 0.5).requires_grad_(True)
+        alpha = (torch.rand(rows, 1, dtype=torch.float64) + 0.2).requires_grad_(True)
+        p, b = soft_topk(x, k, alpha)
+        assert torch.allclose(p.sum(1, keepdim=True), k, atol=1e-9 * n), "sum p != k"
+        gout = torch.randn_like(p)
+        gx, gk, ga = torch.autograd.grad((p * gout).sum(), (x, k, alpha))
+        dx, dk, da = soft_topk_backward(x.detach(), b.detach(), alpha.detach(), gout)
+        for name, got, want in [("x", dx, gx), ("k", dk, gk), ("alpha", da, ga)]:
+            err = ((got - want).abs().max() / want.abs().max().clamp(min=1e-300)).item()
+            worst = max(worst, err)
+            assert err < 1e-8, f"{name}: relative error {err} at rows={rows} n={n}"
+    print(json.dumps({"op": "soft_topk_torch_self_check", "ok": True, "worst_rel_err": worst}))
 
 
 def main():
@@ -83,8 +111,13 @@ def main():
     ap.add_argument("--rows", type=int, default=256)
     ap.add_argument("--n", type=int, nargs="+", default=[256, 4096])
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    ap.add_argument("--check", action="store_true", help="self-check in float64 on the CPU, then exit")
     a = ap.parse_args()
-    dev = torch.device("cuda")
+    if a.check:
+        self_check()
+        return
+    dev = torch.device(a.device)
     for n in a.n:
         gen = torch.Generator(device=dev).manual_seed(1)
         x = torch.randn(a.rows, n, device=dev, generator=gen)
@@ -95,10 +128,10 @@ def main():
         assert torch.allclose(p.sum(1, keepdim=True), k, atol=1e-4 * n), "sum p != k"
         kk = max(n // 8, 1)
         print(json.dumps({
-            "op": "soft_topk_torch", "rows": a.rows, "n": n, "device": torch.cuda.get_device_name(),
-            "ms_soft_topk": timed(lambda: soft_topk(x, k, alpha), a.reps),
-            "ms_backward": timed(lambda: soft_topk_backward(x, b, alpha, gout), a.reps),
-            "ms_hard_topk": timed(lambda: torch.topk(x, kk, dim=1), a.reps),
+            "op": "soft_topk_torch", "rows": a.rows, "n": n, "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
+            "ms_soft_topk": timed(lambda: soft_topk(x, k, alpha), a.reps, dev),
+            "ms_backward": timed(lambda: soft_topk_backward(x, b, alpha, gout), a.reps, dev),
+            "ms_hard_topk": timed(lambda: torch.topk(x, kk, dim=1), a.reps, dev),
         }))
 
 
