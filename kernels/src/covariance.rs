@@ -204,6 +204,130 @@ pub fn lcm_riccati_kernel(
     }
 }
 
+/// The chunked Riccati recursion, depth `O(L + d/L)` for chunks of `L` positions instead of
+/// `d`. The step `P_{k−1} ↦ P_k` is a Möbius (linear-fractional) map,
+///
+/// ```text
+/// P_k = (a P_{k−1} + b) / (c P_{k−1} + e),
+/// M_k = [[a, b], [c, e]] = [[u ρ², u s²], [w² ρ², w² s² + u]]     (ρ = ρ_{k−1}, s² = 1 − ρ²)
+/// ```
+///
+/// and maps compose as 2 × 2 matrix products. Pass 1 ([`riccati_compose_kernel`], one unit
+/// per chunk) multiplies each chunk's matrices; pass 2 ([`riccati_carry_kernel`], one unit)
+/// applies the chunk maps in turn to get the `P` entering every chunk; pass 3
+/// ([`riccati_chunk_kernel`], one unit per chunk) runs the plain recursion from there. Every
+/// matrix entry is ≥ 0 (no cancellation), each product is rescaled by its largest entry
+/// (the map is homogeneous), and `P ∈ [0, 1]`, so the composed maps are as accurate as the
+/// sequential recursion (a few ulps per step, contracted downstream).
+#[cube(launch)]
+pub fn riccati_compose_kernel(
+    rho: &Array<f32>,
+    om: &Array<f32>,
+    u: &Array<f32>,
+    w: &Array<f32>,
+    mats: &mut Array<f32>,
+    d: u32,
+    chunk: u32,
+    chunks: u32,
+) {
+    let c = ABSOLUTE_POS as u32;
+    if c >= chunks {
+        terminate!();
+    }
+    let start = c * chunk;
+    let end = min(start + chunk, d);
+    // T = identity; T ← M_k T for k in the chunk.
+    let mut t00 = 1.0f32;
+    let mut t01 = 0.0f32;
+    let mut t10 = 0.0f32;
+    let mut t11 = 1.0f32;
+    for k in start..end {
+        let mut r2 = 0.0f32;
+        if k > 0 {
+            let r = rho[(k - 1) as usize];
+            r2 = r * r;
+        }
+        let s2 = om[k as usize];
+        let uk = u[k as usize];
+        let w2 = w[k as usize] * w[k as usize];
+        let m00 = uk * r2;
+        let m01 = uk * s2;
+        let m10 = w2 * r2;
+        let m11 = w2 * s2 + uk;
+        let n00 = m00 * t00 + m01 * t10;
+        let n01 = m00 * t01 + m01 * t11;
+        let n10 = m10 * t00 + m11 * t10;
+        let n11 = m10 * t01 + m11 * t11;
+        let big = max(max(n00, n01), max(n10, n11));
+        let inv = 1.0f32 / big;
+        t00 = n00 * inv;
+        t01 = n01 * inv;
+        t10 = n10 * inv;
+        t11 = n11 * inv;
+    }
+    let o = (4 * c) as usize;
+    mats[o] = t00;
+    mats[o + 1] = t01;
+    mats[o + 2] = t10;
+    mats[o + 3] = t11;
+}
+
+/// Pass 2 of the chunked Riccati recursion: `entry[c]` = the `P` entering chunk `c`
+/// (`P_{−1} = 0`; the first map ignores it since `ρ_{−1} = 0`).
+#[cube(launch)]
+pub fn riccati_carry_kernel(mats: &Array<f32>, entry: &mut Array<f32>, chunks: u32) {
+    if ABSOLUTE_POS != 0 {
+        terminate!();
+    }
+    let mut x = 0.0f32;
+    for c in 0..chunks {
+        entry[c as usize] = x;
+        let o = (4 * c) as usize;
+        x = (mats[o] * x + mats[o + 1]) / (mats[o + 2] * x + mats[o + 3]);
+    }
+}
+
+/// Pass 3 of the chunked Riccati recursion: each chunk runs the recursion of
+/// [`lcm_riccati_kernel`] from its entry value.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn riccati_chunk_kernel(
+    rho: &Array<f32>,
+    om: &Array<f32>,
+    u: &Array<f32>,
+    w: &Array<f32>,
+    entry: &Array<f32>,
+    pminus: &mut Array<f32>,
+    s: &mut Array<f32>,
+    p: &mut Array<f32>,
+    d: u32,
+    chunk: u32,
+    chunks: u32,
+) {
+    let c = ABSOLUTE_POS as u32;
+    if c >= chunks {
+        terminate!();
+    }
+    let start = c * chunk;
+    let end = min(start + chunk, d);
+    let mut prev = entry[c as usize];
+    for k in start..end {
+        let mut pm = om[k as usize];
+        if k > 0 {
+            let r = rho[(k - 1) as usize];
+            pm += r * r * prev;
+        }
+        let wk = w[k as usize];
+        let uk = u[k as usize];
+        let sk = wk * wk * pm + uk;
+        let pk = pm * uk / sk;
+        pminus[k as usize] = pm;
+        s[k as usize] = sk;
+        p[k as usize] = pk;
+        prev = pk;
+    }
+}
+
 /// Longest run of a sequential kernel's loop per launch on wgpu (llvmpipe's limit is 65 535
 /// loop iterations per invocation).
 pub const SEQUENTIAL_SEGMENT: u32 = 32_768;

@@ -21,10 +21,12 @@
 //! This is the same factorisation as the Woodbury form of the spec
 //! (`M = K⁻¹ + diag(w²/u)`, tridiagonal) but every quantity stays bounded (`P ∈ [0, 1]`,
 //! `S ∈ [u, u + w²]`), where `M` carries `1/(1 − ρ²)` entries that cost f32 its digits for
-//! close anchors. The variance recursion (Riccati) is nonlinear and independent of the data:
-//! it runs sequentially in one unit (`lapis_kernels::covariance::lcm_riccati_kernel`, O(d)
-//! work and depth — fine to d ≈ 10⁶–10⁷; a Möbius-product scan would give depth O(log d)
-//! and is not implemented). The mean recursion is a linear scan over the `c` columns.
+//! close anchors. The variance recursion (Riccati) is nonlinear and independent of the data: it
+//! runs in one unit for `d ≤ 4096` (`lapis_kernels::covariance::lcm_riccati_kernel`), and
+//! above that as a chunked scan of Möbius maps (`P_{k−1} ↦ P_k` is linear-fractional, so
+//! chunks compose as 2 × 2 matrix products: compose per chunk, carry across chunks, rerun
+//! per chunk — O(d) work, depth O(L + d/L) for chunks of L, e.g. ≈ 2·32 768 at d = 2³⁰).
+//! The mean recursion is a linear scan over the `c` columns.
 //!
 //! **Gradients: reverse mode through the filter, itself two linear scans.** For a loss
 //! depending on `v` and `S`, with direct adjoints `v̄ᵈ`, `S̄ᵈ`:
@@ -136,10 +138,103 @@ fn finite(op: &'static str, name: &'static str, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// Chains up to this long run the Riccati recursion in one unit (one launch); longer ones
+/// use the chunked Möbius-product form (three launches, depth `O(L + d/L)`).
+const RICCATI_ONE_UNIT_MAX: usize = 4096;
+
+/// The Riccati (variance) recursion on sorted positions: `(P⁻, S, P)`. One unit for short
+/// chains (on wgpu in segments: llvmpipe's loop limit); otherwise the chunked Möbius scan of
+/// `lapis_kernels::covariance::riccati_compose_kernel` with chunks of
+/// [`crate::tensor::sequential_chunk_len`] (or `chunk` when forced).
+fn riccati(
+    rho: &Tensor,
+    om: &Tensor,
+    u: &Tensor,
+    w: &Tensor,
+    d: usize,
+    chunk: Option<usize>,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    const OP: &str = "laplace_covariance";
+    let dev = rho.device();
+    let pminus = Tensor::empty(OP, dev, &[d], DType::F32)?;
+    let s = Tensor::empty(OP, dev, &[d], DType::F32)?;
+    let p = Tensor::empty(OP, dev, &[d], DType::F32)?;
+    if chunk.is_none() && d <= RICCATI_ONE_UNIT_MAX {
+        let seg = match dev.kind() {
+            crate::DeviceKind::Wgpu => k::SEQUENTIAL_SEGMENT as usize,
+            _ => d,
+        };
+        for start in (0..d).step_by(seg) {
+            let end = (start + seg).min(d);
+            launch_1d!(dev, 1, k::lcm_riccati_kernel, |client, R| (
+                arr::<R>(rho),
+                arr::<R>(om),
+                arr::<R>(u),
+                arr::<R>(w),
+                arr::<R>(&pminus),
+                arr::<R>(&s),
+                arr::<R>(&p),
+                start as u32,
+                end as u32,
+            ));
+        }
+        return Ok((pminus, s, p));
+    }
+    let len = chunk
+        .unwrap_or_else(|| crate::tensor::sequential_chunk_len(dev, d))
+        .clamp(1, d);
+    let chunks = d.div_ceil(len);
+    let mats = Tensor::empty(OP, dev, &[4 * chunks], DType::F32)?;
+    let entry = Tensor::empty(OP, dev, &[chunks], DType::F32)?;
+    let (d32, l32, c32) = (d as u32, len as u32, chunks as u32);
+    launch_1d!(dev, chunks, k::riccati_compose_kernel, |client, R| (
+        arr::<R>(rho),
+        arr::<R>(om),
+        arr::<R>(u),
+        arr::<R>(w),
+        arr::<R>(&mats),
+        d32,
+        l32,
+        c32,
+    ));
+    launch_1d!(dev, 1, k::riccati_carry_kernel, |client, R| (
+        arr::<R>(&mats),
+        arr::<R>(&entry),
+        c32,
+    ));
+    launch_1d!(dev, chunks, k::riccati_chunk_kernel, |client, R| (
+        arr::<R>(rho),
+        arr::<R>(om),
+        arr::<R>(u),
+        arr::<R>(w),
+        arr::<R>(&entry),
+        arr::<R>(&pminus),
+        arr::<R>(&s),
+        arr::<R>(&p),
+        d32,
+        l32,
+        c32,
+    ));
+    Ok((pminus, s, p))
+}
+
 impl LaplaceCovariance {
     /// Factors `Σ = diag(u) + diag(w) e^{−λ|a_i − a_j|} diag(w)`: `a`, `u`, `w` f32 `[d]` on
     /// one device, finite, `u ≥ 0`, every `u_i + w_i² > 0`, `λ` finite and `> 0`.
     pub fn new(a: &Tensor, lambda: f32, u: &Tensor, w: &Tensor) -> Result<Self> {
+        Self::with_riccati_chunk(a, lambda, u, w, None)
+    }
+
+    /// [`Self::new`] with the Riccati recursion's chunk length forced (`Some(L)`: the
+    /// chunked Möbius path with chunks of `L`; `None`: the default choice). For tests.
+    #[doc(hidden)]
+    pub fn with_riccati_chunk(
+        a: &Tensor,
+        lambda: f32,
+        u: &Tensor,
+        w: &Tensor,
+        chunk: Option<usize>,
+    ) -> Result<Self> {
         const OP: &str = "laplace_covariance";
         crate::validate::same_device(OP, a, u)?;
         crate::validate::same_device(OP, a, w)?;
@@ -192,28 +287,7 @@ impl LaplaceCovariance {
             d as u32,
             lambda,
         ));
-        let pminus = Tensor::empty(OP, dev, &[d], DType::F32)?;
-        let s = Tensor::empty(OP, dev, &[d], DType::F32)?;
-        let p = Tensor::empty(OP, dev, &[d], DType::F32)?;
-        // One unit walks the chain; on wgpu in segments (llvmpipe's loop limit).
-        let seg = match dev.kind() {
-            crate::DeviceKind::Wgpu => k::SEQUENTIAL_SEGMENT as usize,
-            _ => d,
-        };
-        for start in (0..d).step_by(seg) {
-            let end = (start + seg).min(d);
-            launch_1d!(dev, 1, k::lcm_riccati_kernel, |client, R| (
-                arr::<R>(&rho),
-                arr::<R>(&om),
-                arr::<R>(&u),
-                arr::<R>(&w),
-                arr::<R>(&pminus),
-                arr::<R>(&s),
-                arr::<R>(&p),
-                start as u32,
-                end as u32,
-            ));
-        }
+        let (pminus, s, p) = riccati(&rho, &om, &u, &w, d, chunk)?;
         let gain = crate::div(&crate::mul(&pminus, &w)?, &s)?;
         let rho_prev = shift1(&rho, true)?;
         Ok(LaplaceCovariance {
