@@ -25,7 +25,8 @@
 //! runs in one unit for `d ≤ 4096` (`lapis_kernels::covariance::lcm_riccati_kernel`), and
 //! above that as a chunked scan of Möbius maps (`P_{k−1} ↦ P_k` is linear-fractional, so
 //! chunks compose as 2 × 2 matrix products: compose per chunk, carry across chunks, rerun
-//! per chunk — O(d) work, depth O(L + d/L) for chunks of L, e.g. ≈ 2·32 768 at d = 2³⁰).
+//! per chunk — O(d) work, depth O(L + d/L) for chunks of L = ⌈√d⌉, i.e. ≈ 3·32 768 steps at
+//! d = 2³⁰ instead of 2³⁰).
 //! The mean recursion is a linear scan over the `c` columns.
 //!
 //! **Gradients: reverse mode through the filter, itself two linear scans.** For a loss
@@ -144,8 +145,9 @@ const RICCATI_ONE_UNIT_MAX: usize = 4096;
 
 /// The Riccati (variance) recursion on sorted positions: `(P⁻, S, P)`. One unit for short
 /// chains (on wgpu in segments: llvmpipe's loop limit); otherwise the chunked Möbius scan of
-/// `lapis_kernels::covariance::riccati_compose_kernel` with chunks of
-/// [`crate::tensor::sequential_chunk_len`] (or `chunk` when forced).
+/// `lapis_kernels::covariance::riccati_compose_kernel` with chunks of `L = ⌈√d⌉` (depth
+/// ≈ 2√d; `chunk` forces `L`). Both loops stay far below llvmpipe's 65 535-iteration limit
+/// for any `d < 4·10⁹`.
 fn riccati(
     rho: &Tensor,
     om: &Tensor,
@@ -180,9 +182,10 @@ fn riccati(
         }
         return Ok((pminus, s, p));
     }
+    // Chunks of ≈ √d balance the two sequential passes (each ≈ √d steps deep).
     let len = chunk
-        .unwrap_or_else(|| crate::tensor::sequential_chunk_len(dev, d))
-        .clamp(1, d);
+        .unwrap_or_else(|| ((d as f64).sqrt().ceil() as usize).max(32))
+        .clamp(1, d.max(1));
     let chunks = d.div_ceil(len);
     let mats = Tensor::empty(OP, dev, &[4 * chunks], DType::F32)?;
     let entry = Tensor::empty(OP, dev, &[chunks], DType::F32)?;
