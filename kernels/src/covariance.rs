@@ -160,7 +160,8 @@ pub fn ou_nll_rho_grad_kernel(
 /// `Σ = diag(u) + diag(w) C diag(w)` on sorted anchors (`specs/laplace-methods.md` §0):
 /// `P⁻_k = s_k² + ρ_{k−1}² P_{k−1}` (`P⁻_0 = 1`), `S_k = w_k² P⁻_k + u_k`,
 /// `P_k = P⁻_k u_k / S_k`, for `k ∈ [start, end)` (continuing from `p[start − 1]`). It does
-/// not depend on the data, is nonlinear, and runs in one unit (O(d) work, depth d); every
+/// not depend on the data, is nonlinear, and runs in one unit (O(d) work, depth d) — used
+/// for short chains; long ones use the chunked form of [`riccati_compose_kernel`]. Every
 /// other LCM step is elementwise or a linear scan. All three quantities stay in `[0, 1]`
 /// (resp. `[u, u + w²]`), so f32 is safe here where the tridiagonal `C⁻¹ + diag(w²/u)` would
 /// lose digits to its `1/(1 − ρ²)` entries.

@@ -53,7 +53,7 @@ pub fn laplace(dev: &Device, sizes: &[usize], c: usize, reps: usize) -> Result<(
 
 /// `lapis bench covariance`: REMIX's covariance ([`lapis_ops::LaplaceCovariance`]) of
 /// dimension `d` with `c` residual columns. Fields: `op`, `d`, `c`, `device`, `ms_factor`
-/// (sort + the sequential Kalman variance recursion), `ms_nll`, `ms_nll_backward` (every
+/// (sort + the Kalman variance recursion, chunked above d = 4096), `ms_nll`, `ms_nll_backward` (every
 /// gradient), `vs_sort` (`ms_factor / ms_argsort(d)`), `vs_laplace`
 /// (`ms_nll_backward / ms_laplace_apply(d, c)`), all timed in the same run.
 pub fn covariance(dev: &Device, sizes: &[usize], c: usize, reps: usize) -> Result<()> {
