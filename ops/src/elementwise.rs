@@ -302,6 +302,13 @@ pub fn to_dtype(x: &Tensor, dtype: DType) -> Result<Tensor> {
 /// Sums `g` down to `shape`: the adjoint of numpy broadcasting from `shape` to `g`'s shape
 /// (leading axes summed away, axes where `shape` has 1 summed and kept).
 pub fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if broadcast_shape(shape, g.shape()).as_deref() != Some(g.shape()) {
+        return Err(LapisError::ShapeMismatch {
+            op: "sum_to_shape",
+            lhs: g.shape().to_vec(),
+            rhs: shape.to_vec(),
+        });
+    }
     let mut g = g.clone();
     while g.rank() > shape.len() {
         g = crate::sum(&g, 0)?;
@@ -332,6 +339,8 @@ fn win_mask(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// | tanh, sigmoid | `1 − y²`, `y(1 − y)` |
 /// | gelu (tanh form) | `½(1 + tanh u) + ½x(1 − tanh²u)·c(1 + 3·0.044715x²)`, `u = c(x + 0.044715x³)`, `c = √(2/π)` |
 pub fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    validate::same_shape("unary_backward", x, y)?;
+    validate::same_shape("unary_backward", y, g)?;
     let one = |v: f32| crate::fill(x.device(), &[1], v, DType::F32);
     let d = match op {
         UnaryOp::Neg => return neg(g),
@@ -375,6 +384,14 @@ pub fn binary_backward(
     y: &Tensor,
     g: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
+    validate::same_shape("binary_backward", y, g)?;
+    if broadcast_shape(a.shape(), b.shape()).as_deref() != Some(y.shape()) {
+        return Err(LapisError::ShapeMismatch {
+            op: "binary_backward",
+            lhs: a.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+        });
+    }
     let (ga, gb) = match op {
         BinaryOp::Add => (g.clone(), g.clone()),
         BinaryOp::Sub => (g.clone(), neg(g)?),

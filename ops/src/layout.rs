@@ -191,9 +191,9 @@ pub fn copy(x: &Tensor) -> Result<Tensor> {
 
 /// The VJP of [`permute`]: `ȳ` permuted back by the inverse permutation.
 pub fn permute_backward(g: &Tensor, perm: &[usize]) -> Result<Tensor> {
-    let mut inv = vec![0; perm.len()];
+    let mut inv = vec![usize::MAX; perm.len()];
     for (i, &p) in perm.iter().enumerate() {
-        if p >= perm.len() {
+        if p >= perm.len() || inv[p] != usize::MAX {
             return Err(LapisError::invalid(
                 "permute_backward",
                 "perm",

@@ -85,6 +85,19 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// The VJP of [`matmul`]: `Ā = Ȳ Bᵀ`, `B̄ = Aᵀ Ȳ` (transposes of the last two axes), each
 /// summed over the batch axes its operand was broadcast along.
 pub fn matmul_backward(a: &Tensor, b: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor)> {
+    if a.rank() < 2 || b.rank() < 2 || g.rank() < 2 {
+        return Err(LapisError::shape(
+            "matmul_backward",
+            if a.rank() < 2 {
+                a.shape()
+            } else if b.rank() < 2 {
+                b.shape()
+            } else {
+                g.shape()
+            },
+            "operands and gradient need rank >= 2",
+        ));
+    }
     let mt = |x: &Tensor| {
         let r = x.rank();
         crate::transpose(x, r - 2, r - 1)

@@ -157,6 +157,23 @@ pub fn reduce_backward(
     g: &Tensor,
     axis: Option<usize>,
 ) -> Result<Tensor> {
+    crate::validate::same_shape("reduce_backward", y, g)?;
+    let want: Vec<usize> = match axis {
+        Some(a) => {
+            crate::validate::axis("reduce_backward", x, a)?;
+            let mut s = x.shape().to_vec();
+            s[a] = 1;
+            s
+        }
+        None => vec![1],
+    };
+    if y.shape() != want.as_slice() {
+        return Err(LapisError::ShapeMismatch {
+            op: "reduce_backward",
+            lhs: want,
+            rhs: y.shape().to_vec(),
+        });
+    }
     let ones = vec![1; x.rank()];
     // ȳ (and y) with every reduced axis kept as 1, so they broadcast against x.
     let (yb, gb) = match axis {

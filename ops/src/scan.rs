@@ -199,6 +199,34 @@ fn shift(x: &Tensor, toward_end: bool) -> Result<Tensor> {
     }
 }
 
+/// Decays `[N]` (N ≥ 1) and values of one shape `[N]` or `[N, c]`.
+fn check_backward(op: &'static str, decays: &[&Tensor], values: &[&Tensor]) -> Result<()> {
+    let n = decays[0].shape().first().copied().unwrap_or(0);
+    let bad_d = decays
+        .iter()
+        .find(|t| t.rank() != 1 || t.shape()[0] != n || n == 0);
+    if let Some(t) = bad_d {
+        return Err(LapisError::shape(
+            op,
+            t.shape(),
+            "decays must be [N] with N ≥ 1",
+        ));
+    }
+    let first = values[0];
+    for t in values {
+        let ok =
+            t.shape() == first.shape() && (t.rank() == 1 || t.rank() == 2) && t.shape()[0] == n;
+        if !ok {
+            return Err(LapisError::ShapeMismatch {
+                op,
+                lhs: decays[0].shape().to_vec(),
+                rhs: t.shape().to_vec(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `Σ_c` over the channel axis of `[N, c]` (identity for `[N]`), shape `[N]`.
 fn channel_sum(x: &Tensor) -> Result<Tensor> {
     if x.rank() == 1 {
@@ -218,6 +246,7 @@ pub fn linear_scan_backward(
     g: &Tensor,
     reverse: bool,
 ) -> Result<(Tensor, Tensor)> {
+    check_backward("linear_scan_backward", &[d], &[h, g])?;
     let ubar = linear_scan(&shift(d, reverse)?, g, !reverse)?;
     let dbar = channel_sum(&crate::mul(&ubar, &shift(h, !reverse)?)?)?;
     Ok((dbar, ubar))
@@ -232,6 +261,7 @@ pub fn linear_scan_complex_backward(
     (gr, gi): (&Tensor, &Tensor),
     reverse: bool,
 ) -> Result<[Tensor; 4]> {
+    check_backward("linear_scan_complex_backward", &[dr, di], &[hr, hi, gr, gi])?;
     let (adr, adi) = (shift(dr, reverse)?, crate::neg(&shift(di, reverse)?)?);
     let (ubr, ubi) = linear_scan_complex(&adr, &adi, gr, gi, !reverse)?;
     let (pr, pi) = (shift(hr, !reverse)?, shift(hi, !reverse)?);

@@ -59,12 +59,16 @@ pub fn log_softmax(x: &Tensor, axis: usize) -> Result<Tensor> {
 
 /// The VJP of [`softmax`] from its output `y`: `x̄ = y ⊙ (ȳ − Σ_axis ȳ ⊙ y)`.
 pub fn softmax_backward(y: &Tensor, g: &Tensor, axis: usize) -> Result<Tensor> {
+    validate::same_shape("softmax_backward", y, g)?;
+    validate::axis("softmax_backward", y, axis)?;
     let s = crate::sum(&crate::mul(g, y)?, axis)?;
     crate::mul(y, &crate::sub(g, &s)?)
 }
 
 /// The VJP of [`log_softmax`] from its output `y`: `x̄ = ȳ − e^y · Σ_axis ȳ`.
 pub fn log_softmax_backward(y: &Tensor, g: &Tensor, axis: usize) -> Result<Tensor> {
+    validate::same_shape("log_softmax_backward", y, g)?;
+    validate::axis("log_softmax_backward", y, axis)?;
     let s = crate::sum(g, axis)?;
     crate::sub(g, &crate::mul(&crate::exp(y)?, &s)?)
 }

@@ -102,3 +102,16 @@ pub(crate) fn count_nonfinite(x: &Tensor) -> Result<f32> {
     );
     crate::sum_all(&flag)?.to_scalar()
 }
+
+/// `a` and `b` have the same shape (a gradient and the value it is the gradient of).
+pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.shape() == b.shape() {
+        Ok(())
+    } else {
+        Err(LapisError::ShapeMismatch {
+            op,
+            lhs: a.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+        })
+    }
+}

@@ -175,3 +175,90 @@ fn messages_name_the_problem() {
     };
     assert!(u.to_string().contains("mesa-vulkan-drivers"));
 }
+
+/// The backward functions check the gradient against the forward's shapes and return a
+/// typed error (never a panic, never a silent broadcast of a wrongly shaped gradient).
+#[test]
+fn backward_functions_reject_bad_shapes() {
+    use lapis_ops::{BinaryOp, ReduceOp, UnaryOp};
+    let dev = device();
+    let (x, y) = (t(&dev, &[2, 3]), t(&dev, &[2, 3]));
+    let bad = t(&dev, &[1]);
+    let u32s = Tensor::from_slice(&dev, &[3], &[0u32, 1, 2]).unwrap();
+    let cases: Vec<(&str, lapis_ops::Result<()>)> = vec![
+        (
+            "unary_backward",
+            lapis_ops::unary_backward(UnaryOp::Exp, &x, &y, &bad).map(drop),
+        ),
+        (
+            "binary_backward",
+            lapis_ops::binary_backward(BinaryOp::Mul, &x, &t(&dev, &[3]), &y, &bad).map(drop),
+        ),
+        (
+            "binary_backward (operands)",
+            lapis_ops::binary_backward(BinaryOp::Mul, &x, &t(&dev, &[4]), &y, &y).map(drop),
+        ),
+        (
+            "sum_to_shape",
+            lapis_ops::sum_to_shape(&x, &[2, 3, 4]).map(drop),
+        ),
+        (
+            "sum_to_shape (size)",
+            lapis_ops::sum_to_shape(&x, &[2, 2]).map(drop),
+        ),
+        (
+            "reduce_backward",
+            lapis_ops::reduce_backward(ReduceOp::Sum, &x, &t(&dev, &[2, 1]), &bad, Some(1))
+                .map(drop),
+        ),
+        (
+            "reduce_backward (axis)",
+            lapis_ops::reduce_backward(ReduceOp::Max, &x, &bad, &bad, Some(5)).map(drop),
+        ),
+        (
+            "matmul_backward",
+            lapis_ops::matmul_backward(&t(&dev, &[3]), &x, &y).map(drop),
+        ),
+        (
+            "softmax_backward",
+            lapis_ops::softmax_backward(&y, &bad, 1).map(drop),
+        ),
+        (
+            "log_softmax_backward",
+            lapis_ops::log_softmax_backward(&y, &y, 2).map(drop),
+        ),
+        (
+            "permute_backward",
+            lapis_ops::permute_backward(&x, &[0, 0]).map(drop),
+        ),
+        (
+            "slice_backward",
+            lapis_ops::slice_backward(&x, &[2, 2], 1, 0).map(drop),
+        ),
+        (
+            "linear_scan_backward",
+            lapis_ops::linear_scan_backward(&bad, &x, &x, false).map(drop),
+        ),
+        (
+            "linear_scan_complex_backward",
+            lapis_ops::linear_scan_complex_backward(
+                (&t(&dev, &[2]), &t(&dev, &[2])),
+                (&x, &x),
+                (&x, &bad),
+                true,
+            )
+            .map(drop),
+        ),
+        (
+            "rfft_backward",
+            lapis_ops::rfft_backward(&t(&dev, &[2, 3]), &t(&dev, &[2, 3]), 8).map(drop),
+        ),
+        (
+            "argsort_backward",
+            lapis_ops::argsort_backward(&t(&dev, &[4]), &u32s).map(drop),
+        ),
+    ];
+    for (name, r) in cases {
+        assert!(r.is_err(), "{name} accepted bad shapes");
+    }
+}
