@@ -118,12 +118,7 @@ pub fn uniform_f32(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     (0..n)
         .map(|_| {
-            // splitmix64
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
+            let z = crate::rng::splitmix64(&mut s);
             let u = (z >> 11) as f64 / (1u64 << 53) as f64;
             (lo + (hi - lo) * u) as f32 as f64
         })

@@ -61,3 +61,4 @@ pub use ops::{Lcm, TruncatedVar};
 pub use var::{backward, Grads, Tape, Var};
 pub mod nn;
 pub mod optim;
+mod rng;

@@ -9,7 +9,7 @@ use lapis_graph::optim::{clip_grad_norm, Adam};
 use lapis_graph::{backward, Tape, Var};
 use lapis_ops::reference::RefTensor;
 use lapis_ops::{Device, Tensor};
-use lapis_tests::{device, digits};
+use lapis_tests::{device, digits, download};
 
 /// `y = W x + b` in f64 from the layer's parameters in registration order (per head
 /// `s, t, α, γ, ρ[, ω, φ]`, then `b`) and `x [B, n]` last.
@@ -46,13 +46,6 @@ fn dense_forward(inp: &[RefTensor], heads: usize, phased: bool) -> RefTensor {
         }
     }
     RefTensor::new(&[bs, m], y)
-}
-
-fn host(t: &Tensor) -> RefTensor {
-    RefTensor::new(
-        t.shape(),
-        t.to_f32_vec().unwrap().into_iter().map(f64::from).collect(),
-    )
 }
 
 fn layer(
@@ -107,9 +100,9 @@ fn laplex_forward_matches_dense_weight() {
                 .unwrap();
                 let tape = Tape::new();
                 let vars = params.on_tape(&tape);
-                let y = host(l.forward(&vars, &tape.constant(xt)).unwrap().value());
+                let y = download(l.forward(&vars, &tape.constant(xt)).unwrap().value());
                 let mut inp: Vec<RefTensor> =
-                    (0..params.len()).map(|i| host(params.get(i))).collect();
+                    (0..params.len()).map(|i| download(params.get(i))).collect();
                 inp.push(x.clone());
                 let want = dense_forward(&inp, heads, phased);
                 // |W||x| + |b| scale, from the layer's own dense weight.
@@ -161,7 +154,7 @@ fn laplex_gradients_match_finite_differences() {
             .names()
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.to_string(), host(params.get(i))))
+            .map(|(i, n)| (n.to_string(), download(params.get(i))))
             .collect();
         inputs.push((
             "x".into(),

@@ -188,6 +188,26 @@ pub fn lcm_riccati_kernel(
     if start > 0 {
         prev = p[(start - 1) as usize];
     }
+    riccati_run(rho, om, u, w, pminus, s, p, start, end, prev);
+}
+
+/// The Riccati recursion over `k ∈ [start, end)` from `prev = P_{start−1}`, writing `P⁻`, `S`
+/// and `P` (shared by the one-unit and the chunked kernels).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn riccati_run(
+    rho: &Array<f32>,
+    om: &Array<f32>,
+    u: &Array<f32>,
+    w: &Array<f32>,
+    pminus: &mut Array<f32>,
+    s: &mut Array<f32>,
+    p: &mut Array<f32>,
+    start: u32,
+    end: u32,
+    prev_in: f32,
+) {
+    let mut prev = prev_in;
     for k in start..end {
         let mut pm = om[k as usize];
         if k > 0 {
@@ -311,22 +331,7 @@ pub fn riccati_chunk_kernel(
     }
     let start = c * chunk;
     let end = min(start + chunk, d);
-    let mut prev = entry[c as usize];
-    for k in start..end {
-        let mut pm = om[k as usize];
-        if k > 0 {
-            let r = rho[(k - 1) as usize];
-            pm += r * r * prev;
-        }
-        let wk = w[k as usize];
-        let uk = u[k as usize];
-        let sk = wk * wk * pm + uk;
-        let pk = pm * uk / sk;
-        pminus[k as usize] = pm;
-        s[k as usize] = sk;
-        p[k as usize] = pk;
-        prev = pk;
-    }
+    riccati_run(rho, om, u, w, pminus, s, p, start, end, entry[c as usize]);
 }
 
 /// Longest run of a sequential kernel's loop per launch on wgpu (llvmpipe's limit is 65 535

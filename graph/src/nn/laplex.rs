@@ -57,14 +57,8 @@ fn softplus_inv(y: f64) -> f64 {
 /// splitmix64 normals (Box–Muller) for the anchor jitter.
 fn normals(n: usize, seed: u64) -> Vec<f64> {
     let mut s = seed ^ 0x5DEE_CE66_D1CE_4E5B;
-    let mut next = move || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
+    let mut next =
+        move || ((crate::rng::splitmix64(&mut s) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     (0..n)
         .map(|_| {
             let (u1, u2) = (next(), next());

@@ -10,18 +10,25 @@
 //! (reverse mode through the filter: two reverse scans). The OU covariance
 //! `diag(σ) K(x; λ) diag(σ)` is the case `u = 0`, `w = σ` ([`Lcm::ou`]).
 
+use std::cell::OnceCell;
+use std::rc::Rc;
+
 use lapis_ops::{self as ops, DType, LapisError, LaplaceCovariance, LcmGrads, Result, Tensor};
 
 use crate::var::Var;
 
 /// The LCM's parameters on a tape: anchors `a [d]`, rate `λ` (one element, > 0), nugget
 /// `u [d]` (≥ 0) and gains `w [d]`.
+///
+/// The factorisation (sort and Kalman variance recursion) is computed once, on the first op,
+/// and shared by every op called on this `Lcm` (and its clones).
 #[derive(Clone)]
 pub struct Lcm {
     a: Var,
     lambda: Var,
     u: Var,
     w: Var,
+    factor: Rc<OnceCell<Rc<LaplaceCovariance>>>,
 }
 
 impl Lcm {
@@ -43,6 +50,7 @@ impl Lcm {
             lambda: lambda.clone(),
             u: u.clone(),
             w: w.clone(),
+            factor: Rc::default(),
         })
     }
 
@@ -52,12 +60,18 @@ impl Lcm {
         Self::new(x, lambda, &u, sigma)
     }
 
-    fn factor(&self) -> Result<(LaplaceCovariance, f32)> {
+    fn factor(&self) -> Result<Rc<LaplaceCovariance>> {
+        if let Some(f) = self.factor.get() {
+            return Ok(f.clone());
+        }
         let lam = self.lambda.value().to_scalar()?;
-        Ok((
-            LaplaceCovariance::new(self.a.value(), lam, self.u.value(), self.w.value())?,
+        let f = Rc::new(LaplaceCovariance::new(
+            self.a.value(),
             lam,
-        ))
+            self.u.value(),
+            self.w.value(),
+        )?);
+        Ok(self.factor.get_or_init(|| f).clone())
     }
 
     /// Gradients for `[a, λ, u, w]`, scaled by `g` (a host scalar).
@@ -80,7 +94,7 @@ impl Lcm {
 
     /// `log det Σ`, shape `[1]`.
     pub fn logdet(&self) -> Result<Var> {
-        let (cov, _) = self.factor()?;
+        let cov = self.factor()?;
         let y = Tensor::from_slice(self.a.value().device(), &[1], &[cov.logdet()?])?;
         let me = self.clone();
         Ok(self.a.record(
@@ -97,7 +111,7 @@ impl Lcm {
         &self,
         r: &Var,
         y: Tensor,
-        cov: LaplaceCovariance,
+        cov: Rc<LaplaceCovariance>,
         bw: impl FnOnce(&LaplaceCovariance, &Tensor, &Tensor) -> Result<LcmGrads> + 'static,
     ) -> Result<Var> {
         self.a.same_tape(r, "lcm")?;
@@ -119,7 +133,7 @@ impl Lcm {
 
     /// `rᵀ Σ⁻¹ r` per column: `[1]` for `r [d]`, `[1, c]` for `r [d, c]`.
     pub fn mahalanobis(&self, r: &Var) -> Result<Var> {
-        let (cov, _) = self.factor()?;
+        let cov = self.factor()?;
         let y = cov.mahalanobis(r.value())?;
         self.with_r(r, y, cov, |c, r, g| c.mahalanobis_backward(r, g))
     }
@@ -127,14 +141,14 @@ impl Lcm {
     /// Gaussian NLL `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` per column (shape as
     /// [`Lcm::mahalanobis`]).
     pub fn nll(&self, r: &Var) -> Result<Var> {
-        let (cov, _) = self.factor()?;
+        let cov = self.factor()?;
         let y = cov.nll(r.value())?;
         self.with_r(r, y, cov, |c, r, g| c.nll_backward(r, g))
     }
 
     /// `Σ⁻¹ r` (shape of `r`).
     pub fn solve(&self, r: &Var) -> Result<Var> {
-        let (cov, _) = self.factor()?;
+        let cov = self.factor()?;
         let y = cov.solve(r.value())?;
         self.with_r(r, y, cov, |c, r, g| c.solve_backward(r, g))
     }
@@ -142,7 +156,7 @@ impl Lcm {
     /// A reparameterised draw `x = √u ⊙ ε_u + w ⊙ ζ(ε_w)` with `Cov x = Σ`; `eps_u`,
     /// `eps_w` standard normal `[d]` or `[d, c]` (constants).
     pub fn sample(&self, eps_u: &Tensor, eps_w: &Tensor) -> Result<Var> {
-        let (cov, _) = self.factor()?;
+        let cov = self.factor()?;
         let y = cov.sample(eps_u, eps_w)?;
         let me = self.clone();
         let (eu, ew) = (eps_u.clone(), eps_w.clone());

@@ -103,31 +103,41 @@ impl Var {
 
     /// LapSum soft rank of each row (ascending, 1-based as `α → 0`); `alpha` `[B]` or `[1]`.
     pub fn soft_rank(&self, alpha: &Var) -> Result<Var> {
-        self.same_tape(alpha, "soft_rank")?;
-        let alpha = per_row("soft_rank", "alpha", alpha, rows(self))?;
-        let (x, a) = (self.value().clone(), alpha.value().clone());
-        let y = ops::soft_rank(&x, &a)?;
-        Ok(self.record(
-            &[self, &alpha],
-            y,
-            Box::new(move |g| {
-                let (gx, ga) = ops::soft_rank_backward(&x, &a, g)?;
-                Ok(vec![Some(gx), Some(ga)])
-            }),
-        ))
+        self.per_row_alpha_op(
+            "soft_rank",
+            alpha,
+            |x, a| ops::soft_rank(x, a),
+            |x, a, g| ops::soft_rank_backward(x, a, g),
+        )
     }
 
     /// LapSum soft sort of each row (ascending); `alpha` `[B]` or `[1]`.
     pub fn soft_sort(&self, alpha: &Var) -> Result<Var> {
-        self.same_tape(alpha, "soft_sort")?;
-        let alpha = per_row("soft_sort", "alpha", alpha, rows(self))?;
+        self.per_row_alpha_op(
+            "soft_sort",
+            alpha,
+            |x, a| ops::soft_sort(x, a),
+            |x, a, g| ops::soft_sort_backward(x, a, g),
+        )
+    }
+
+    /// Records a row op with a per-row temperature: `fwd(x, α)`, VJP `bwd(x, α, ȳ) = (x̄, ᾱ)`.
+    fn per_row_alpha_op(
+        &self,
+        op: &'static str,
+        alpha: &Var,
+        fwd: fn(&Tensor, &Tensor) -> Result<Tensor>,
+        bwd: fn(&Tensor, &Tensor, &Tensor) -> Result<(Tensor, Tensor)>,
+    ) -> Result<Var> {
+        self.same_tape(alpha, op)?;
+        let alpha = per_row(op, "alpha", alpha, rows(self))?;
         let (x, a) = (self.value().clone(), alpha.value().clone());
-        let y = ops::soft_sort(&x, &a)?;
+        let y = fwd(&x, &a)?;
         Ok(self.record(
             &[self, &alpha],
             y,
             Box::new(move |g| {
-                let (gx, ga) = ops::soft_sort_backward(&x, &a, g)?;
+                let (gx, ga) = bwd(&x, &a, g)?;
                 Ok(vec![Some(gx), Some(ga)])
             }),
         ))
