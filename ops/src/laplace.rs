@@ -26,6 +26,7 @@ use lapis_kernels::laplace as k;
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
 use crate::launch_1d;
+use crate::decay_scan::{decay_scan, decay_scan_complex, DecayScan};
 use crate::tensor::{arr, Tensor};
 
 /// Gradients of `ℓ` w.r.t. the inputs of [`laplace_apply`].
@@ -109,13 +110,40 @@ fn check(
 
 /// The sweeps on the merged sorted sequence.
 struct Sweeps {
+    z: Tensor,
     perm: Tensor,
-    d_next: Tensor,
+    lambda: f32,
     l: Tensor,
     q: Tensor,
-    /// Tie mass and first moments (gradients only).
+    /// Tie mass and first moments `(gL, gQ)` (gradients only).
     tie_mass: Option<Tensor>,
     moments: Option<(Tensor, Tensor)>,
+}
+
+/// Sorts the merged anchors and scatters the source values: `(z, perm, u [N, c])`.
+fn merge(src: &Tensor, tgt: &Tensor, vals: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    const OP: &str = "laplace_apply";
+    let (n, m) = (src.numel(), tgt.numel());
+    let c = vals.numel() / n;
+    let total = n + m;
+    let dev = src.device();
+    let (z, perm) = crate::argsort(&crate::concat(&[src, tgt], 0)?)?;
+    let u = Tensor::empty(OP, dev, &[total, c], DType::F32)?;
+    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    launch_1d!(dev, total * c, k::laplace_scatter_kernel, |client, R| (
+        arr::<R>(&perm),
+        arr::<R>(vals),
+        arr::<R>(&u),
+        n32,
+        t32,
+        c32,
+    ));
+    Ok((z, perm, u))
+}
+
+/// One rate `λ` as a device tensor `[1]` (uploaded, never read back).
+fn rate(dev: &crate::Device, lambda: f32) -> Result<Tensor> {
+    Tensor::from_slice(dev, &[1], &[lambda])
 }
 
 fn sweeps(
@@ -126,70 +154,31 @@ fn sweeps(
     tie: bool,
     moment: bool,
 ) -> Result<Sweeps> {
-    const OP: &str = "laplace_apply";
-    let (n, m) = (src.numel(), tgt.numel());
-    let c = vals.numel() / n;
-    let total = n + m;
-    let dev = src.device();
-    let (z, perm) = crate::argsort(&crate::concat(&[src, tgt], 0)?)?;
-    let d = Tensor::empty(OP, dev, &[total], DType::F32)?;
-    let d_next = Tensor::empty(OP, dev, &[total], DType::F32)?;
-    let tie_flags = Tensor::empty(OP, dev, &[total], DType::F32)?;
-    let u = Tensor::empty(OP, dev, &[total, c], DType::F32)?;
-    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
-    launch_1d!(dev, total * c, k::laplace_prepare_kernel, |client, R| (
-        arr::<R>(&z),
-        arr::<R>(&perm),
-        arr::<R>(vals),
-        arr::<R>(&d),
-        arr::<R>(&d_next),
-        arr::<R>(&tie_flags),
-        arr::<R>(&u),
-        n32,
-        t32,
-        c32,
-        lambda,
-    ));
-    let l = crate::linear_scan(&d, &u, false)?;
-    let q = crate::linear_scan(&d_next, &u, true)?;
-    let tie_mass = if tie {
-        Some(crate::linear_scan(&tie_flags, &u, false)?)
-    } else {
-        None
+    let total = src.numel() + tgt.numel();
+    let (z, perm, u) = merge(src, tgt, vals)?;
+    let r = rate(src.device(), lambda)?;
+    let spec = |reverse: bool, tie: bool| DecayScan {
+        rate: &r,
+        seg_len: total,
+        reverse,
+        moment: moment && !tie,
+        tie,
     };
-    let moments = if moment {
-        let a = Tensor::empty(OP, dev, &[total, c], DType::F32)?;
-        let b = Tensor::empty(OP, dev, &[total, c], DType::F32)?;
-        launch_1d!(
-            dev,
-            total * c,
-            k::laplace_moment_inputs_kernel,
-            |client, R| (
-                arr::<R>(&z),
-                arr::<R>(&d),
-                arr::<R>(&d_next),
-                arr::<R>(&l),
-                arr::<R>(&q),
-                arr::<R>(&a),
-                arr::<R>(&b),
-                t32,
-                c32,
-            )
-        );
-        Some((
-            crate::linear_scan(&d, &a, false)?,
-            crate::linear_scan(&d_next, &b, true)?,
-        ))
+    let (l, gl) = decay_scan(&z, &u, &spec(false, false))?;
+    let (q, gq) = decay_scan(&z, &u, &spec(true, false))?;
+    let tie_mass = if tie {
+        Some(decay_scan(&z, &u, &spec(false, true))?.0)
     } else {
         None
     };
     Ok(Sweeps {
+        z,
         perm,
-        d_next,
+        lambda,
         l,
         q,
         tie_mass,
-        moments,
+        moments: gl.zip(gq),
     })
 }
 
@@ -202,14 +191,15 @@ fn gather(sw: &Sweeps, n: usize, m: usize, c: usize, shape: &[usize]) -> Result<
         total * c,
         k::laplace_gather_kernel,
         |client, R| (
+            arr::<R>(&sw.z),
             arr::<R>(&sw.perm),
-            arr::<R>(&sw.d_next),
             arr::<R>(&sw.l),
             arr::<R>(&sw.q),
             arr::<R>(&y),
             n32,
             t32,
             c32,
+            sw.lambda,
         )
     );
     Ok(y)
@@ -238,8 +228,8 @@ fn weighted(
     let with_moment = sw.moments.is_some();
     let (n32, t32, c32) = (n as u32, total as u32, c as u32);
     launch_1d!(dev, total, k::laplace_weighted_kernel, |client, R| (
+        arr::<R>(&sw.z),
         arr::<R>(&sw.perm),
-        arr::<R>(&sw.d_next),
         arr::<R>(&sw.l),
         arr::<R>(&sw.q),
         arr::<R>(t),
@@ -251,6 +241,7 @@ fn weighted(
         n32,
         t32,
         c32,
+        sw.lambda,
         with_moment,
     ));
     Ok((signed, with_moment.then_some(moment)))
@@ -313,8 +304,9 @@ type Cx = (Tensor, Tensor);
 
 /// The phased sweeps on the merged sorted sequence.
 struct PhasedSweeps {
+    z: Tensor,
     perm: Tensor,
-    dn: Cx,
+    rate: (f32, f32),
     l: Cx,
     q: Cx,
     tie_mass: Option<Cx>,
@@ -333,97 +325,36 @@ fn phased_sweeps(
     tie: bool,
     moment: bool,
 ) -> Result<PhasedSweeps> {
-    const OP: &str = "laplace_apply_phased";
-    let (n, m) = (src.numel(), tgt.numel());
-    let c = vr.numel() / n;
-    let total = n + m;
-    let dev = src.device();
-    let (z, perm) = crate::argsort(&crate::concat(&[src, tgt], 0)?)?;
-    let mk = |shape: &[usize]| Tensor::empty(OP, dev, shape, DType::F32);
-    let (dr, di, dnr, dni, tf) = (
-        mk(&[total])?,
-        mk(&[total])?,
-        mk(&[total])?,
-        mk(&[total])?,
-        mk(&[total])?,
-    );
-    let (ur, ui) = (mk(&[total, c])?, mk(&[total, c])?);
-    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
-    launch_1d!(
-        dev,
-        total * c,
-        k::laplace_prepare_phased_kernel,
-        |client, R| (
-            arr::<R>(&z),
-            arr::<R>(&perm),
-            arr::<R>(vr),
-            arr::<R>(vi),
-            arr::<R>(&dr),
-            arr::<R>(&di),
-            arr::<R>(&dnr),
-            arr::<R>(&dni),
-            arr::<R>(&tf),
-            arr::<R>(&ur),
-            arr::<R>(&ui),
-            n32,
-            t32,
-            c32,
-            a,
-            b,
-        )
-    );
-    let scan = crate::scan::linear_scan_complex;
-    let l = scan(&dr, &di, &ur, &ui, false)?;
-    let q = scan(&dnr, &dni, &ur, &ui, true)?;
+    let total = src.numel() + tgt.numel();
+    let (z, perm, ur) = merge(src, tgt, vr)?;
+    let (_, _, ui) = merge(src, tgt, vi)?;
+    let (l, gl) = decay_scan_complex(&z, (&ur, &ui), (a, b), false, moment)?;
+    let (q, gq) = decay_scan_complex(&z, (&ur, &ui), (a, b), true, moment)?;
     let tie_mass = if tie {
-        Some(scan(
-            &tf,
-            &crate::zeros(dev, &[total], DType::F32)?,
-            &ur,
-            &ui,
-            false,
-        )?)
+        // Tie decays are real: the real and imaginary parts scan separately.
+        let one = rate(src.device(), 1.0)?;
+        let spec = DecayScan {
+            rate: &one,
+            seg_len: total,
+            reverse: false,
+            moment: false,
+            tie: true,
+        };
+        Some((
+            decay_scan(&z, &ur, &spec)?.0,
+            decay_scan(&z, &ui, &spec)?.0,
+        ))
     } else {
         None
     };
-    let moment = if moment {
-        let (ar, ai, br, bi) = (
-            mk(&[total, c])?,
-            mk(&[total, c])?,
-            mk(&[total, c])?,
-            mk(&[total, c])?,
-        );
-        launch_1d!(
-            dev,
-            total * c,
-            k::laplace_moment_inputs_phased_kernel,
-            |client, R| (
-                arr::<R>(&z),
-                arr::<R>(&dr),
-                arr::<R>(&di),
-                arr::<R>(&dnr),
-                arr::<R>(&dni),
-                arr::<R>(&l.0),
-                arr::<R>(&l.1),
-                arr::<R>(&q.0),
-                arr::<R>(&q.1),
-                arr::<R>(&ar),
-                arr::<R>(&ai),
-                arr::<R>(&br),
-                arr::<R>(&bi),
-                t32,
-                c32,
-            )
-        );
-        let gl = scan(&dr, &di, &ar, &ai, false)?;
-        let gq = scan(&dnr, &dni, &br, &bi, true)?;
-        Some((crate::add(&gl.0, &gq.0)?, crate::add(&gl.1, &gq.1)?))
-    } else {
-        None
+    let moment = match gl.zip(gq) {
+        Some((gl, gq)) => Some((crate::add(&gl.0, &gq.0)?, crate::add(&gl.1, &gq.1)?)),
+        None => None,
     };
     Ok(PhasedSweeps {
+        z,
         perm,
-        dn: (dnr, dni),
+        rate: (a, b),
         l,
         q,
         tie_mass,
@@ -442,9 +373,8 @@ fn phased_gather(sw: &PhasedSweeps, n: usize, m: usize, c: usize, shape: &[usize
         total * c,
         k::laplace_gather_phased_kernel,
         |client, R| (
+            arr::<R>(&sw.z),
             arr::<R>(&sw.perm),
-            arr::<R>(&sw.dn.0),
-            arr::<R>(&sw.dn.1),
             arr::<R>(&sw.l.0),
             arr::<R>(&sw.l.1),
             arr::<R>(&sw.q.0),
@@ -454,6 +384,8 @@ fn phased_gather(sw: &PhasedSweeps, n: usize, m: usize, c: usize, shape: &[usize
             n32,
             t32,
             c32,
+            sw.rate.0,
+            sw.rate.1,
         )
     );
     Ok((yr, yi))
@@ -483,9 +415,8 @@ fn phased_weighted(
         total,
         k::laplace_weighted_phased_kernel,
         |client, R| (
+            arr::<R>(&sw.z),
             arr::<R>(&sw.perm),
-            arr::<R>(&sw.dn.0),
-            arr::<R>(&sw.dn.1),
             arr::<R>(&sw.l.0),
             arr::<R>(&sw.l.1),
             arr::<R>(&sw.q.0),
@@ -501,6 +432,8 @@ fn phased_weighted(
             n32,
             t32,
             c32,
+            sw.rate.0,
+            sw.rate.1,
             with_moment,
         )
     );

@@ -1,10 +1,16 @@
 //! Linear-recurrence scan: `h_k = d_k · h_{k−1} + u_k` (forward) or
 //! `h_k = d_k · h_{k+1} + u_k` (reverse), `c` channels sharing the decays.
 //!
-//! The Laplace-kernel recursion's left and right sweeps are exactly this scan with
-//! `d_k = e^{−λ(z_k − z_{k−1})}` (`specs/laplace-engine.md` §2). Real f32 only in this
-//! version. Every device uses the chunked reduce-then-scan of `lapis_kernels::scan`
-//! (three launches, no inter-workgroup waiting: correct on lavapipe and on GPUs alike).
+//! Every device uses the hierarchical reduce-then-scan of `lapis_kernels::scan` (two
+//! launches per level of chunks of 32, no inter-workgroup waiting: correct on lavapipe and
+//! on GPUs alike). Each output passes through at most 32 rounded products per level, so
+//! the f32 error is `O(32·⌈log₃₂ N⌉·ε)` relative to the scan of `(|d|, |u|)` at any N
+//! (a flat carry over the chunks made it grow like N·ε).
+//!
+//! The Laplace-kernel sweeps (`specs/laplace-engine.md` §2) do *not* use this scan with
+//! rounded decays `e^{−λΔ_k}`: a product of N rounded exponentials errs by N·ε however it
+//! is grouped. They use [`decay_scan`](crate::decay_scan), which computes every decay from
+//! coordinates.
 
 use lapis_kernels::scan as k;
 
@@ -14,9 +20,113 @@ use crate::launch_1d;
 use crate::tensor::{arr, Tensor};
 use crate::validate;
 
-/// Chunk length for `n` elements (see [`crate::tensor::sequential_chunk_len`]).
-fn chunk_len(dev: &crate::Device, n: usize) -> usize {
-    crate::tensor::sequential_chunk_len(dev, n)
+/// Chunk length of every level of the hierarchical scans.
+const CHUNK: usize = lapis_kernels::decay_scan::DSCAN_CHUNK as usize;
+
+/// One level of the real scan: `u` is `[n, c]` (or `[n]`), `d` is `[n]`.
+fn scan_level(d: &Tensor, u: &Tensor, c: usize, reverse: bool) -> Result<Tensor> {
+    const OP: &str = "linear_scan";
+    let dev = d.device();
+    let n = d.numel();
+    let p = n.div_ceil(CHUNK);
+    let h = Tensor::empty(OP, dev, u.shape(), DType::F32)?;
+    let (n32, c32, chunk32, p32) = (n as u32, c as u32, CHUNK as u32, p as u32);
+    let top = if p > 1 {
+        let agg_d = Tensor::empty(OP, dev, &[p], DType::F32)?;
+        let agg_h = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
+        launch_1d!(dev, p * c, k::scan_aggregate_kernel, |client, R| (
+            arr::<R>(d),
+            arr::<R>(u),
+            arr::<R>(&agg_d),
+            arr::<R>(&agg_h),
+            n32,
+            c32,
+            chunk32,
+            p32,
+            reverse,
+        ));
+        Some(scan_level(&agg_d, &agg_h, c, reverse)?)
+    } else {
+        None
+    };
+    let has_top = top.is_some();
+    let top = top.unwrap_or_else(|| u.clone());
+    launch_1d!(dev, p * c, k::scan_apply_kernel, |client, R| (
+        arr::<R>(d),
+        arr::<R>(u),
+        arr::<R>(&top),
+        arr::<R>(&h),
+        n32,
+        c32,
+        chunk32,
+        p32,
+        reverse,
+        has_top,
+    ));
+    Ok(h)
+}
+
+/// One level of the complex scan (planar tensors).
+fn cscan_level(
+    (dr, di): (&Tensor, &Tensor),
+    (ur, ui): (&Tensor, &Tensor),
+    c: usize,
+    reverse: bool,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "linear_scan_complex";
+    let dev = dr.device();
+    let n = dr.numel();
+    let p = n.div_ceil(CHUNK);
+    let hr = Tensor::empty(OP, dev, ur.shape(), DType::F32)?;
+    let hi = Tensor::empty(OP, dev, ur.shape(), DType::F32)?;
+    let (n32, c32, chunk32, p32) = (n as u32, c as u32, CHUNK as u32, p as u32);
+    let top = if p > 1 {
+        let (adr, adi) = (
+            Tensor::empty(OP, dev, &[p], DType::F32)?,
+            Tensor::empty(OP, dev, &[p], DType::F32)?,
+        );
+        let (ahr, ahi) = (
+            Tensor::empty(OP, dev, &[p, c], DType::F32)?,
+            Tensor::empty(OP, dev, &[p, c], DType::F32)?,
+        );
+        launch_1d!(dev, p * c, k::cscan_aggregate_kernel, |client, R| (
+            arr::<R>(dr),
+            arr::<R>(di),
+            arr::<R>(ur),
+            arr::<R>(ui),
+            arr::<R>(&adr),
+            arr::<R>(&adi),
+            arr::<R>(&ahr),
+            arr::<R>(&ahi),
+            n32,
+            c32,
+            chunk32,
+            p32,
+            reverse,
+        ));
+        Some(cscan_level((&adr, &adi), (&ahr, &ahi), c, reverse)?)
+    } else {
+        None
+    };
+    let has_top = top.is_some();
+    let (tr, ti) = top.unwrap_or_else(|| (ur.clone(), ui.clone()));
+    launch_1d!(dev, p * c, k::cscan_apply_kernel, |client, R| (
+        arr::<R>(dr),
+        arr::<R>(di),
+        arr::<R>(ur),
+        arr::<R>(ui),
+        arr::<R>(&tr),
+        arr::<R>(&ti),
+        arr::<R>(&hr),
+        arr::<R>(&hi),
+        n32,
+        c32,
+        chunk32,
+        p32,
+        reverse,
+        has_top,
+    ));
+    Ok((hr, hi))
 }
 
 /// Scans `u [N, c]` (or `[N]`) with decays `d [N]`; returns `h` with `u`'s shape.
@@ -54,45 +164,10 @@ pub fn linear_scan(d: &Tensor, u: &Tensor, reverse: bool) -> Result<Tensor> {
             })
         }
     };
-    let chunk = chunk_len(d.device(), n);
-    let p = n.div_ceil(chunk);
-    let dev = d.device();
-    let agg_d = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
-    let agg_h = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
-    let carry = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
-    let h = Tensor::empty(OP, dev, u.shape(), DType::F32)?;
-    let (n32, c32, chunk32, p32) = (n as u32, c as u32, chunk as u32, p as u32);
-    launch_1d!(dev, p * c, k::scan_aggregate_kernel, |client, R| (
-        arr::<R>(d),
-        arr::<R>(u),
-        arr::<R>(&agg_d),
-        arr::<R>(&agg_h),
-        n32,
-        c32,
-        chunk32,
-        p32,
-        reverse,
-    ));
-    launch_1d!(dev, c, k::scan_carry_kernel, |client, R| (
-        arr::<R>(&agg_d),
-        arr::<R>(&agg_h),
-        arr::<R>(&carry),
-        c32,
-        p32,
-        reverse,
-    ));
-    launch_1d!(dev, p * c, k::scan_apply_kernel, |client, R| (
-        arr::<R>(d),
-        arr::<R>(u),
-        arr::<R>(&carry),
-        arr::<R>(&h),
-        n32,
-        c32,
-        chunk32,
-        p32,
-        reverse,
-    ));
-    Ok(h)
+    if n == 0 {
+        return Tensor::empty(OP, d.device(), u.shape(), DType::F32);
+    }
+    scan_level(d, u, c, reverse)
 }
 
 /// Complex scan `h_k = d_k h_{k∓1} + u_k` with planar real/imaginary tensors: decays
@@ -136,48 +211,11 @@ pub fn linear_scan_complex(
             })
         }
     };
-    let chunk = chunk_len(dr.device(), n);
-    let p = n.div_ceil(chunk);
-    let dev = dr.device();
-    let agg = Tensor::empty(OP, dev, &[p * c * 4], DType::F32)?;
-    let carry = Tensor::empty(OP, dev, &[p * c * 2], DType::F32)?;
-    let hr = Tensor::empty(OP, dev, ur.shape(), DType::F32)?;
-    let hi = Tensor::empty(OP, dev, ur.shape(), DType::F32)?;
-    let (n32, c32, chunk32, p32) = (n as u32, c as u32, chunk as u32, p as u32);
-    launch_1d!(dev, p * c, k::cscan_aggregate_kernel, |client, R| (
-        arr::<R>(dr),
-        arr::<R>(di),
-        arr::<R>(ur),
-        arr::<R>(ui),
-        arr::<R>(&agg),
-        n32,
-        c32,
-        chunk32,
-        p32,
-        reverse,
-    ));
-    launch_1d!(dev, c, k::cscan_carry_kernel, |client, R| (
-        arr::<R>(&agg),
-        arr::<R>(&carry),
-        c32,
-        p32,
-        reverse
-    ));
-    launch_1d!(dev, p * c, k::cscan_apply_kernel, |client, R| (
-        arr::<R>(dr),
-        arr::<R>(di),
-        arr::<R>(ur),
-        arr::<R>(ui),
-        arr::<R>(&carry),
-        arr::<R>(&hr),
-        arr::<R>(&hi),
-        n32,
-        c32,
-        chunk32,
-        p32,
-        reverse,
-    ));
-    Ok((hr, hi))
+    if n == 0 {
+        let e = || Tensor::empty(OP, dr.device(), ur.shape(), DType::F32);
+        return Ok((e()?, e()?));
+    }
+    cscan_level((dr, di), (ur, ui), c, reverse)
 }
 
 // ------------------------------------------------------------------------------ backward
