@@ -1,8 +1,10 @@
 //! LapSum soft top-k kernels ("LapSum — One Method to Differentiate Them All", Struski et
 //! al., ICML 2025; `specs/softtopk-engine.md`). Rows `[B, n]` are flattened to `B·n`
 //! positions; `row = pos / n`, `j = pos % n`. The caller sorts each row ascending
-//! (`o_0 ≤ … ≤ o_{n−1}`) and runs two linear scans with the decays of
-//! [`stk_prepare_kernel`] (0 at row ends, so rows never mix):
+//! (`o_0 ≤ … ≤ o_{n−1}`) and runs two anchored decay scans per row
+//! ([`crate::decay_scan`], rate `1/α`, every long-range decay computed from coordinates, so
+//! the error does not grow with n); [`stk_prepare_kernel`] gives the one-step decays used
+//! next to them:
 //!
 //! ```text
 //! P_j = Σ_{i≤j} e^{(o_i − o_j)/α} = dp_j P_{j−1} + 1,   dp_j = e^{(o_{j−1} − o_j)/α}
@@ -182,43 +184,6 @@ pub fn stk_rank_kernel(p: &Array<f32>, q: &Array<f32>, out: &mut Array<f32>, n: 
     out[pos as usize] = f32::cast_from(j + 1) + 0.5f32 * (q[pos as usize] - p[pos as usize]);
 }
 
-/// Inputs of the first-moment scans (for `∂/∂α`):
-/// `ml_in_j = dp_j (o_j − o_{j−1})/α · P_{j−1}` and `mr_in_j = dq_j (o_{j+1} − o_j)/α · Q_{j+1}`,
-/// so that `ML = scan→(dp, ml_in)` gives `Σ_{i≤j} e^{−(o_j−o_i)/α}(o_j − o_i)/α` and
-/// `MR = scan←(dq, mr_in)` gives `Σ_{i≥j} e^{−(o_i−o_j)/α}(o_i − o_j)/α`.
-#[cube(launch)]
-pub fn stk_moment_inputs_kernel(
-    o: &Array<f32>,
-    alpha: &Array<f32>,
-    dp: &Array<f32>,
-    dq: &Array<f32>,
-    p: &Array<f32>,
-    q: &Array<f32>,
-    ml_in: &mut Array<f32>,
-    mr_in: &mut Array<f32>,
-    n: u32,
-    total: u32,
-) {
-    let pos = ABSOLUTE_POS as u32;
-    if pos >= total {
-        terminate!();
-    }
-    let j = pos % n;
-    let inv = 1.0f32 / alpha[(pos / n) as usize];
-    let oj = o[pos as usize];
-    // dp = 0 (an underflowed decay) must give 0 even where the gap/α overflows.
-    let mut a = 0.0f32;
-    if j > 0 && dp[pos as usize] > 0.0f32 {
-        a = dp[pos as usize] * (oj - o[(pos - 1) as usize]) * inv * p[(pos - 1) as usize];
-    }
-    let mut b = 0.0f32;
-    if j + 1 < n && dq[pos as usize] > 0.0f32 {
-        b = dq[pos as usize] * (o[(pos + 1) as usize] - oj) * inv * q[(pos + 1) as usize];
-    }
-    ml_in[pos as usize] = a;
-    mr_in[pos as usize] = b;
-}
-
 /// `out[row, perm[row, j]] = v[row, j]` (undo a row sort).
 #[cube(launch)]
 pub fn row_scatter_kernel(
@@ -318,8 +283,8 @@ pub fn stk_untruncate_kernel(
 /// soft top-k threshold for `k_i = n − i − ½` (ascending in i). The bracketing interval is
 /// found by a binary search over the row's decreasing `S(o_j)`; then [`threshold`].
 /// Also writes, for the backward, `F_i = Σ_j f((b_i − o_j)/α)` and the ratio
-/// `A_i/F_i = Σ_j f_ij (b_i − o_j)/α / F_i` (from the moment scans `ML`, `MR` of
-/// [`stk_moment_inputs_kernel`]); both use exponentials relative to the nearer interval end,
+/// `A_i/F_i = Σ_j f_ij (b_i − o_j)/α / F_i` (from the moment scans
+/// `ML_j = Σ_{i≤j} e^{−(o_j−o_i)/α}(o_j − o_i)/α` and its mirror `MR`); both use exponentials relative to the nearer interval end,
 /// so the ratio never becomes 0/0, and `F_i` is floored at 1e-30.
 #[cube(launch)]
 pub fn stk_soft_sort_kernel(

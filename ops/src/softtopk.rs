@@ -78,10 +78,26 @@ pub struct SoftTopK {
 struct Scanned {
     o: Tensor,
     perm: Tensor,
-    dp: Tensor,
+    /// `1/α` per row, `[B]`: the rates of the anchored scans.
+    rate: Tensor,
+    n: usize,
     dq: Tensor,
     p: Tensor,
     q: Tensor,
+}
+
+impl Scanned {
+    /// The anchored scan of `u [B·n]` along the sorted rows (`decay_scan`, rate `1/α`).
+    fn scan(&self, u: &Tensor, reverse: bool, moment: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let spec = crate::decay_scan::DecayScan {
+            rate: &self.rate,
+            seg_len: self.n,
+            reverse,
+            moment,
+            tie: false,
+        };
+        crate::decay_scan(&self.o, u, &spec)
+    }
 }
 
 /// `x` as `[B, n]`.
@@ -176,17 +192,22 @@ fn scan_rows(x2: &Tensor, alpha: &Tensor, n: usize) -> Result<Scanned> {
         n as u32,
         total as u32,
     ));
+    let b = alpha.numel();
+    let rate = crate::div(&crate::ones(dev, &[b], DType::F32)?, alpha)?;
     let ones = crate::ones(dev, &[total], DType::F32)?;
-    let p = crate::linear_scan(&dp, &ones, false)?;
-    let q = crate::linear_scan(&dq, &ones, true)?;
-    Ok(Scanned {
-        o,
+    let mut s = Scanned {
+        o: o.reshape(&[total])?,
         perm,
-        dp,
+        rate,
+        n,
         dq,
-        p,
-        q,
-    })
+        p: ones.clone(),
+        q: ones.clone(),
+    };
+    s.p = s.scan(&ones, false, false)?.0;
+    s.q = s.scan(&ones, true, false)?.0;
+    drop(dp);
+    Ok(s)
 }
 
 /// Soft top-k of each row of `x` (`[n]` or `[B, n]`): `p` with `Σ_i p_i = k` per row.
@@ -541,8 +562,8 @@ pub fn soft_rank_backward<'a>(
         total as u32,
     ));
     // Σ_j f_mj = ½(P + Q − 1); Σ_i g_i f_im = ½(PG + QG − g).
-    let pg = crate::linear_scan(&s.dp, &gs, false)?;
-    let qg = crate::linear_scan(&s.dq, &gs, true)?;
+    let pg = s.scan(&gs, false, false)?.0;
+    let qg = s.scan(&gs, true, false)?.0;
     let fsum = crate::affine(&crate::add(&s.p, &s.q)?, 0.5, -0.5)?;
     let gfsum = crate::affine(&crate::sub(&crate::add(&pg, &qg)?, &gs)?, 0.5, 0.0)?;
     let arow = at.reshape(&[b, 1])?;
@@ -551,7 +572,7 @@ pub fn soft_rank_backward<'a>(
         &arow,
     )?;
     // Σ_j f_ij (x_i − x_j)/α = ½(ML_i − MR_i).
-    let (ml, mr) = moment_scans(&s, &at, n)?;
+    let (ml, mr) = moment_scans(&s)?;
     let mom = crate::affine(&crate::sub(&ml, &mr)?, 0.5, 0.0)?;
     let da = crate::neg(&crate::div(
         &crate::sum(&crate::mul(&gs, &mom)?.reshape(&[b, n])?, 1)?,
@@ -563,26 +584,17 @@ pub fn soft_rank_backward<'a>(
 
 /// The first-moment scans `ML_j = Σ_{i≤j} e^{−(o_j−o_i)/α}(o_j − o_i)/α` and
 /// `MR_j = Σ_{i≥j} e^{−(o_i−o_j)/α}(o_i − o_j)/α` (for the α-gradients).
-fn moment_scans(s: &Scanned, at: &Tensor, n: usize) -> Result<(Tensor, Tensor)> {
-    let dev = s.o.device();
+fn moment_scans(s: &Scanned) -> Result<(Tensor, Tensor)> {
     let total = s.o.numel();
-    let ml_in = Tensor::empty("soft_topk_moments", dev, &[total], DType::F32)?;
-    let mr_in = Tensor::empty("soft_topk_moments", dev, &[total], DType::F32)?;
-    launch_1d!(dev, total, k::stk_moment_inputs_kernel, |client, R| (
-        arr::<R>(&s.o),
-        arr::<R>(at),
-        arr::<R>(&s.dp),
-        arr::<R>(&s.dq),
-        arr::<R>(&s.p),
-        arr::<R>(&s.q),
-        arr::<R>(&ml_in),
-        arr::<R>(&mr_in),
-        n as u32,
-        total as u32,
-    ));
+    let b = s.rate.numel();
+    let ones = crate::ones(s.o.device(), &[total], DType::F32)?;
+    let per_row = |g: Option<Tensor>| -> Result<Tensor> {
+        let g = g.expect("moment requested").reshape(&[b, total / b.max(1)])?;
+        crate::mul(&g, &s.rate.reshape(&[b, 1])?)?.reshape(&[total])
+    };
     Ok((
-        crate::linear_scan(&s.dp, &ml_in, false)?,
-        crate::linear_scan(&s.dq, &mr_in, true)?,
+        per_row(s.scan(&ones, false, true)?.1)?,
+        per_row(s.scan(&ones, true, true)?.1)?,
     ))
 }
 
@@ -604,7 +616,7 @@ fn soft_sort_impl(op: &'static str, x: &Tensor, alpha: RowParam<'_>) -> Result<S
     let dev = x.device();
     let total = b * n;
     let s = scan_rows(&x2, &at, n)?;
-    let (ml, mr) = moment_scans(&s, &at, n)?;
+    let (ml, mr) = moment_scans(&s)?;
     let values = Tensor::empty(op, dev, &[b, n], DType::F32)?;
     let fsum = Tensor::empty(op, dev, &[b, n], DType::F32)?;
     let ratio = Tensor::empty(op, dev, &[b, n], DType::F32)?;
