@@ -18,6 +18,12 @@ use cubecl::prelude::*;
 /// Floor on `1 − ρ²`.
 pub const ONE_MINUS_RHO2_FLOOR: f32 = 1e-8;
 
+/// A gap whose `1 − ρ²` (as stored, in f32) is at most this is a tie: it sits on the floor
+/// (floored entries equal [`ONE_MINUS_RHO2_FLOOR`] exactly; the factor only absorbs the
+/// rounding of a comparison). No gradient flows through it and its anchors form a run
+/// that shares its gradient.
+pub const TIE_ONE_MINUS_RHO2: f32 = ONE_MINUS_RHO2_FLOOR * 1.0001;
+
 /// Per sorted position k: `rho[k] = ρ_k` (0 for the last), `om[k] = s_k² = 1 − ρ_{k−1}²`
 /// (1 for the first).
 #[cube(launch)]
@@ -359,7 +365,7 @@ pub fn rho_chain_kernel(
     let mut gd = 0.0f32;
     let mut gl = 0.0f32;
     // (om[0] = 1, so the second test alone would pass at k = 0; both are needed.)
-    if k > 0 && om[k as usize] > ONE_MINUS_RHO2_FLOOR {
+    if k > 0 && om[k as usize] > TIE_ONE_MINUS_RHO2 {
         let g = rho[(k - 1) as usize] * rbar[k as usize];
         gd = -lambda * g;
         gl = -(x[k as usize] - x[(k - 1) as usize]) * g;

@@ -28,6 +28,13 @@
 //! Segments: at level 0 `seg k = ⌊k / seg_len⌋` (rows of `seg_len`); above, the segment of
 //! each aggregate is stored. Decays across a segment boundary are 0. Tie kind
 //! (`tie = true`): `f(δ) = [δ = 0]` — the mass of the elements tied with k (no moment).
+//!
+//! Extra factors (`with_q`): the decay into element k (from its predecessor in scan order)
+//! is `f(δ)·q_k`, so the weight of `u_i` in `h_k` is `f(|z_k − z_i|)·Π q_j` over the
+//! elements after i up to k. The coordinate part stays one `exp`; the `q` products are
+//! formed per chunk (`agg_q`) and level by level, as in the generic scan (≤ 32 rounded
+//! products per level). The Kalman filter of REMIX's covariance uses it with
+//! `q = u/S`, so its `ρ = e^{−λΔ}` factors are never chained.
 
 use cubecl::prelude::*;
 
@@ -51,8 +58,8 @@ fn decay(delta: f32, r: f32, #[comptime] tie: bool) -> f32 {
         select(delta == 0.0f32, 1.0f32, 0.0f32)
     } else {
         let f = (-(r * delta)).exp();
-        // r·δ = 0·∞ (NaN): treat as far away.
-        select(f == f, f, 0.0f32)
+        // r·δ = 0·∞ gives NaN, which fails `f ≥ 0`: treat it as far away.
+        select(f >= 0.0f32, f, 0.0f32)
     }
 }
 
@@ -66,6 +73,7 @@ fn local_pass(
     z: &Array<f32>,
     seg: &Array<u32>,
     rate: &Array<f32>,
+    q_in: &Array<f32>,
     u: &Array<f32>,
     ug: &Array<f32>,
     out_h: &mut Array<f32>,
@@ -86,12 +94,15 @@ fn local_pass(
     #[comptime] tie: bool,
     #[comptime] seg_from_len: bool,
     #[comptime] ug_zero: bool,
+    #[comptime] with_q: bool,
     #[comptime] write: bool,
 ) {
     let mut h = 0.0f32;
     let mut g = 0.0f32;
     let mut zp = 0.0f32;
     let mut sp = 0u32;
+    // Running product of the extra factors from the chunk's first element to k.
+    let mut qq = 1.0f32;
     let len = end - start;
     for i in 0..len {
         let mut k = start + i;
@@ -107,12 +118,17 @@ fn local_pass(
         if comptime![moment && !ug_zero] {
             ugk = ug[q];
         }
+        let mut qk = 1.0f32;
+        if comptime![with_q] {
+            qk = q_in[k as usize];
+            qq *= qk;
+        }
         if i == 0 || sk != sp {
             h = uk;
             g = ugk;
         } else {
             let delta = (zk - zp).abs();
-            let f = decay(delta, r, tie);
+            let f = decay(delta, r, tie) * qk;
             if comptime![moment] {
                 let moved = select(f > 0.0f32, f * (g + delta * h), 0.0f32);
                 g = moved + ugk;
@@ -126,7 +142,7 @@ fn local_pass(
             let mut og = g;
             if has_carry && sk == carry_seg {
                 let delta = (zk - carry_z).abs();
-                let f = decay(delta, r, tie);
+                let f = decay(delta, r, tie) * qq;
                 oh += f * carry_h;
                 if comptime![moment] {
                     og += select(f > 0.0f32, f * (carry_g + delta * carry_h), 0.0f32);
@@ -150,15 +166,17 @@ fn local_pass(
 /// `p·c + ch` in `agg_h` (`agg_g` with `moment`), and (channel 0) the coordinate and the
 /// segment of the chunk's last element in scan order (`agg_z[p]`, `agg_seg[p]`).
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::collapsible_if)]
 pub fn dscan_aggregate_kernel(
     z: &Array<f32>,
     seg: &Array<u32>,
     rate: &Array<f32>,
+    q_in: &Array<f32>,
     u: &Array<f32>,
     ug: &Array<f32>,
     agg_z: &mut Array<f32>,
     agg_seg: &mut Array<u32>,
+    agg_q: &mut Array<f32>,
     agg_h: &mut Array<f32>,
     agg_g: &mut Array<f32>,
     n: u32,
@@ -171,6 +189,7 @@ pub fn dscan_aggregate_kernel(
     #[comptime] tie: bool,
     #[comptime] seg_from_len: bool,
     #[comptime] ug_zero: bool,
+    #[comptime] with_q: bool,
 ) {
     let unit = ABSOLUTE_POS as u32;
     if unit >= num_chunks * c {
@@ -181,9 +200,42 @@ pub fn dscan_aggregate_kernel(
     let start = p * chunk;
     let end = min(start + chunk, n);
     local_pass(
-        z, seg, rate, u, ug, agg_h, agg_g, start, end, ch, c, seg_len, 0.0f32, 0.0f32,
-        0.0f32, 0u32, false, unit, reverse, moment, tie, seg_from_len, ug_zero, false,
+        z,
+        seg,
+        rate,
+        q_in,
+        u,
+        ug,
+        agg_h,
+        agg_g,
+        start,
+        end,
+        ch,
+        c,
+        seg_len,
+        0.0f32,
+        0.0f32,
+        0.0f32,
+        0u32,
+        false,
+        unit,
+        reverse,
+        moment,
+        tie,
+        seg_from_len,
+        ug_zero,
+        with_q,
+        false,
     );
+    if comptime![with_q] {
+        if ch == 0 {
+            let mut prod = 1.0f32;
+            for k in start..end {
+                prod *= q_in[k as usize];
+            }
+            agg_q[p as usize] = prod;
+        }
+    }
     if ch == 0 {
         let mut last = end - 1;
         if comptime![reverse] {
@@ -203,6 +255,7 @@ pub fn dscan_apply_kernel(
     z: &Array<f32>,
     seg: &Array<u32>,
     rate: &Array<f32>,
+    q_in: &Array<f32>,
     u: &Array<f32>,
     ug: &Array<f32>,
     top_z: &Array<f32>,
@@ -221,6 +274,7 @@ pub fn dscan_apply_kernel(
     #[comptime] tie: bool,
     #[comptime] seg_from_len: bool,
     #[comptime] ug_zero: bool,
+    #[comptime] with_q: bool,
     #[comptime] has_top: bool,
 ) {
     let unit = ABSOLUTE_POS as u32;
@@ -257,8 +311,32 @@ pub fn dscan_apply_kernel(
         }
     }
     local_pass(
-        z, seg, rate, u, ug, out_h, out_g, start, end, ch, c, seg_len, ch_h, ch_g, ch_z, ch_s,
-        has_carry, 0u32, reverse, moment, tie, seg_from_len, ug_zero, true,
+        z,
+        seg,
+        rate,
+        q_in,
+        u,
+        ug,
+        out_h,
+        out_g,
+        start,
+        end,
+        ch,
+        c,
+        seg_len,
+        ch_h,
+        ch_g,
+        ch_z,
+        ch_s,
+        has_carry,
+        0u32,
+        reverse,
+        moment,
+        tie,
+        seg_from_len,
+        ug_zero,
+        with_q,
+        true,
     );
 }
 

@@ -48,11 +48,16 @@ pub struct DecayScan<'a> {
     pub moment: bool,
     /// `f(δ) = [δ = 0]` instead of `e^{−rδ}` (no moment).
     pub tie: bool,
+    /// Extra factors `q [N]` (f32): the decay into element k from its predecessor in scan
+    /// order becomes `f(δ)·q_k` (see `lapis_kernels::decay_scan`). `None`: all 1.
+    pub factors: Option<&'a Tensor>,
 }
 
 /// Real rates and segments of one level.
 struct Level<'a> {
     z: &'a Tensor,
+    /// Extra factors of this level (`None`: none).
+    q: Option<&'a Tensor>,
     /// Stored segment ids (levels above the first), else `⌊k / seg_len⌋`.
     seg: Option<&'a Tensor>,
 }
@@ -85,6 +90,8 @@ fn scan_level(
     };
     let ug_zero = ug.is_none();
     let ug_t = ug.unwrap_or(u);
+    let with_q = lv.q.is_some();
+    let q_t = lv.q.unwrap_or(lv.z);
     let (n32, c32, ch32, p32, sl32) = (
         n as u32,
         c as u32,
@@ -97,6 +104,7 @@ fn scan_level(
         let agg_z = Tensor::empty(OP, dev, &[p], DType::F32)?;
         let agg_seg = Tensor::empty(OP, dev, &[p], DType::U32)?;
         let agg_h = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
+        let agg_q = Tensor::empty(OP, dev, &[if with_q { p } else { 1 }], DType::F32)?;
         let agg_g = if moment {
             Tensor::empty(OP, dev, &[p, c], DType::F32)?
         } else {
@@ -106,10 +114,12 @@ fn scan_level(
             arr::<R>(lv.z),
             arr::<R>(seg),
             arr::<R>(spec.rate),
+            arr::<R>(q_t),
             arr::<R>(u),
             arr::<R>(ug_t),
             arr::<R>(&agg_z),
             arr::<R>(&agg_seg),
+            arr::<R>(&agg_q),
             arr::<R>(&agg_h),
             arr::<R>(&agg_g),
             n32,
@@ -122,9 +132,11 @@ fn scan_level(
             tie,
             seg_from_len,
             ug_zero,
+            with_q,
         ));
         let up = Level {
             z: &agg_z,
+            q: with_q.then_some(&agg_q),
             seg: Some(&agg_seg),
         };
         let (th, tg) = scan_level(up, &agg_h, moment.then_some(&agg_g), c, spec)?;
@@ -141,6 +153,7 @@ fn scan_level(
         arr::<R>(lv.z),
         arr::<R>(seg),
         arr::<R>(spec.rate),
+        arr::<R>(q_t),
         arr::<R>(u),
         arr::<R>(ug_t),
         arr::<R>(tz),
@@ -159,6 +172,7 @@ fn scan_level(
         tie,
         seg_from_len,
         ug_zero,
+        with_q,
         has_top,
     ));
     Ok((out_h, moment.then_some(out_g)))
@@ -177,7 +191,11 @@ fn check_zu(op: &'static str, z: &Tensor, u: &Tensor) -> Result<usize> {
         }
     }
     if z.rank() != 1 {
-        return Err(LapisError::shape(op, z.shape(), "coordinates must be 1-D [N]"));
+        return Err(LapisError::shape(
+            op,
+            z.shape(),
+            "coordinates must be 1-D [N]",
+        ));
     }
     let n = z.numel();
     let c = match u.shape() {
@@ -209,12 +227,16 @@ fn check_zu(op: &'static str, z: &Tensor, u: &Tensor) -> Result<usize> {
 /// Rates are not read back (they stay on the device): a negative or NaN rate gives
 /// meaningless output, so callers validate them. Unsorted `z` gives the scan with decays
 /// `f(|z_k − z_{k−1}|)`, not an error.
-pub fn decay_scan(z: &Tensor, u: &Tensor, spec: &DecayScan<'_>) -> Result<(Tensor, Option<Tensor>)> {
+pub fn decay_scan(
+    z: &Tensor,
+    u: &Tensor,
+    spec: &DecayScan<'_>,
+) -> Result<(Tensor, Option<Tensor>)> {
     const OP: &str = "decay_scan";
     let c = check_zu(OP, z, u)?;
     validate::same_device(OP, z, spec.rate)?;
     let n = z.numel();
-    if spec.seg_len == 0 || (n > 0 && n % spec.seg_len != 0) {
+    if spec.seg_len == 0 || (n > 0 && !n.is_multiple_of(spec.seg_len)) {
         return Err(LapisError::invalid(
             OP,
             "seg_len",
@@ -223,8 +245,7 @@ pub fn decay_scan(z: &Tensor, u: &Tensor, spec: &DecayScan<'_>) -> Result<(Tenso
         ));
     }
     let segs = n / spec.seg_len;
-    if spec.rate.dtype() != DType::F32 || spec.rate.rank() != 1 || spec.rate.numel() < segs.max(1)
-    {
+    if spec.rate.dtype() != DType::F32 || spec.rate.rank() != 1 || spec.rate.numel() < segs.max(1) {
         return Err(LapisError::shape(
             OP,
             spec.rate.shape(),
@@ -243,7 +264,22 @@ pub fn decay_scan(z: &Tensor, u: &Tensor, spec: &DecayScan<'_>) -> Result<(Tenso
         let e = Tensor::empty(OP, z.device(), u.shape(), DType::F32)?;
         return Ok((e.clone(), spec.moment.then_some(e)));
     }
-    let (h, g) = scan_level(Level { z, seg: None }, &u.reshape(&[n, c])?, None, c, spec)?;
+    if let Some(q) = spec.factors {
+        validate::same_device(OP, z, q)?;
+        if q.dtype() != DType::F32 || q.shape() != z.shape() {
+            return Err(LapisError::shape(
+                OP,
+                q.shape(),
+                format!("factors must be f32 [{n}] like the coordinates"),
+            ));
+        }
+    }
+    let level = Level {
+        z,
+        q: spec.factors,
+        seg: None,
+    };
+    let (h, g) = scan_level(level, &u.reshape(&[n, c])?, None, c, spec)?;
     Ok((
         h.reshape(u.shape())?,
         g.map(|g| g.reshape(u.shape())).transpose()?,
@@ -315,7 +351,11 @@ fn cscan_level(
     };
     let has_top = top.is_some();
     let (tz, (thr, thi), (tgr, tgi)) = match &top {
-        Some((z, h, g)) => (z, (&h.0, &h.1), g.as_ref().map_or((&h.0, &h.1), |g| (&g.0, &g.1))),
+        Some((z, h, g)) => (
+            z,
+            (&h.0, &h.1),
+            g.as_ref().map_or((&h.0, &h.1), |g| (&g.0, &g.1)),
+        ),
         None => (z, (ur, ui), (ur, ui)),
     };
     launch_1d!(dev, p * c, k::cdscan_apply_kernel, |client, R| (

@@ -23,10 +23,10 @@
 
 use lapis_kernels::laplace as k;
 
+use crate::decay_scan::{decay_scan, decay_scan_complex, DecayScan};
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
 use crate::launch_1d;
-use crate::decay_scan::{decay_scan, decay_scan_complex, DecayScan};
 use crate::tensor::{arr, Tensor};
 
 /// Gradients of `ℓ` w.r.t. the inputs of [`laplace_apply`].
@@ -163,6 +163,7 @@ fn sweeps(
         reverse,
         moment: moment && !tie,
         tie,
+        factors: None,
     };
     let (l, gl) = decay_scan(&z, &u, &spec(false, false))?;
     let (q, gq) = decay_scan(&z, &u, &spec(true, false))?;
@@ -339,11 +340,9 @@ fn phased_sweeps(
             reverse: false,
             moment: false,
             tie: true,
+            factors: None,
         };
-        Some((
-            decay_scan(&z, &ur, &spec)?.0,
-            decay_scan(&z, &ui, &spec)?.0,
-        ))
+        Some((decay_scan(&z, &ur, &spec)?.0, decay_scan(&z, &ui, &spec)?.0))
     } else {
         None
     };

@@ -54,11 +54,11 @@
 
 pub mod covariance;
 pub mod creation;
+pub mod decay_scan;
 pub mod device;
 pub mod dtype;
 pub mod elementwise;
 pub mod error;
-pub mod decay_scan;
 pub mod fft;
 pub mod index;
 pub mod kinds;
@@ -81,8 +81,8 @@ pub use covariance::{
 };
 pub use creation::{arange, fill, normal, ones, uniform, zeros};
 pub use cubecl;
-pub use device::{list_devices, Device, DeviceInfo, DeviceKind};
 pub use decay_scan::{decay_scan, decay_scan_complex, DecayScan};
+pub use device::{list_devices, Device, DeviceInfo, DeviceKind};
 pub use dtype::{DType, Element};
 pub use elementwise::{
     abs, add, add_scalar, affine, binary, binary_backward, broadcast_shape, div, exp, gelu, log,

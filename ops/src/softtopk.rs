@@ -95,6 +95,7 @@ impl Scanned {
             reverse,
             moment,
             tie: false,
+            factors: None,
         };
         crate::decay_scan(&self.o, u, &spec)
     }
@@ -589,7 +590,9 @@ fn moment_scans(s: &Scanned) -> Result<(Tensor, Tensor)> {
     let b = s.rate.numel();
     let ones = crate::ones(s.o.device(), &[total], DType::F32)?;
     let per_row = |g: Option<Tensor>| -> Result<Tensor> {
-        let g = g.expect("moment requested").reshape(&[b, total / b.max(1)])?;
+        let g = g
+            .expect("moment requested")
+            .reshape(&[b, total / b.max(1)])?;
         crate::mul(&g, &s.rate.reshape(&[b, 1])?)?.reshape(&[total])
     };
     Ok((

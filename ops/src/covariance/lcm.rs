@@ -357,11 +357,28 @@ impl LaplaceCovariance {
         crate::index::take_rows_unchecked(t, &self.inv)?.reshape(shape)
     }
 
+    /// The anchored scan of `x` (`[d]` or `[d, c]`, sorted order) with decays
+    /// `e^{−mult·λΔ}·q_k` into each element: the `ρ` part is computed from the anchors (one
+    /// `exp` per distance, never a product of rounded `ρ`s; see [`crate::decay_scan`]), the
+    /// data-dependent part `q` is multiplied as in `linear_scan`.
+    fn anchored(&self, mult: f32, q: Option<&Tensor>, x: &Tensor, reverse: bool) -> Result<Tensor> {
+        let rate = Tensor::from_slice(self.xs.device(), &[1], &[mult * self.lambda])?;
+        let spec = crate::DecayScan {
+            rate: &rate,
+            seg_len: self.d,
+            reverse,
+            moment: false,
+            tie: false,
+            factors: q,
+        };
+        Ok(crate::decay_scan(&self.xs, x, &spec)?.0)
+    }
+
     fn filter(&self, rs: &Tensor) -> Result<Filter> {
         let d = self.d;
         let input = crate::mul(rs, &col(&self.gain, d)?)?;
-        let decay = crate::div(&crate::mul(&self.rho_prev, &self.u)?, &self.s)?;
-        let m = crate::linear_scan(&decay, &input, false)?;
+        // m_k = ρ_{k−1} (u_k/S_k) m_{k−1} + G_k r_k
+        let m = self.anchored(1.0, Some(&crate::div(&self.u, &self.s)?), &input, false)?;
         let mprev = shift1(&m, true)?;
         let mminus = crate::mul(&mprev, &col(&self.rho_prev, d)?)?;
         let v = crate::sub(rs, &crate::mul(&col(&self.w, d)?, &mminus)?)?;
@@ -378,9 +395,10 @@ impl LaplaceCovariance {
     /// `(r̄ = v̄, Ḡ [d], w̄ part [d], ρ̄ part [d])`.
     fn mean_adjoint(&self, f: &Filter, vd: &Tensor) -> Result<(Tensor, Tensor, Adj)> {
         let d = self.d;
-        let bdecay = crate::div(&crate::mul(&self.rho, &self.u)?, &self.s)?;
         let input = crate::neg(&crate::mul(vd, &col(&self.w, d)?)?)?;
-        let mbar_minus = crate::linear_scan(&bdecay, &input, true)?;
+        // m̄⁻_k = ρ_k (u_k/S_k) m̄⁻_{k+1} − w_k v̄ᵈ_k
+        let us = crate::div(&self.u, &self.s)?;
+        let mbar_minus = self.anchored(1.0, Some(&us), &input, true)?;
         let mbar = crate::mul(&shift1(&mbar_minus, false)?, &col(&self.rho, d)?)?;
         let vbar = crate::add(vd, &crate::mul(&col(&self.gain, d)?, &mbar)?)?;
         let gbar = crate::sum(&crate::mul(&mbar, &f.v)?, 1)?.reshape(&[d])?;
@@ -406,9 +424,8 @@ impl LaplaceCovariance {
             &crate::mul(&crate::mul(gbar, w)?, &crate::div(&us, s)?)?,
             &crate::mul(sdir, &crate::mul(w, w)?)?,
         )?;
-        let b = crate::mul(&self.rho, &us)?;
-        let vdecay = crate::mul(&b, &b)?;
-        let pbar_minus = crate::linear_scan(&vdecay, &ck, true)?;
+        // P̄⁻_k = ρ_k² (u_k/S_k)² P̄⁻_{k+1} + c_k: rate 2λ, factors (u/S)².
+        let pbar_minus = self.anchored(2.0, Some(&crate::mul(&us, &us)?), &ck, true)?;
         let rho2 = crate::mul(&self.rho, &self.rho)?;
         let pbar = crate::mul(&rho2, &shift1(&pbar_minus, false)?)?;
         // S̄ = S̄ᵈ − Ḡ G/S − P̄ P/S
@@ -522,8 +539,10 @@ impl LaplaceCovariance {
         self.check_r("lcm_sample", eps_w)?;
         let d = self.d;
         let ew = self.sorted(eps_w, c)?;
-        let zeta = crate::linear_scan(
-            &self.rho_prev,
+        // ζ_k = ρ_{k−1} ζ_{k−1} + s_k ε_k
+        let zeta = self.anchored(
+            1.0,
+            None,
             &crate::mul(&ew, &col(&crate::sqrt(&self.om)?, d)?)?,
             false,
         )?;
@@ -640,7 +659,7 @@ impl LaplaceCovariance {
         ));
         let wbar = crate::sum(&crate::mul(&gs, &zeta)?, 1)?.reshape(&[d])?;
         // ζ̄ total: h̄_k = gx_k w_k + ρ_k h̄_{k+1}; ∂/∂ρ_{k−1} = Σ_c h̄_k (ζ_{k−1} − ε_k ρ_{k−1}/s_k)
-        let hbar = crate::linear_scan(&self.rho, &crate::mul(&gs, &col(&self.w, d)?)?, true)?;
+        let hbar = self.anchored(1.0, None, &crate::mul(&gs, &col(&self.w, d)?)?, true)?;
         let dsdrho = crate::div(&self.rho_prev, &crate::sqrt(&self.om)?)?;
         let inner = crate::sub(&shift1(&zeta, true)?, &crate::mul(&ew, &col(&dsdrho, d)?)?)?;
         let rhobar = crate::sum(&crate::mul(&hbar, &inner)?, 1)?.reshape(&[d])?;
@@ -656,21 +675,28 @@ impl LaplaceCovariance {
 }
 
 /// Replaces each run of tied anchors (sorted neighbours joined by a floored gap,
-/// `1 − ρ² = 1e-8`) by the run's mean gradient. At a tie `Σ` is not differentiable in one
+/// `1 − ρ² = 1e-8`, exactly the gaps the gradient does not flow through) by the run's mean
+/// gradient. At a tie `Σ` is not differentiable in one
 /// anchor alone; the run's total (moving the tied anchors together, which is smooth) is
 /// what the chain computes exactly, and it is shared equally, independent of the order the
 /// sort gave the tied anchors. Two scans with decay 1 inside a run and 0 across its ends.
 fn tie_group_mean(g: &Tensor, om: &Tensor) -> Result<Tensor> {
     let d = g.numel();
-    // tie_k = 1 if sorted k is tied to k − 1 (om on its floor), else 0.
-    let margin = 1.5 * k::ONE_MINUS_RHO2_FLOOR;
+    // tie_k = 1 if sorted k is tied to k − 1 (om on its floor), else 0. (A wider margin,
+    // 1.5× the floor, once merged close but distinct anchors into runs and averaged their
+    // gradients: 22 % off at d = 2^20, issue 10.)
+    let margin = k::TIE_ONE_MINUS_RHO2;
     let tie = crate::relu(&crate::sign(&crate::affine(om, -1.0, margin)?)?)?;
-    let ones = crate::ones(g.device(), &[d, 1], DType::F32)?;
-    let x = crate::concat(&[&g.reshape(&[d, 1])?, &ones], 1)?;
-    let fwd = crate::linear_scan(&tie, &x, false)?;
-    let rev = crate::linear_scan(&shift1(&tie, false)?, &x, true)?;
-    let tot = crate::sub(&crate::add(&fwd, &rev)?, &x)?;
-    crate::div(&crate::slice(&tot, 1, 0, 1)?, &crate::slice(&tot, 1, 1, 2)?)?.reshape(&[d])
+    // Run totals of g and of 1, scanned separately ([d] buffers: a [d, 2] one would not
+    // fit the device's largest buffer at the largest d).
+    let back = shift1(&tie, false)?;
+    let run_total = |x: &Tensor| -> Result<Tensor> {
+        let fwd = crate::linear_scan(&tie, x, false)?;
+        let rev = crate::linear_scan(&back, x, true)?;
+        crate::sub(&crate::add(&fwd, &rev)?, x)
+    };
+    let ones = crate::ones(g.device(), &[d], DType::F32)?;
+    crate::div(&run_total(&g.reshape(&[d])?)?, &run_total(&ones)?)
 }
 
 /// Checks the LCM parameters and the batch `v [B, d]`; returns `(d, B)`.

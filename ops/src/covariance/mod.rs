@@ -227,10 +227,19 @@ impl OuCovariance {
     pub fn sample(&self, eps: &Tensor) -> Result<Tensor> {
         let c = self.check_r("ou_sample", eps)?;
         let es = crate::index::take_rows_unchecked(&eps.reshape(&[self.d, c])?, &self.perm)?;
-        // ζ_k = ρ_{k−1} ζ_{k−1} + s_k ε_k: a linear scan with decays ρ shifted by one.
+        // ζ_k = ρ_{k−1} ζ_{k−1} + s_k ε_k: the anchored decay scan (every ρ product from
+        // the coordinates, `crate::decay_scan`), rate λ.
         let u = crate::mul(&es, &crate::sqrt(&self.om)?.reshape(&[self.d, 1])?)?;
-        let decay = shift1(&self.rho, true)?;
-        let zeta = crate::linear_scan(&decay, &u, false)?;
+        let rate = Tensor::from_slice(self.xs.device(), &[1], &[self.lambda])?;
+        let spec = crate::DecayScan {
+            rate: &rate,
+            seg_len: self.d,
+            reverse: false,
+            moment: false,
+            tie: false,
+            factors: None,
+        };
+        let zeta = crate::decay_scan(&self.xs, &u, &spec)?.0;
         let v = crate::mul(&zeta, &self.sigma_sorted.reshape(&[self.d, 1])?)?;
         crate::index::take_rows_unchecked(&v, &self.inv)?.reshape(eps.shape())
     }

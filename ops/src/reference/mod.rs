@@ -53,6 +53,7 @@
 //! | [`laplace_gram`] | `laplace_apply` with `t = s = x` |
 //! | [`laplace_apply_grad`] | `V̄, s̄, t̄, ∂ℓ/∂a, ∂ℓ/∂b` of `ℓ = Σ Ḡr·Re Y + Σ Ḡi·Im Y` (`sgn(0) = 0`) |
 //! | [`laplace_gram_grad`] | `V̄, x̄ = s̄ + t̄, ∂ℓ/∂a, ∂ℓ/∂b` in Gram mode |
+//! | [`laplace_apply_sweep`] / [`laplace_apply_grad_sweep`] / [`laplace_gram_grad_sweep`] | the same three by O((n+m) log(n+m)) blocked sweeps (for large `n`) |
 //! | [`finite_diff`] | `g_k = (f(x + h e_k) − f(x − h e_k)) / 2h` |
 //! | [`cholesky`] | lower `L` with `L Lᵀ = A` (dense) |
 //! | [`cholesky_solve`] / [`cholesky_logdet`] | `(L Lᵀ)⁻¹ b` / `2 Σ ln L_ii` |
@@ -69,6 +70,7 @@
 //! | [`remix_frobenius_batch`] | `‖Σ − S‖_F² − ‖S‖_F²`, `S = VᵀV/B`, by the matvec formula |
 //! | [`remix_cov_vjp`] | `ū, w̄, ā, λ̄` from `Σ̄ = ∂f/∂Σ` |
 //! | `remix_*_grad` | `r̄, ū, w̄, ā, λ̄` of each REMIX objective ([`RemixGrads`]) |
+//! | `remix_*_kalman` | the same values and gradients in O(d log d): Kalman filter on sorted anchors + its adjoint |
 //! | [`remix_sample`] | `√u ⊙ ε₁ + w ⊙ ζ(ε₂)` |
 //! | [`laplace_cdf`] / [`laplace_pdf`] | `F(x) = ½eˣ (x ≤ 0), 1 − ½e⁻ˣ (x > 0)` / `f = F′ = ½e^{−abs(x)}` |
 //! | [`soft_topk_threshold`] | `b` with `Σ_i F((r_i − b)/α) = k` (closed form after a sort) |
@@ -81,10 +83,12 @@
 
 mod compare;
 mod covariance;
+mod covariance_kalman;
 mod elementwise;
 mod fft;
 mod index;
 mod laplace;
+mod laplace_sweep;
 mod layout;
 mod matmul;
 mod optim;
@@ -107,6 +111,11 @@ pub use covariance::{
     remix_mahalanobis_grad, remix_nll, remix_nll_grad, remix_sample, remix_solve, remix_solve_grad,
     OuPrecision, RemixGrads, OU_ONE_MINUS_RHO2_FLOOR,
 };
+pub use covariance_kalman::{
+    remix_logdet_grad_kalman, remix_logdet_kalman, remix_mahalanobis_grad_kalman,
+    remix_mahalanobis_kalman, remix_nll_grad_kalman, remix_nll_kalman, remix_solve_grad_kalman,
+    remix_solve_kalman, remix_tie_mean_kalman, with_device_tie_floor,
+};
 pub use elementwise::{binary, binary_scalar, unary, unary_scalar};
 pub use fft::rfft;
 pub use index::{gather, index_add, index_select, scatter_add};
@@ -114,6 +123,7 @@ pub use laplace::{
     finite_diff, laplace_apply, laplace_apply_grad, laplace_gram, laplace_gram_grad,
     laplace_kernel, LaplaceGrads, LaplaceGramGrads,
 };
+pub use laplace_sweep::{laplace_apply_grad_sweep, laplace_apply_sweep, laplace_gram_grad_sweep};
 pub use layout::{broadcast_to, concat, permute, reshape, slice, transpose};
 pub use matmul::matmul;
 pub use optim::adam_step;

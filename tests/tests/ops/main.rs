@@ -15,6 +15,7 @@ mod long_loops;
 mod matmul;
 mod optim;
 mod reduce;
+mod scale;
 mod scan;
 mod softmax;
 mod softtopk;
