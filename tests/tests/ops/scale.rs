@@ -526,3 +526,28 @@ fn reductions_right_past_2_22() {
         Err(lapis_ops::LapisError::SizeOverLimit { .. })
     ));
 }
+
+/// Matmul with a long inner dimension (cubek-matmul on lavapipe kept 25 % of a 2^20-term dot
+/// product, issue 10's audit): split in blocks of 2^16 now. Positive terms, f32 sums over
+/// ≤ 2^16 terms then ≤ 64 blocks: within 1e-5 relative (measured ≈ 2e-6). Softmax of a row
+/// of 2^22 + 1 (its long-row path runs on the reductions) sums to 1 within 1e-5.
+#[test]
+fn long_inner_dimensions() {
+    let dev = device();
+    for k in [(1usize << 17) + 1, (1 << 20) + 3, (1 << 22) + 1] {
+        let a = values(k, true, 1).data;
+        let b = values(k, true, 2).data;
+        let want: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        let ta = up1(&dev, &a).reshape(&[1, k]).unwrap();
+        let tb = up1(&dev, &b).reshape(&[k, 1]).unwrap();
+        let got = host(&lapis_ops::matmul(&ta, &tb).unwrap())[0];
+        let e = (got - want).abs() / want;
+        let sm: f64 = host(&lapis_ops::softmax(&ta, 1).unwrap()).iter().sum();
+        eprintln!(
+            "K = {k}: matmul rel err {e:.2e}, softmax Σ − 1 = {:.2e}",
+            sm - 1.0
+        );
+        assert!(e <= 1e-5, "matmul K = {k}: {e:e}");
+        assert!((sm - 1.0).abs() <= 1e-5, "softmax row {k}: Σ = {sm}");
+    }
+}
