@@ -20,6 +20,16 @@
 //! The backward recomputes the sweeps instead of saving them (memory O(N·c) either way).
 //! Phased (complex) λ = a + i·b, `a > 0`: [`laplace_apply_phased`] and
 //! [`laplace_apply_phased_backward`] (same sweeps in complex arithmetic; conventions there).
+//!
+//! **Accuracy at scale.** The sweeps are anchored decay scans ([`crate::decay_scan`]):
+//! every long-range decay is one `exp` of a coordinate difference, never a product of
+//! rounded per-gap decays, so the componentwise error `|Δy_j| / Σ_i |K_ji v_i|` is
+//! O(32·⌈log₃₂ N⌉·ε) at any N (measured ≤ 4e-6 up to 2^24 + 2^24 anchors; the product chain
+//! it replaced reached 1.6e-1 at 2^22). **Coordinates** are f32: the result is the operator
+//! for the f32-rounded anchors; rounding moves an anchor by ≤ ε|z|, a relative change of
+//! ≤ λ·ε·max|z| per kernel entry whatever n. Beyond ~2^23 anchors per binade, anchors
+//! collide into exact ties, which are handled exactly (sources before targets,
+//! `sign(0) = 0`). Center and scale coordinates so that λ·max|z| stays small.
 
 use lapis_kernels::laplace as k;
 

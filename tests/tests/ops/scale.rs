@@ -247,7 +247,8 @@ fn largest_n() -> usize {
 }
 
 /// At the largest n: forward (real, phased) and gradients within the bound, and within 4×
-/// of the same measure at n = 2^12 (accuracy flat in n).
+/// of the same measure at n = 2^12 (accuracy flat in n). Positive values: the case where
+/// rounding errors add up instead of cancelling (signed data measure far below ε here).
 #[test]
 fn error_flat_in_n_up_to_the_largest() {
     let big = largest_n();
@@ -259,15 +260,15 @@ fn error_flat_in_n_up_to_the_largest() {
         ),
         (
             "phased forward",
-            forward_error(1 << 12, (1.0, 6.0), false, 8),
-            forward_error(big, (1.0, 6.0), false, 8),
+            forward_error(1 << 12, (1.0, 6.0), true, 8),
+            forward_error(big, (1.0, 6.0), true, 8),
         ),
         (
             "real gradients",
-            gradient_error(1 << 12, (1.0, 0.0), false, 9)
+            gradient_error(1 << 12, (1.0, 0.0), true, 9)
                 .into_iter()
                 .fold(0.0, f64::max),
-            gradient_error(big, (1.0, 0.0), false, 9)
+            gradient_error(big, (1.0, 0.0), true, 9)
                 .into_iter()
                 .fold(0.0, f64::max),
         ),
