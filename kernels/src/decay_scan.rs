@@ -29,6 +29,11 @@
 //! each aggregate is stored. Decays across a segment boundary are 0. Tie kind
 //! (`tie = true`): `f(δ) = [δ = 0]` — the mass of the elements tied with k (no moment).
 //!
+//! Split coordinates (`with_lo`): each coordinate is `z + z_lo` (an f64 value as two f32s,
+//! `lapis_ops::split_f64`); distances are `(z_k − z_i) + (lo_k − lo_i)`, so anchors closer
+//! than the f32 spacing of their magnitude stay apart (10⁹ anchors in one range, or time
+//! stamps far from 0).
+//!
 //! Extra factors (`with_q`): the decay into element k (from its predecessor in scan order)
 //! is `f(δ)·q_k`, so the weight of `u_i` in `h_k` is `f(|z_k − z_i|)·Π q_j` over the
 //! elements after i up to k. The coordinate part stays one `exp`; the `q` products are
@@ -48,6 +53,16 @@ fn seg_of(seg: &Array<u32>, k: u32, seg_len: u32, #[comptime] seg_from_len: bool
         k / seg_len
     } else {
         seg[k as usize]
+    }
+}
+
+/// `|z_k − z_p|` from (hi, lo) pairs (lo ignored without `with_lo`).
+#[cube]
+fn dist(zk: f32, lk: f32, zp: f32, lp: f32, #[comptime] with_lo: bool) -> f32 {
+    if comptime![with_lo] {
+        ((zk - zp) + (lk - lp)).abs()
+    } else {
+        (zk - zp).abs()
     }
 }
 
@@ -71,6 +86,7 @@ fn decay(delta: f32, r: f32, #[comptime] tie: bool) -> f32 {
 #[allow(clippy::too_many_arguments)]
 fn local_pass(
     z: &Array<f32>,
+    z_lo: &Array<f32>,
     seg: &Array<u32>,
     rate: &Array<f32>,
     q_in: &Array<f32>,
@@ -86,6 +102,7 @@ fn local_pass(
     carry_h: f32,
     carry_g: f32,
     carry_z: f32,
+    carry_lo: f32,
     carry_seg: u32,
     has_carry: bool,
     last_at: u32,
@@ -95,11 +112,13 @@ fn local_pass(
     #[comptime] seg_from_len: bool,
     #[comptime] ug_zero: bool,
     #[comptime] with_q: bool,
+    #[comptime] with_lo: bool,
     #[comptime] write: bool,
 ) {
     let mut h = 0.0f32;
     let mut g = 0.0f32;
     let mut zp = 0.0f32;
+    let mut lp = 0.0f32;
     let mut sp = 0u32;
     // Running product of the extra factors from the chunk's first element to k.
     let mut qq = 1.0f32;
@@ -110,6 +129,10 @@ fn local_pass(
             k = end - 1 - i;
         }
         let zk = z[k as usize];
+        let mut lk = 0.0f32;
+        if comptime![with_lo] {
+            lk = z_lo[k as usize];
+        }
         let sk = seg_of(seg, k, seg_len, seg_from_len);
         let r = rate[sk as usize];
         let q = (k * c + ch) as usize;
@@ -127,7 +150,7 @@ fn local_pass(
             h = uk;
             g = ugk;
         } else {
-            let delta = (zk - zp).abs();
+            let delta = dist(zk, lk, zp, lp, with_lo);
             let f = decay(delta, r, tie) * qk;
             if comptime![moment] {
                 let moved = select(f > 0.0f32, f * (g + delta * h), 0.0f32);
@@ -136,12 +159,13 @@ fn local_pass(
             h = f * h + uk;
         }
         zp = zk;
+        lp = lk;
         sp = sk;
         if comptime![write] {
             let mut oh = h;
             let mut og = g;
             if has_carry && sk == carry_seg {
-                let delta = (zk - carry_z).abs();
+                let delta = dist(zk, lk, carry_z, carry_lo, with_lo);
                 let f = decay(delta, r, tie) * qq;
                 oh += f * carry_h;
                 if comptime![moment] {
@@ -169,12 +193,14 @@ fn local_pass(
 #[allow(clippy::too_many_arguments, clippy::collapsible_if)]
 pub fn dscan_aggregate_kernel(
     z: &Array<f32>,
+    z_lo: &Array<f32>,
     seg: &Array<u32>,
     rate: &Array<f32>,
     q_in: &Array<f32>,
     u: &Array<f32>,
     ug: &Array<f32>,
     agg_z: &mut Array<f32>,
+    agg_zlo: &mut Array<f32>,
     agg_seg: &mut Array<u32>,
     agg_q: &mut Array<f32>,
     agg_h: &mut Array<f32>,
@@ -190,6 +216,7 @@ pub fn dscan_aggregate_kernel(
     #[comptime] seg_from_len: bool,
     #[comptime] ug_zero: bool,
     #[comptime] with_q: bool,
+    #[comptime] with_lo: bool,
 ) {
     let unit = ABSOLUTE_POS as u32;
     if unit >= num_chunks * c {
@@ -201,6 +228,7 @@ pub fn dscan_aggregate_kernel(
     let end = min(start + chunk, n);
     local_pass(
         z,
+        z_lo,
         seg,
         rate,
         q_in,
@@ -216,6 +244,7 @@ pub fn dscan_aggregate_kernel(
         0.0f32,
         0.0f32,
         0.0f32,
+        0.0f32,
         0u32,
         false,
         unit,
@@ -225,6 +254,7 @@ pub fn dscan_aggregate_kernel(
         seg_from_len,
         ug_zero,
         with_q,
+        with_lo,
         false,
     );
     if comptime![with_q] {
@@ -242,6 +272,9 @@ pub fn dscan_aggregate_kernel(
             last = start;
         }
         agg_z[p as usize] = z[last as usize];
+        if comptime![with_lo] {
+            agg_zlo[p as usize] = z_lo[last as usize];
+        }
         agg_seg[p as usize] = seg_of(seg, last, seg_len, seg_from_len);
     }
 }
@@ -253,12 +286,14 @@ pub fn dscan_aggregate_kernel(
 #[allow(clippy::too_many_arguments)]
 pub fn dscan_apply_kernel(
     z: &Array<f32>,
+    z_lo: &Array<f32>,
     seg: &Array<u32>,
     rate: &Array<f32>,
     q_in: &Array<f32>,
     u: &Array<f32>,
     ug: &Array<f32>,
     top_z: &Array<f32>,
+    top_zlo: &Array<f32>,
     top_seg: &Array<u32>,
     top_h: &Array<f32>,
     top_g: &Array<f32>,
@@ -275,6 +310,7 @@ pub fn dscan_apply_kernel(
     #[comptime] seg_from_len: bool,
     #[comptime] ug_zero: bool,
     #[comptime] with_q: bool,
+    #[comptime] with_lo: bool,
     #[comptime] has_top: bool,
 ) {
     let unit = ABSOLUTE_POS as u32;
@@ -289,6 +325,7 @@ pub fn dscan_apply_kernel(
     let mut ch_h = 0.0f32;
     let mut ch_g = 0.0f32;
     let mut ch_z = 0.0f32;
+    let mut ch_lo = 0.0f32;
     let mut ch_s = 0u32;
     if comptime![has_top] {
         let mut q = p;
@@ -307,11 +344,15 @@ pub fn dscan_apply_kernel(
                 ch_g = top_g[(q * c + ch) as usize];
             }
             ch_z = top_z[q as usize];
+            if comptime![with_lo] {
+                ch_lo = top_zlo[q as usize];
+            }
             ch_s = top_seg[q as usize];
         }
     }
     local_pass(
         z,
+        z_lo,
         seg,
         rate,
         q_in,
@@ -327,6 +368,7 @@ pub fn dscan_apply_kernel(
         ch_h,
         ch_g,
         ch_z,
+        ch_lo,
         ch_s,
         has_carry,
         0u32,
@@ -336,6 +378,7 @@ pub fn dscan_apply_kernel(
         seg_from_len,
         ug_zero,
         with_q,
+        with_lo,
         true,
     );
 }

@@ -84,6 +84,7 @@ fn next_decay_im(z: &Array<f32>, k: u32, total: u32, a: f32, b: f32) -> f32 {
 #[allow(clippy::too_many_arguments)]
 pub fn laplace_gather_kernel(
     z: &Array<f32>,
+    z_lo: &Array<f32>,
     perm: &Array<u32>,
     l: &Array<f32>,
     q: &Array<f32>,
@@ -92,6 +93,7 @@ pub fn laplace_gather_kernel(
     total: u32,
     c: u32,
     lambda: f32,
+    #[comptime] with_lo: bool,
 ) {
     let unit = ABSOLUTE_POS as u32;
     if unit >= total * c {
@@ -103,7 +105,14 @@ pub fn laplace_gather_kernel(
     if p >= n_src {
         let mut r = 0.0f32;
         if k + 1 < total {
-            r = next_decay(z, k, total, lambda) * q[(unit + c) as usize];
+            let mut dn = next_decay(z, k, total, lambda);
+            if comptime![with_lo] {
+                // Split coordinates: the gap is (hi + lo) − (hi + lo).
+                let k1 = (k + 1) as usize;
+                let gap = (z[k1] - z[k as usize]) + (z_lo[k1] - z_lo[k as usize]);
+                dn = (-(lambda * gap)).exp();
+            }
+            r = dn * q[(unit + c) as usize];
         }
         y[((p - n_src) * c + ch) as usize] = l[unit as usize] + r;
     }

@@ -48,6 +48,9 @@ pub struct DecayScan<'a> {
     pub moment: bool,
     /// `f(δ) = [δ = 0]` instead of `e^{−rδ}` (no moment).
     pub tie: bool,
+    /// Low parts of split coordinates (`z + z_lo`, f32 `[N]`, see [`crate::split_f64`]):
+    /// distances become `(z_k − z_i) + (lo_k − lo_i)`. `None`: plain f32 coordinates.
+    pub coords_lo: Option<&'a Tensor>,
     /// Extra factors `q [N]` (f32): the decay into element k from its predecessor in scan
     /// order becomes `f(δ)·q_k` (see `lapis_kernels::decay_scan`). `None`: all 1.
     pub factors: Option<&'a Tensor>,
@@ -56,6 +59,8 @@ pub struct DecayScan<'a> {
 /// Real rates and segments of one level.
 struct Level<'a> {
     z: &'a Tensor,
+    /// Low parts of split coordinates.
+    zlo: Option<&'a Tensor>,
     /// Extra factors of this level (`None`: none).
     q: Option<&'a Tensor>,
     /// Stored segment ids (levels above the first), else `⌊k / seg_len⌋`.
@@ -92,6 +97,8 @@ fn scan_level(
     let ug_t = ug.unwrap_or(u);
     let with_q = lv.q.is_some();
     let q_t = lv.q.unwrap_or(lv.z);
+    let with_lo = lv.zlo.is_some();
+    let zlo_t = lv.zlo.unwrap_or(lv.z);
     let (n32, c32, ch32, p32, sl32) = (
         n as u32,
         c as u32,
@@ -102,6 +109,7 @@ fn scan_level(
     let (reverse, tie) = (spec.reverse, spec.tie);
     let top = if p > 1 {
         let agg_z = Tensor::empty(OP, dev, &[p], DType::F32)?;
+        let agg_zlo = Tensor::empty(OP, dev, &[if with_lo { p } else { 1 }], DType::F32)?;
         let agg_seg = Tensor::empty(OP, dev, &[p], DType::U32)?;
         let agg_h = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
         let agg_q = Tensor::empty(OP, dev, &[if with_q { p } else { 1 }], DType::F32)?;
@@ -112,12 +120,14 @@ fn scan_level(
         };
         launch_1d!(dev, p * c, k::dscan_aggregate_kernel, |client, R| (
             arr::<R>(lv.z),
+            arr::<R>(zlo_t),
             arr::<R>(seg),
             arr::<R>(spec.rate),
             arr::<R>(q_t),
             arr::<R>(u),
             arr::<R>(ug_t),
             arr::<R>(&agg_z),
+            arr::<R>(&agg_zlo),
             arr::<R>(&agg_seg),
             arr::<R>(&agg_q),
             arr::<R>(&agg_h),
@@ -133,30 +143,34 @@ fn scan_level(
             seg_from_len,
             ug_zero,
             with_q,
+            with_lo,
         ));
         let up = Level {
             z: &agg_z,
+            zlo: with_lo.then_some(&agg_zlo),
             q: with_q.then_some(&agg_q),
             seg: Some(&agg_seg),
         };
         let (th, tg) = scan_level(up, &agg_h, moment.then_some(&agg_g), c, spec)?;
-        Some((agg_z, agg_seg, th, tg))
+        Some((agg_z, agg_zlo, agg_seg, th, tg))
     } else {
         None
     };
     let has_top = top.is_some();
-    let (tz, ts, th, tg) = match &top {
-        Some((z, s, h, g)) => (z, s, h, g.as_ref().unwrap_or(h)),
-        None => (lv.z, seg, u, u),
+    let (tz, tzlo, ts, th, tg) = match &top {
+        Some((z, zl, s, h, g)) => (z, zl, s, h, g.as_ref().unwrap_or(h)),
+        None => (lv.z, zlo_t, seg, u, u),
     };
     launch_1d!(dev, p * c, k::dscan_apply_kernel, |client, R| (
         arr::<R>(lv.z),
+        arr::<R>(zlo_t),
         arr::<R>(seg),
         arr::<R>(spec.rate),
         arr::<R>(q_t),
         arr::<R>(u),
         arr::<R>(ug_t),
         arr::<R>(tz),
+        arr::<R>(tzlo),
         arr::<R>(ts),
         arr::<R>(th),
         arr::<R>(tg),
@@ -173,6 +187,7 @@ fn scan_level(
         seg_from_len,
         ug_zero,
         with_q,
+        with_lo,
         has_top,
     ));
     Ok((out_h, moment.then_some(out_g)))
@@ -274,8 +289,19 @@ pub fn decay_scan(
             ));
         }
     }
+    if let Some(lo) = spec.coords_lo {
+        validate::same_device(OP, z, lo)?;
+        if lo.dtype() != DType::F32 || lo.shape() != z.shape() {
+            return Err(LapisError::shape(
+                OP,
+                lo.shape(),
+                format!("low coordinate parts must be f32 [{n}] like the coordinates"),
+            ));
+        }
+    }
     let level = Level {
         z,
+        zlo: spec.coords_lo,
         q: spec.factors,
         seg: None,
     };
@@ -425,4 +451,31 @@ pub fn decay_scan_complex(
         Ok((x.0.reshape(ur.shape())?, x.1.reshape(ur.shape())?))
     };
     Ok((back(h)?, g.map(back).transpose()?))
+}
+
+/// Splits f64 values into two f32 tensors `(hi, lo)` with `hi = x as f32` and
+/// `lo = (x − hi) as f32`, so that `hi + lo` carries ≈ 48 bits: coordinates closer than the
+/// f32 spacing of their magnitude stay distinct (see [`crate::laplace_apply_split`]).
+pub fn split_f64(dev: &crate::Device, x: &[f64]) -> Result<(Tensor, Tensor)> {
+    if let Some(bad) = x
+        .iter()
+        .find(|v| !v.is_finite() || v.abs() > f32::MAX as f64)
+    {
+        return Err(LapisError::invalid(
+            "split_f64",
+            "x",
+            bad,
+            "must be finite and within the f32 range",
+        ));
+    }
+    let hi: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let lo: Vec<f32> = x
+        .iter()
+        .zip(&hi)
+        .map(|(&v, &h)| (v - h as f64) as f32)
+        .collect();
+    Ok((
+        Tensor::from_slice(dev, &[x.len()], &hi)?,
+        Tensor::from_slice(dev, &[x.len()], &lo)?,
+    ))
 }

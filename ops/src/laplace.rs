@@ -29,7 +29,9 @@
 //! for the f32-rounded anchors; rounding moves an anchor by ≤ ε|z|, a relative change of
 //! ≤ λ·ε·max|z| per kernel entry whatever n. Beyond ~2^23 anchors per binade, anchors
 //! collide into exact ties, which are handled exactly (sources before targets,
-//! `sign(0) = 0`). Center and scale coordinates so that λ·max|z| stays small.
+//! `sign(0) = 0`). Center and scale coordinates so that λ·max|z| stays small, or pass
+//! **split anchors** (two f32s per anchor, ≈ 48 bits: [`crate::split_f64`] and
+//! [`laplace_apply_split`], forward only) when anchors must stay distinct beyond f32.
 
 use lapis_kernels::laplace as k;
 
@@ -132,23 +134,28 @@ struct Sweeps {
 
 /// Sorts the merged anchors and scatters the source values: `(z, perm, u [N, c])`.
 fn merge(src: &Tensor, tgt: &Tensor, vals: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    const OP: &str = "laplace_apply";
-    let (n, m) = (src.numel(), tgt.numel());
-    let c = vals.numel() / n;
-    let total = n + m;
-    let dev = src.device();
     let (z, perm) = crate::argsort(&crate::concat(&[src, tgt], 0)?)?;
+    let u = scatter_values(&perm, src.numel(), vals)?;
+    Ok((z, perm, u))
+}
+
+/// `u [N, c]`: the source values in merged order (`perm[k] < n`), 0 at targets.
+fn scatter_values(perm: &Tensor, n: usize, vals: &Tensor) -> Result<Tensor> {
+    const OP: &str = "laplace_apply";
+    let total = perm.numel();
+    let c = vals.numel() / n;
+    let dev = perm.device();
     let u = Tensor::empty(OP, dev, &[total, c], DType::F32)?;
     let (n32, t32, c32) = (n as u32, total as u32, c as u32);
     launch_1d!(dev, total * c, k::laplace_scatter_kernel, |client, R| (
-        arr::<R>(&perm),
+        arr::<R>(perm),
         arr::<R>(vals),
         arr::<R>(&u),
         n32,
         t32,
         c32,
     ));
-    Ok((z, perm, u))
+    Ok(u)
 }
 
 /// One rate `λ` as a device tensor `[1]` (uploaded, never read back).
@@ -174,6 +181,7 @@ fn sweeps(
         moment: moment && !tie,
         tie,
         factors: None,
+        coords_lo: None,
     };
     let (l, gl) = decay_scan(&z, &u, &spec(false, false))?;
     let (q, gq) = decay_scan(&z, &u, &spec(true, false))?;
@@ -194,7 +202,21 @@ fn sweeps(
 }
 
 fn gather(sw: &Sweeps, n: usize, m: usize, c: usize, shape: &[usize]) -> Result<Tensor> {
+    gather_lo(sw, None, n, m, c, shape)
+}
+
+/// [`gather`] with the low parts of split coordinates (sorted order) when given.
+fn gather_lo(
+    sw: &Sweeps,
+    zlo: Option<&Tensor>,
+    n: usize,
+    m: usize,
+    c: usize,
+    shape: &[usize],
+) -> Result<Tensor> {
     let total = n + m;
+    let with_lo = zlo.is_some();
+    let zlo = zlo.unwrap_or(&sw.z);
     let y = Tensor::empty("laplace_apply", sw.l.device(), shape, DType::F32)?;
     let (n32, t32, c32) = (n as u32, total as u32, c as u32);
     launch_1d!(
@@ -203,6 +225,7 @@ fn gather(sw: &Sweeps, n: usize, m: usize, c: usize, shape: &[usize]) -> Result<
         k::laplace_gather_kernel,
         |client, R| (
             arr::<R>(&sw.z),
+            arr::<R>(zlo),
             arr::<R>(&sw.perm),
             arr::<R>(&sw.l),
             arr::<R>(&sw.q),
@@ -211,6 +234,7 @@ fn gather(sw: &Sweeps, n: usize, m: usize, c: usize, shape: &[usize]) -> Result<
             t32,
             c32,
             sw.lambda,
+            with_lo,
         )
     );
     Ok(y)
@@ -265,6 +289,74 @@ pub fn laplace_apply(s: &Tensor, t: &Tensor, v: &Tensor, lambda: f32) -> Result<
     let sw = sweeps(s, t, v, lambda, false, false)?;
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
     gather(&sw, n, m, c, &shape)
+}
+
+/// [`laplace_apply`] for **split anchors**: each anchor is `hi + lo`, two f32 tensors of one
+/// shape (from [`crate::split_f64`]: `hi` the f32 rounding of an f64 value, `lo` the rest),
+/// so anchors closer than the f32 spacing of their magnitude stay distinct — ≈ 48 bits of
+/// position instead of 24 (10⁹ anchors in one range; time stamps far from 0). The merged
+/// anchors are sorted by `(hi, lo)` (two stable argsorts), and every distance is
+/// `(hi_k − hi_i) + (lo_k − lo_i)`. Forward only (no gradients for split anchors yet).
+///
+/// `lo` must be the residual of round-to-nearest (`|lo| ≤ ½ ulp(hi)`, as `split_f64` gives);
+/// other splits of the same value order wrongly. This is not checked on the device.
+pub fn laplace_apply_split(
+    s: (&Tensor, &Tensor),
+    t: (&Tensor, &Tensor),
+    v: &Tensor,
+    lambda: f32,
+) -> Result<Tensor> {
+    const OP: &str = "laplace_apply_split";
+    let (n, m, c) = check(OP, s.0, t.0, v, lambda)?;
+    for (name, hi, lo) in [("sources_lo", s.0, s.1), ("targets_lo", t.0, t.1)] {
+        crate::validate::same_device(OP, hi, lo)?;
+        if lo.shape() != hi.shape() || lo.dtype() != DType::F32 {
+            return Err(LapisError::ShapeMismatch {
+                op: OP,
+                lhs: hi.shape().to_vec(),
+                rhs: lo.shape().to_vec(),
+            });
+        }
+        if crate::validate::count_nonfinite(lo)? > 0.0 {
+            return Err(LapisError::invalid(
+                OP,
+                name,
+                "non-finite entries",
+                "coordinates must be finite",
+            ));
+        }
+    }
+    let hi = crate::concat(&[s.0, t.0], 0)?;
+    let lo = crate::concat(&[s.1, t.1], 0)?;
+    // Lexicographic (hi, lo) order: stable by lo, then stable by hi.
+    let (_, p1) = crate::argsort(&lo)?;
+    let (z, p2) = crate::argsort(&crate::index::take_rows_unchecked(&hi, &p1)?)?;
+    let perm = crate::index::take_rows_unchecked(&p1, &p2)?;
+    let zlo = crate::index::take_rows_unchecked(&lo, &perm)?;
+    let u = scatter_values(&perm, n, v)?;
+    let r = rate(s.0.device(), lambda)?;
+    let spec = |reverse: bool| DecayScan {
+        rate: &r,
+        seg_len: n + m,
+        reverse,
+        moment: false,
+        tie: false,
+        factors: None,
+        coords_lo: Some(&zlo),
+    };
+    let (l, _) = decay_scan(&z, &u, &spec(false))?;
+    let (q, _) = decay_scan(&z, &u, &spec(true))?;
+    let sw = Sweeps {
+        z,
+        perm,
+        lambda,
+        l,
+        q,
+        tie_mass: None,
+        moments: None,
+    };
+    let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    gather_lo(&sw, Some(&zlo), n, m, c, &shape)
 }
 
 /// Gram mode `y = K(x, x) v`.
@@ -351,6 +443,7 @@ fn phased_sweeps(
             moment: false,
             tie: true,
             factors: None,
+            coords_lo: None,
         };
         Some((decay_scan(&z, &ur, &spec)?.0, decay_scan(&z, &ui, &spec)?.0))
     } else {

@@ -81,7 +81,7 @@ pub use covariance::{
 };
 pub use creation::{arange, fill, normal, ones, uniform, zeros};
 pub use cubecl;
-pub use decay_scan::{decay_scan, decay_scan_complex, DecayScan};
+pub use decay_scan::{decay_scan, decay_scan_complex, split_f64, DecayScan};
 pub use device::{list_devices, Device, DeviceInfo, DeviceKind};
 pub use dtype::{DType, Element};
 pub use elementwise::{
@@ -99,7 +99,7 @@ pub use kinds::{BinaryOp, ReduceOp, UnaryOp};
 pub use lapis_kernels;
 pub use laplace::{
     laplace_apply, laplace_apply_backward, laplace_apply_phased, laplace_apply_phased_backward,
-    laplace_gram, laplace_gram_backward, LaplaceGrads,
+    laplace_apply_split, laplace_gram, laplace_gram_backward, LaplaceGrads,
 };
 pub use layout::{
     broadcast_to, broadcast_to_backward, concat, concat_backward, copy, permute, permute_backward,

@@ -96,6 +96,7 @@ impl Scanned {
             moment,
             tie: false,
             factors: None,
+            coords_lo: None,
         };
         crate::decay_scan(&self.o, u, &spec)
     }

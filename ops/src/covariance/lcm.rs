@@ -370,6 +370,7 @@ impl LaplaceCovariance {
             moment: false,
             tie: false,
             factors: q,
+            coords_lo: None,
         };
         Ok(crate::decay_scan(&self.xs, x, &spec)?.0)
     }

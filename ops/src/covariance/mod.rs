@@ -238,6 +238,7 @@ impl OuCovariance {
             moment: false,
             tie: false,
             factors: None,
+            coords_lo: None,
         };
         let zeta = crate::decay_scan(&self.xs, &u, &spec)?.0;
         let v = crate::mul(&zeta, &self.sigma_sorted.reshape(&[self.d, 1])?)?;

@@ -552,3 +552,55 @@ fn long_inner_dimensions() {
         assert!((sm - 1.0).abs() <= 1e-5, "softmax row {k}: Σ = {sm}");
     }
 }
+
+/// Split (f64-like) anchors, `laplace_apply_split`: time stamps in [1000, 1010) with
+/// λ = 100, where f32 anchors are 6.1e-5 apart (2^24 anchors collapse onto 163 840 f32
+/// values) and their rounding alone moves kernel entries by up to λ·3e-5 = 3e-3. Against the
+/// f64 reference on the unrounded anchors: split anchors within 1e-5 componentwise at
+/// n = 2^12, 2^20 and 2^24 (positive values); plain f32 anchors shown for contrast (and
+/// checked to be worse than 1e-4, which is why the split form exists).
+#[test]
+fn split_anchors_resolve_what_f32_cannot() {
+    let dev = device();
+    for log_n in [12usize, 20, 24] {
+        let n = 1 << log_n;
+        let s: Vec<f64> = uniform01(n, 31).iter().map(|u| 1000.0 + 10.0 * u).collect();
+        let t: Vec<f64> = uniform01(n, 32).iter().map(|u| 1000.0 + 10.0 * u).collect();
+        let v = values(n, true, 33);
+        let lam = 100.0;
+        let (want, _) = r::laplace_apply_sweep(&s, &t, &v, (lam, 0.0));
+        let (sh, sl) = lapis_ops::split_f64(&dev, &s).unwrap();
+        let (th, tl) = lapis_ops::split_f64(&dev, &t).unwrap();
+        let dv = upload(&dev, &v);
+        let y = lapis_ops::laplace_apply_split((&sh, &sl), (&th, &tl), &dv, lam as f32).unwrap();
+        let e_split = componentwise(&host(&y), &want.data, &want.data);
+        let y32 = lapis_ops::laplace_apply(&sh, &th, &dv, lam as f32).unwrap();
+        let e_f32 = componentwise(&host(&y32), &want.data, &want.data);
+        eprintln!("split anchors n = 2^{log_n}: split {e_split:.2e}, f32 anchors {e_f32:.2e}");
+        assert!(
+            e_split <= BOUND,
+            "split anchors, n = 2^{log_n}: {e_split:e}"
+        );
+        assert!(e_f32 > 1e-4, "f32 anchors unexpectedly accurate: {e_f32:e}");
+    }
+}
+
+/// Split anchors: typed errors for a mismatched low part and for values `split_f64` cannot
+/// represent.
+#[test]
+fn split_anchor_errors() {
+    let dev = device();
+    let (h, l) = lapis_ops::split_f64(&dev, &[0.0, 1.0, 2.0]).unwrap();
+    let short = up1(&dev, &[0.0, 0.0]);
+    let v = up1(&dev, &[1.0, 1.0, 1.0]);
+    assert!(matches!(
+        lapis_ops::laplace_apply_split((&h, &short), (&h, &l), &v, 1.0),
+        Err(lapis_ops::LapisError::ShapeMismatch { .. })
+    ));
+    for bad in [f64::NAN, f64::INFINITY, 1e300] {
+        assert!(matches!(
+            lapis_ops::split_f64(&dev, &[0.0, bad]),
+            Err(lapis_ops::LapisError::InvalidArgument { name: "x", .. })
+        ));
+    }
+}
