@@ -15,10 +15,10 @@
 //! any two coordinates combine with one `exp` of their distance.
 //!
 //! **Hierarchy.** A level cuts its sequence into chunks of `C` ([`DSCAN_CHUNK`]):
-//! [`dscan_aggregate_kernel`] scans each chunk locally and writes the state at the chunk's
+//! [`dscan_aggregate_kernel()`] scans each chunk locally and writes the state at the chunk's
 //! last element (in scan order) together with that element's coordinate and segment — a new
 //! sequence `P = ⌈N/C⌉` long, scanned recursively by the host in the same way; then
-//! [`dscan_apply_kernel`] rescans each chunk locally and adds the neighbouring chunk's
+//! [`dscan_apply_kernel()`] rescans each chunk locally and adds the neighbouring chunk's
 //! inclusive state moved by `f(|z_k − Z_q|)`. The old formulation multiplied up to `N`
 //! independently rounded `e^{−rΔ}` (error ∝ N·ε); here every term reaches its output
 //! through at most `C` local factors per level and one coordinate-computed factor per
@@ -496,7 +496,7 @@ fn clocal_pass(
     }
 }
 
-/// Complex level pass 1 (see [`dscan_aggregate_kernel`]): the state `(h, g)` at each
+/// Complex level pass 1 (see [`dscan_aggregate_kernel()`]): the state `(h, g)` at each
 /// chunk's last element (planar `[P, c]` arrays), `agg_z[p]` its coordinate.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
@@ -542,7 +542,7 @@ pub fn cdscan_aggregate_kernel(
     }
 }
 
-/// Complex level pass 2 (see [`dscan_apply_kernel`]); `top_*` are the scanned aggregates.
+/// Complex level pass 2 (see [`dscan_apply_kernel()`]); `top_*` are the scanned aggregates.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn cdscan_apply_kernel(

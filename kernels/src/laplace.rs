@@ -4,7 +4,7 @@
 //! The caller argsorts the merged anchors `z = [s; t]` stably (sources before targets at
 //! ties) and these kernels work on the sorted sequence `z_0 ≤ … ≤ z_{N−1}`, `N = n + m`,
 //! with `perm[k] < n` for source `perm[k]` and `perm[k] − n` for a target:
-//! - [`laplace_scatter_kernel`]: `u[k, :] = V[perm[k], :]` at sources, 0 at targets.
+//! - [`laplace_scatter_kernel()`]: `u[k, :] = V[perm[k], :]` at sources, 0 at targets.
 //! - The sweeps are anchored decay scans ([`crate::decay_scan`], every decay computed from
 //!   coordinates): `L_k = Σ_{i ≤ k} e^{−λ(z_k − z_i)} u_i`,
 //!   `Q_k = Σ_{i ≥ k} e^{−λ(z_i − z_k)} u_i` (then `R_k = e^{−λ(z_{k+1} − z_k)} Q_{k+1}`, the
@@ -12,8 +12,8 @@
 //!   position k) and the first moments `gL_k = Σ_{i ≤ k} (z_k − z_i) e^{…} u_i`,
 //!   `gQ_k = Σ_{i ≥ k} (z_i − z_k) e^{…} u_i`, so that
 //!   `gL_k + gQ_k = Σ_i |z_k − s_i| e^{−λ|z_k − s_i|} u_i`.
-//! - [`laplace_gather_kernel`]: `Y[j] = L_k + R_k` at the target's position k.
-//! - [`laplace_weighted_kernel`]: per target, `Σ_c W[j, c]·(L − T − R)[k, c]` (the signed
+//! - [`laplace_gather_kernel()`]: `Y[j] = L_k + R_k` at the target's position k.
+//! - [`laplace_weighted_kernel()`]: per target, `Σ_c W[j, c]·(L − T − R)[k, c]` (the signed
 //!   sum behind ∂/∂t with `sign(0) = 0`: tied sources cancel) and
 //!   `Σ_c W[j, c]·(gL + gQ)[k, c]` (behind ∂/∂λ).
 //!

@@ -11,11 +11,11 @@
 //! because no workgroup ever waits on another (lavapipe gives no forward-progress guarantee
 //! between workgroups, so decoupled look-back is not safe there). A level cuts its sequence
 //! into `P` chunks of `C` elements:
-//! 1. [`scan_aggregate_kernel`]: one unit per (chunk, channel) composes its chunk into one
+//! 1. [`scan_aggregate_kernel()`]: one unit per (chunk, channel) composes its chunk into one
 //!    pair `(D_p, H_p)` = (product of decays, chunk scan from 0);
 //! 2. the host scans the `P` pairs as a sequence of their own (the same two kernels, one
 //!    level up), giving each chunk's inclusive value;
-//! 3. [`scan_apply_kernel`]: one unit per (chunk, channel) rescans its chunk from the
+//! 3. [`scan_apply_kernel()`]: one unit per (chunk, channel) rescans its chunk from the
 //!    neighbouring chunk's value and writes `h`.
 //!
 //! Work O(N·c) (inputs read twice), depth O(C·log_C N). Numerics: every output is reached
@@ -120,7 +120,7 @@ pub fn scan_apply_kernel(
     }
 }
 
-/// Complex level pass 1: like [`scan_aggregate_kernel`] with complex decays `d = dr + i·di`
+/// Complex level pass 1: like [`scan_aggregate_kernel()`] with complex decays `d = dr + i·di`
 /// and values `u = ur + i·ui` (planar real/imaginary arrays).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]

@@ -21,7 +21,7 @@
 //! Phased (complex) λ = a + i·b, `a > 0`: [`laplace_apply_phased`] and
 //! [`laplace_apply_phased_backward`] (same sweeps in complex arithmetic; conventions there).
 //!
-//! **Accuracy at scale.** The sweeps are anchored decay scans ([`crate::decay_scan`]):
+//! **Accuracy at scale.** The sweeps are anchored decay scans ([`crate::decay_scan()`]):
 //! every long-range decay is one `exp` of a coordinate difference, never a product of
 //! rounded per-gap decays, so the componentwise error `|Δy_j| / Σ_i |K_ji v_i|` is
 //! O(32·⌈log₃₂ N⌉·ε) at any N (measured ≤ 4e-6 up to 2^24 + 2^24 anchors; the product chain

@@ -13,7 +13,7 @@
 //! | layout | [`permute`], [`transpose`], [`Tensor::reshape`], [`slice`](fn@slice), [`concat`](fn@concat), [`broadcast_to`] | [`layout`] |
 //! | softmax | [`softmax`](fn@softmax), [`log_softmax`] | [`softmax`](mod@softmax) |
 //! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
-//! | anchored scan | [`decay_scan`], [`decay_scan_complex`] (`h_k = Σ_i e^{−r|z_k − z_i|} u_i` over one side, decays from coordinates: the Laplace and soft top-k sweeps) | [`decay_scan`](mod@decay_scan) |
+//! | anchored scan | [`decay_scan()`], [`decay_scan_complex`] (`h_k = Σ_i e^{−r|z_k − z_i|} u_i` over one side, decays from coordinates: the Laplace and soft top-k sweeps) | [`decay_scan`](mod@decay_scan) |
 //! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
 //! | soft top-k (LapSum) | [`soft_topk`], [`soft_topk_truncated`], [`soft_rank`], [`soft_sort`] and their backward | [`softtopk`] |
 //! | sort | [`argsort`], [`argsort_rows`] (stable radix sort; short rows by an in-workgroup bitonic sort; NaN last) | [`sort`](mod@sort) |

@@ -42,7 +42,7 @@ fn strategy(device: &crate::Device, line_len: usize, lines: usize) -> ReduceStra
 /// returns a wrong value once an axis holds more than ≈ 2^22 scalars per reduction
 /// (measured: `sum_all` of 4 194 303 ones-like values kept 3 % of the sum; of 2^22 values
 /// vectorised by 4 it was right, of 2^24 + 1 wrong again). Longer axes are reduced in two
-/// stages (blocks of [`LONG_AXIS_BLOCK`], then the block results), recursively.
+/// stages (blocks of 4096, then the block results), recursively.
 pub const MAX_REDUCE_AXIS: usize = 1 << 20;
 
 /// Block length of the first stage of a long-axis reduction.

@@ -9,7 +9,7 @@
 //!
 //! The Laplace-kernel sweeps (`specs/laplace-engine.md` §2) do *not* use this scan with
 //! rounded decays `e^{−λΔ_k}`: a product of N rounded exponentials errs by N·ε however it
-//! is grouped. They use [`decay_scan`](crate::decay_scan), which computes every decay from
+//! is grouped. They use [`decay_scan`](crate::decay_scan()), which computes every decay from
 //! coordinates.
 
 use lapis_kernels::scan as k;

@@ -359,7 +359,7 @@ impl LaplaceCovariance {
 
     /// The anchored scan of `x` (`[d]` or `[d, c]`, sorted order) with decays
     /// `e^{−mult·λΔ}·q_k` into each element: the `ρ` part is computed from the anchors (one
-    /// `exp` per distance, never a product of rounded `ρ`s; see [`crate::decay_scan`]), the
+    /// `exp` per distance, never a product of rounded `ρ`s; see [`crate::decay_scan()`]), the
     /// data-dependent part `q` is multiplied as in `linear_scan`.
     fn anchored(&self, mult: f32, q: Option<&Tensor>, x: &Tensor, reverse: bool) -> Result<Tensor> {
         let rate = Tensor::from_slice(self.xs.device(), &[1], &[mult * self.lambda])?;
