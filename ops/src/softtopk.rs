@@ -212,16 +212,29 @@ fn scan_rows(x2: &Tensor, alpha: &Tensor, n: usize) -> Result<Scanned> {
     Ok(s)
 }
 
-/// Soft top-k of each row of `x` (`[n]` or `[B, n]`): `p` with `Σ_i p_i = k` per row.
-/// See the module docs for the math, the policies and [`SoftTopK::backward`].
-pub fn soft_topk<'a>(
+/// The soft top-k threshold straight from the scans' closed form, before the Newton polish
+/// (for tests of the scans' accuracy: `Σ_i F((x_i − b)/α)` should equal `k` to the scans'
+/// accuracy without any repair). Returns `b [B]`.
+#[doc(hidden)]
+pub fn soft_topk_closed_form_threshold<'a>(
     x: &Tensor,
     k: impl Into<RowParam<'a>>,
     alpha: impl Into<RowParam<'a>>,
-) -> Result<SoftTopK> {
+) -> Result<Tensor> {
+    Ok(closed_form(x, k.into(), alpha.into())?.3)
+}
+
+/// Checks, sorts, scans and solves for the threshold in closed form:
+/// `(x [B, n], k [B], α [B], b [B], B, n)`.
+#[allow(clippy::type_complexity)]
+fn closed_form(
+    x: &Tensor,
+    k: RowParam<'_>,
+    alpha: RowParam<'_>,
+) -> Result<(Tensor, Tensor, Tensor, Tensor, usize, usize)> {
     const OP: &str = "soft_topk";
     let (x2, b, n) = rows(OP, x)?;
-    let (kt, klo, khi) = per_row(OP, "k", k.into(), x, b)?;
+    let (kt, klo, khi) = per_row(OP, "k", k, x, b)?;
     if !(klo > 0.0 && khi < n as f32) {
         return Err(LapisError::invalid(
             OP,
@@ -230,7 +243,7 @@ pub fn soft_topk<'a>(
             format!("every k must lie in (0, n) = (0, {n})"),
         ));
     }
-    let (at, alo, ahi) = per_row(OP, "alpha", alpha.into(), x, b)?;
+    let (at, alo, ahi) = per_row(OP, "alpha", alpha, x, b)?;
     check_alpha(OP, alo, ahi)?;
     let dev = x.device();
     let total = b * n;
@@ -259,6 +272,17 @@ pub fn soft_topk<'a>(
         n as u32,
         b as u32,
     ));
+    Ok((x2, kt, at, thr, b, n))
+}
+
+/// Soft top-k of each row of `x` (`[n]` or `[B, n]`): `p` with `Σ_i p_i = k` per row.
+/// See the module docs for the math, the policies and [`SoftTopK::backward`].
+pub fn soft_topk<'a>(
+    x: &Tensor,
+    k: impl Into<RowParam<'a>>,
+    alpha: impl Into<RowParam<'a>>,
+) -> Result<SoftTopK> {
+    let (x2, kt, at, thr, b, n) = closed_form(x, k.into(), alpha.into())?;
     let p = refine_threshold(&x2, &kt, &at, &thr, b, n)?;
     Ok(SoftTopK {
         p: p.reshape(x.shape())?,
