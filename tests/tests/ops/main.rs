@@ -3,6 +3,7 @@
 
 mod covariance;
 mod creation;
+mod decay_scan;
 mod dtype;
 mod elementwise;
 mod errors;
