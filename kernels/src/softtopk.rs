@@ -26,12 +26,12 @@ pub fn laplace_cdf(z: f32) -> f32 {
     select(z <= 0.0f32, e, 1.0f32 - e)
 }
 
-/// Per position: `dp` (0 at a row's first position) and `dq` (0 at its last).
+/// Per position: `dq_j = e^{(o_j − o_{j+1})/α}` (0 at a row's last position), the one-step
+/// decay next to the scans in `S(o_j)` and the threshold.
 #[cube(launch)]
 pub fn stk_prepare_kernel(
     o: &Array<f32>,
     alpha: &Array<f32>,
-    dp: &mut Array<f32>,
     dq: &mut Array<f32>,
     n: u32,
     total: u32,
@@ -43,16 +43,10 @@ pub fn stk_prepare_kernel(
     let row = pos / n;
     let j = pos % n;
     let inv = 1.0f32 / alpha[row as usize];
-    let oj = o[pos as usize];
-    let mut a = 0.0f32;
-    if j > 0 {
-        a = ((o[(pos - 1) as usize] - oj) * inv).exp();
-    }
     let mut b = 0.0f32;
     if j + 1 < n {
-        b = ((oj - o[(pos + 1) as usize]) * inv).exp();
+        b = ((o[pos as usize] - o[(pos + 1) as usize]) * inv).exp();
     }
-    dp[pos as usize] = a;
     dq[pos as usize] = b;
 }
 

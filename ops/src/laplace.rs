@@ -430,7 +430,7 @@ fn phased_sweeps(
 ) -> Result<PhasedSweeps> {
     let total = src.numel() + tgt.numel();
     let (z, perm, ur) = merge(src, tgt, vr)?;
-    let (_, _, ui) = merge(src, tgt, vi)?;
+    let ui = scatter_values(&perm, src.numel(), vi)?;
     let (l, gl) = decay_scan_complex(&z, (&ur, &ui), (a, b), false, moment)?;
     let (q, gq) = decay_scan_complex(&z, (&ur, &ui), (a, b), true, moment)?;
     let tie_mass = if tie {

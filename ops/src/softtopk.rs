@@ -84,21 +84,23 @@ struct Scanned {
     dq: Tensor,
     p: Tensor,
     q: Tensor,
+    /// The first moments `(ML, MR)` (see [`scan_rows`]), when asked for.
+    moments: Option<(Tensor, Tensor)>,
 }
 
 impl Scanned {
     /// The anchored scan of `u [B·n]` along the sorted rows (`decay_scan`, rate `1/α`).
-    fn scan(&self, u: &Tensor, reverse: bool, moment: bool) -> Result<(Tensor, Option<Tensor>)> {
+    fn scan(&self, u: &Tensor, reverse: bool) -> Result<Tensor> {
         let spec = crate::decay_scan::DecayScan {
             rate: &self.rate,
             seg_len: self.n,
             reverse,
-            moment,
+            moment: false,
             tie: false,
             factors: None,
             coords_lo: None,
         };
-        crate::decay_scan(&self.o, u, &spec)
+        Ok(crate::decay_scan(&self.o, u, &spec)?.0)
     }
 }
 
@@ -180,36 +182,51 @@ fn check_alpha(op: &'static str, lo: f32, hi: f32) -> Result<()> {
 }
 
 /// Sorts the rows of `x2 [B, n]` and runs the two scans.
-fn scan_rows(x2: &Tensor, alpha: &Tensor, n: usize) -> Result<Scanned> {
+fn scan_rows(x2: &Tensor, alpha: &Tensor, n: usize, moment: bool) -> Result<Scanned> {
     let dev = x2.device();
     let total = x2.numel();
     let (o, perm) = crate::argsort_rows(x2)?;
-    let dp = Tensor::empty("soft_topk", dev, &[total], DType::F32)?;
     let dq = Tensor::empty("soft_topk", dev, &[total], DType::F32)?;
     launch_1d!(dev, total, k::stk_prepare_kernel, |client, R| (
         arr::<R>(&o),
         arr::<R>(alpha),
-        arr::<R>(&dp),
         arr::<R>(&dq),
         n as u32,
         total as u32,
     ));
     let b = alpha.numel();
     let rate = crate::div(&crate::ones(dev, &[b], DType::F32)?, alpha)?;
+    let o = o.reshape(&[total])?;
     let ones = crate::ones(dev, &[total], DType::F32)?;
-    let mut s = Scanned {
-        o: o.reshape(&[total])?,
+    let spec = |reverse: bool| crate::decay_scan::DecayScan {
+        rate: &rate,
+        seg_len: n,
+        reverse,
+        moment,
+        tie: false,
+        factors: None,
+        coords_lo: None,
+    };
+    let (p, ml) = crate::decay_scan(&o, &ones, &spec(false))?;
+    let (q, mr) = crate::decay_scan(&o, &ones, &spec(true))?;
+    // ML_j = Σ_{i≤j} e^{−(o_j−o_i)/α}(o_j − o_i)/α: the scans' moments times the rate 1/α.
+    let per_row = |g: Tensor| -> Result<Tensor> {
+        crate::mul(&g.reshape(&[b, n])?, &rate.reshape(&[b, 1])?)?.reshape(&[total])
+    };
+    let moments = match ml.zip(mr) {
+        Some((ml, mr)) => Some((per_row(ml)?, per_row(mr)?)),
+        None => None,
+    };
+    Ok(Scanned {
+        o,
         perm,
         rate,
         n,
         dq,
-        p: ones.clone(),
-        q: ones.clone(),
-    };
-    s.p = s.scan(&ones, false, false)?.0;
-    s.q = s.scan(&ones, true, false)?.0;
-    drop(dp);
-    Ok(s)
+        p,
+        q,
+        moments,
+    })
 }
 
 /// The soft top-k threshold straight from the scans' closed form, before the Newton polish
@@ -247,7 +264,7 @@ fn closed_form(
     check_alpha(OP, alo, ahi)?;
     let dev = x.device();
     let total = b * n;
-    let s = scan_rows(&x2, &at, n)?;
+    let s = scan_rows(&x2, &at, n, false)?;
     let ind = Tensor::empty(OP, dev, &[total], DType::F32)?;
     launch_1d!(dev, total, k::stk_count_kernel, |client, R| (
         arr::<R>(&s.p),
@@ -529,7 +546,7 @@ pub fn soft_rank<'a>(x: &Tensor, alpha: impl Into<RowParam<'a>>) -> Result<Tenso
     check_alpha(OP, alo, ahi)?;
     let dev = x.device();
     let total = b * n;
-    let s = scan_rows(&x2, &at, n)?;
+    let s = scan_rows(&x2, &at, n, false)?;
     let sorted = Tensor::empty(OP, dev, &[total], DType::F32)?;
     launch_1d!(dev, total, k::stk_rank_kernel, |client, R| (
         arr::<R>(&s.p),
@@ -578,7 +595,7 @@ pub fn soft_rank_backward<'a>(
     check_alpha(OP, alo, ahi)?;
     let dev = x.device();
     let total = b * n;
-    let s = scan_rows(&x2, &at, n)?;
+    let s = scan_rows(&x2, &at, n, true)?;
     let gs = Tensor::empty(OP, dev, &[total], DType::F32)?;
     launch_1d!(dev, total, k::row_gather_kernel, |client, R| (
         arr::<R>(g),
@@ -588,8 +605,8 @@ pub fn soft_rank_backward<'a>(
         total as u32,
     ));
     // Σ_j f_mj = ½(P + Q − 1); Σ_i g_i f_im = ½(PG + QG − g).
-    let pg = s.scan(&gs, false, false)?.0;
-    let qg = s.scan(&gs, true, false)?.0;
+    let pg = s.scan(&gs, false)?;
+    let qg = s.scan(&gs, true)?;
     let fsum = crate::affine(&crate::add(&s.p, &s.q)?, 0.5, -0.5)?;
     let gfsum = crate::affine(&crate::sub(&crate::add(&pg, &qg)?, &gs)?, 0.5, 0.0)?;
     let arow = at.reshape(&[b, 1])?;
@@ -598,7 +615,7 @@ pub fn soft_rank_backward<'a>(
         &arow,
     )?;
     // Σ_j f_ij (x_i − x_j)/α = ½(ML_i − MR_i).
-    let (ml, mr) = moment_scans(&s)?;
+    let (ml, mr) = s.moments.clone().expect("moments requested");
     let mom = crate::affine(&crate::sub(&ml, &mr)?, 0.5, 0.0)?;
     let da = crate::neg(&crate::div(
         &crate::sum(&crate::mul(&gs, &mom)?.reshape(&[b, n])?, 1)?,
@@ -606,24 +623,6 @@ pub fn soft_rank_backward<'a>(
     )?)?;
     let dx = unsort(&dxs.reshape(&[total])?, &s.perm, n)?;
     Ok((dx.reshape(x.shape())?, da.reshape(&[b])?))
-}
-
-/// The first-moment scans `ML_j = Σ_{i≤j} e^{−(o_j−o_i)/α}(o_j − o_i)/α` and
-/// `MR_j = Σ_{i≥j} e^{−(o_i−o_j)/α}(o_i − o_j)/α` (for the α-gradients).
-fn moment_scans(s: &Scanned) -> Result<(Tensor, Tensor)> {
-    let total = s.o.numel();
-    let b = s.rate.numel();
-    let ones = crate::ones(s.o.device(), &[total], DType::F32)?;
-    let per_row = |g: Option<Tensor>| -> Result<Tensor> {
-        let g = g
-            .expect("moment requested")
-            .reshape(&[b, total / b.max(1)])?;
-        crate::mul(&g, &s.rate.reshape(&[b, 1])?)?.reshape(&[total])
-    };
-    Ok((
-        per_row(s.scan(&ones, false, true)?.1)?,
-        per_row(s.scan(&ones, true, true)?.1)?,
-    ))
 }
 
 /// Soft sort output with what its backward needs.
@@ -643,8 +642,8 @@ fn soft_sort_impl(op: &'static str, x: &Tensor, alpha: RowParam<'_>) -> Result<S
     check_alpha(op, alo, ahi)?;
     let dev = x.device();
     let total = b * n;
-    let s = scan_rows(&x2, &at, n)?;
-    let (ml, mr) = moment_scans(&s)?;
+    let s = scan_rows(&x2, &at, n, true)?;
+    let (ml, mr) = s.moments.clone().expect("moments requested");
     let values = Tensor::empty(op, dev, &[b, n], DType::F32)?;
     let fsum = Tensor::empty(op, dev, &[b, n], DType::F32)?;
     let ratio = Tensor::empty(op, dev, &[b, n], DType::F32)?;

@@ -362,17 +362,7 @@ impl LaplaceCovariance {
     /// `exp` per distance, never a product of rounded `ρ`s; see [`crate::decay_scan()`]), the
     /// data-dependent part `q` is multiplied as in `linear_scan`.
     fn anchored(&self, mult: f32, q: Option<&Tensor>, x: &Tensor, reverse: bool) -> Result<Tensor> {
-        let rate = Tensor::from_slice(self.xs.device(), &[1], &[mult * self.lambda])?;
-        let spec = crate::DecayScan {
-            rate: &rate,
-            seg_len: self.d,
-            reverse,
-            moment: false,
-            tie: false,
-            factors: q,
-            coords_lo: None,
-        };
-        Ok(crate::decay_scan(&self.xs, x, &spec)?.0)
+        super::anchored_scan(&self.xs, mult * self.lambda, q, x, reverse)
     }
 
     fn filter(&self, rs: &Tensor) -> Result<Filter> {

@@ -71,6 +71,29 @@ pub(crate) fn shift1(x: &Tensor, right: bool) -> Result<Tensor> {
     }
 }
 
+/// The anchored decay scan on sorted anchors `xs` (`[d]`) of `x` (`[d]` or `[d, c]`) with
+/// decays `e^{−rate·Δ}·q_k` into each element: `ρ` products computed from the anchors, never
+/// chained ([`crate::decay_scan()`]); `q` the data-dependent factors, if any.
+pub(crate) fn anchored_scan(
+    xs: &Tensor,
+    rate: f32,
+    q: Option<&Tensor>,
+    x: &Tensor,
+    reverse: bool,
+) -> Result<Tensor> {
+    let rate = Tensor::from_slice(xs.device(), &[1], &[rate])?;
+    let spec = crate::DecayScan {
+        rate: &rate,
+        seg_len: xs.numel(),
+        reverse,
+        moment: false,
+        tie: false,
+        factors: q,
+        coords_lo: None,
+    };
+    Ok(crate::decay_scan(xs, x, &spec)?.0)
+}
+
 impl OuCovariance {
     /// Factors `Σ = diag(σ) e^{−λ|x_i − x_j|} diag(σ)`: `x`, `sigma` f32 `[d]`, `σ > 0`,
     /// `λ > 0`, finite coordinates.
@@ -230,17 +253,7 @@ impl OuCovariance {
         // ζ_k = ρ_{k−1} ζ_{k−1} + s_k ε_k: the anchored decay scan (every ρ product from
         // the coordinates, `crate::decay_scan`), rate λ.
         let u = crate::mul(&es, &crate::sqrt(&self.om)?.reshape(&[self.d, 1])?)?;
-        let rate = Tensor::from_slice(self.xs.device(), &[1], &[self.lambda])?;
-        let spec = crate::DecayScan {
-            rate: &rate,
-            seg_len: self.d,
-            reverse: false,
-            moment: false,
-            tie: false,
-            factors: None,
-            coords_lo: None,
-        };
-        let zeta = crate::decay_scan(&self.xs, &u, &spec)?.0;
+        let zeta = anchored_scan(&self.xs, self.lambda, None, &u, false)?;
         let v = crate::mul(&zeta, &self.sigma_sorted.reshape(&[self.d, 1])?)?;
         crate::index::take_rows_unchecked(&v, &self.inv)?.reshape(eps.shape())
     }

@@ -145,7 +145,7 @@ pub(crate) fn sgn(x: f64) -> f64 {
 }
 
 /// Checks the operator's arguments and returns the channel count `c`.
-fn check_operator(op: &str, s: &[f64], v: &RefTensor, lambda: (f64, f64)) -> usize {
+pub(crate) fn check_operator(op: &str, s: &[f64], v: &RefTensor, lambda: (f64, f64)) -> usize {
     assert!(
         v.shape.len() == 2 && v.shape[0] == s.len(),
         "{op}: values must have shape [n, c] with n = {} sources, got {:?}",
@@ -162,7 +162,7 @@ fn check_operator(op: &str, s: &[f64], v: &RefTensor, lambda: (f64, f64)) -> usi
 }
 
 /// Checks that an upstream gradient has shape `[m, c]`.
-fn check_upstream(op: &str, name: &str, g: &RefTensor, m: usize, c: usize) {
+pub(crate) fn check_upstream(op: &str, name: &str, g: &RefTensor, m: usize, c: usize) {
     assert!(
         g.shape == [m, c],
         "{op}: {name} must have shape [{m}, {c}] (the output's), got {:?}",

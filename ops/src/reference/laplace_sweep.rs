@@ -100,7 +100,7 @@
 //! propagates to NaN outputs (as in the dense reference, where `e^{−λ·∞}·cos(b·∞)` is
 //! NaN), but which outputs become NaN rather than `±∞` may differ from the dense pattern.
 
-use super::laplace::{LaplaceGrads, LaplaceGramGrads, C64};
+use super::laplace::{check_operator, check_upstream, LaplaceGrads, LaplaceGramGrads, C64};
 use super::tensor::RefTensor;
 use std::borrow::Cow;
 use std::ops::{Add, Mul, Sub};
@@ -432,32 +432,6 @@ impl Cursor {
         }
         (self.lt, self.le)
     }
-}
-
-/// Checks the operator's arguments (as the dense reference) and returns `c`.
-fn check_operator(op: &str, s: &[f64], v: &RefTensor, lambda: (f64, f64)) -> usize {
-    assert!(
-        v.shape.len() == 2 && v.shape[0] == s.len(),
-        "{op}: values must have shape [n, c] with n = {} sources, got {:?}",
-        s.len(),
-        v.shape
-    );
-    assert!(
-        lambda.0 > 0.0 || lambda.0.is_nan(),
-        "{op}: the rate's real part must be > 0, got λ = {} + {}i",
-        lambda.0,
-        lambda.1
-    );
-    v.shape[1]
-}
-
-/// Checks that an upstream gradient has shape `[m, c]`.
-fn check_upstream(op: &str, name: &str, g: &RefTensor, m: usize, c: usize) {
-    assert!(
-        g.shape == [m, c],
-        "{op}: {name} must have shape [{m}, {c}] (the output's), got {:?}",
-        g.shape
-    );
 }
 
 /// The Laplace operator `Y[j, :] = Σ_i exp(−λ|t_j − s_i|) V[i, :]` by blocked sweeps,
