@@ -57,7 +57,7 @@ pub mod gradcheck;
 pub mod ops;
 pub mod var;
 
-pub use ops::{Lcm, TruncatedVar};
+pub use ops::{Lcm, ScalarArg, TruncatedVar};
 pub use var::{backward, Grads, Tape, Var};
 pub mod nn;
 pub mod optim;

@@ -8,7 +8,64 @@
 //!   `θ ← θ − lr·m̂/(√v̂ + ε)` with `m̂ = m/(1−β₁ᵗ)`, `v̂ = v/(1−β₂ᵗ)`; AdamW adds
 //!   `θ ← θ − lr·wd·θ` before the step.
 
-use lapis_ops::{AdamStep, DType, LapisError, Result, Tensor};
+use lapis_ops::{AdamStep, DType, Device, LapisError, Result, Tensor};
+
+use crate::nn::Param;
+
+/// What a training loop needs from an optimizer: a step over the parameters in registry
+/// order, a learning rate it can schedule, and its state as named tensors so a checkpoint
+/// can resume a run exactly (the same parameters, bit for bit, as an uninterrupted run).
+pub trait Optimizer {
+    /// One step: `params[i]` updated with `grads[i]` (same order every call).
+    fn step(&mut self, params: &mut [&mut Tensor], grads: &[Tensor]) -> Result<()>;
+    /// The base learning rate of the next step.
+    fn lr(&self) -> f32;
+    /// Sets the base learning rate (schedules call this before each step).
+    fn set_lr(&mut self, lr: f32);
+    /// The state (moments, step count) as named tensors, for checkpoints.
+    fn state(&self) -> Result<Vec<(String, Tensor)>>;
+    /// Restores a state written by [`Optimizer::state`] (typed error when a tensor is
+    /// missing or malformed).
+    fn load_state(&mut self, state: &[(String, Tensor)], dev: &Device) -> Result<()>;
+}
+
+fn state_err(msg: impl Into<String>) -> LapisError {
+    LapisError::Format {
+        what: "optimizer state".into(),
+        msg: msg.into(),
+    }
+}
+
+/// The tensors `{prefix}.{i}` of a saved state, in index order, each optional.
+fn indexed(state: &[(String, Tensor)], prefix: &str) -> Result<Vec<Option<Tensor>>> {
+    let mut out: Vec<Option<Tensor>> = Vec::new();
+    for (name, t) in state {
+        let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) else {
+            continue;
+        };
+        let i: usize = rest
+            .parse()
+            .map_err(|_| state_err(format!("bad state tensor name `{name}`")))?;
+        if out.len() <= i {
+            out.resize(i + 1, None);
+        }
+        out[i] = Some(t.clone());
+    }
+    Ok(out)
+}
+
+fn step_count(state: &[(String, Tensor)], name: &str) -> Result<i32> {
+    let t = state
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+        .ok_or_else(|| state_err(format!("no `{name}` in the optimizer state")))?;
+    let v = t.to_vec::<u32>()?;
+    match v.as_slice() {
+        [c] if *c <= i32::MAX as u32 => Ok(*c as i32),
+        _ => Err(state_err(format!("`{name}` must be one u32, got {v:?}"))),
+    }
+}
 
 /// Scales every gradient by `min(1, max_norm / ‖g‖₂)` (global norm over all of them) and
 /// returns the norm before clipping.
@@ -94,6 +151,31 @@ impl Sgd {
     }
 }
 
+impl Optimizer for Sgd {
+    fn step(&mut self, params: &mut [&mut Tensor], grads: &[Tensor]) -> Result<()> {
+        Sgd::step(self, params, grads)
+    }
+    fn lr(&self) -> f32 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+    /// `sgd.velocity.{i}` for every parameter that has one.
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self
+            .velocity
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (format!("sgd.velocity.{i}"), v.clone())))
+            .collect())
+    }
+    fn load_state(&mut self, state: &[(String, Tensor)], _dev: &Device) -> Result<()> {
+        self.velocity = indexed(state, "sgd.velocity")?;
+        Ok(())
+    }
+}
+
 /// Adam, or AdamW when `weight_decay > 0`.
 pub struct Adam {
     /// Learning rate (may be changed between steps, e.g. by [`warmup_cosine`]).
@@ -144,10 +226,11 @@ impl Adam {
         &mut self.groups[i]
     }
 
-    /// Parameter groups: the parameters at `indices` (positions in the `params` passed to
-    /// [`Adam::step`], e.g. from [`crate::nn::Params::matching`]) step with
-    /// `factor × lr` (LAPLEX trains anchors and rates at 10× the base rate).
-    pub fn set_lr_scale(&mut self, indices: &[usize], factor: f32) -> Result<()> {
+    /// Parameter groups: the parameters `params` (handles from
+    /// [`crate::nn::Params::matching`]; their registry positions are the positions in the
+    /// `params` passed to [`Adam::step`]) step with `factor × lr` (LAPLEX trains anchors
+    /// and rates at 10× the base rate).
+    pub fn set_lr_scale(&mut self, params: &[Param], factor: f32) -> Result<()> {
         if !(factor.is_finite() && factor >= 0.0) {
             return Err(LapisError::invalid(
                 "Adam::set_lr_scale",
@@ -156,17 +239,22 @@ impl Adam {
                 "must be finite and ≥ 0",
             ));
         }
-        for &i in indices {
-            self.group(i).0 = factor;
+        for p in params {
+            self.group(p.index()).0 = factor;
         }
         Ok(())
     }
 
-    /// Turns weight decay off for the parameters at `indices` (biases, norms, anchors).
-    pub fn no_decay(&mut self, indices: &[usize]) {
-        for &i in indices {
-            self.group(i).1 = false;
+    /// Turns weight decay off for `params` (biases, norms, anchors).
+    pub fn no_decay(&mut self, params: &[Param]) {
+        for p in params {
+            self.group(p.index()).1 = false;
         }
+    }
+
+    /// The number of steps taken (the `t` of the bias corrections).
+    pub fn steps_taken(&self) -> i32 {
+        self.t
     }
 
     /// One step: `params[i]` updated with `grads[i]` (same order every call).
@@ -236,6 +324,55 @@ impl Adam {
             **p = lapis_ops::sub(&np, &upd)?;
             *s = Some((m, v));
         }
+        Ok(())
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, params: &mut [&mut Tensor], grads: &[Tensor]) -> Result<()> {
+        Adam::step(self, params, grads)
+    }
+    fn lr(&self) -> f32 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+    /// `adam.t` (u32 `[1]`), and `adam.m.{i}`, `adam.v.{i}` for every parameter stepped.
+    /// Groups and hyper-parameters are configuration, not state: rebuild them as at the start.
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(2 * self.state.len() + 1);
+        for (i, s) in self.state.iter().enumerate() {
+            if let Some((m, v)) = s {
+                out.push((format!("adam.m.{i}"), m.clone()));
+                out.push((format!("adam.v.{i}"), v.clone()));
+            }
+        }
+        if let Some((m, _)) = self.state.iter().flatten().next() {
+            out.push((
+                "adam.t".into(),
+                Tensor::from_slice(m.device(), &[1], &[self.t as u32])?,
+            ));
+        }
+        Ok(out)
+    }
+    fn load_state(&mut self, state: &[(String, Tensor)], _dev: &Device) -> Result<()> {
+        let m = indexed(state, "adam.m")?;
+        let v = indexed(state, "adam.v")?;
+        if m.len() != v.len() || m.iter().zip(&v).any(|(a, b)| a.is_some() != b.is_some()) {
+            return Err(state_err("`adam.m.*` and `adam.v.*` do not pair up"));
+        }
+        let t = if m.iter().any(Option::is_some) {
+            step_count(state, "adam.t")?
+        } else {
+            0
+        };
+        self.state = m
+            .into_iter()
+            .zip(v)
+            .map(|(a, b)| a.zip(b))
+            .collect();
+        self.t = t;
         Ok(())
     }
 }

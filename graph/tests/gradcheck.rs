@@ -1383,6 +1383,77 @@ fn grad_soft_sort() {
     }
 }
 
+/// The soft top-k family with constant scalars given as plain numbers or device tensors
+/// (`x.soft_topk(2.0, 0.3)`, `x.soft_rank(&alpha_tensor)`): only x is an input, and its
+/// gradient matches the reference with `k`, `α` fixed. Tolerances as for the Var forms
+/// (TRANSC).
+#[test]
+fn grad_softtopk_constant_scalars() {
+    let x = spaced_t(&[2, 7], 260, -1.5, 0.3);
+    let alpha_t = lapis_tests::upload(&device(), &RefTensor::new(&[1], vec![0.5]));
+    gc(
+        "soft_topk(2.0, 0.3)",
+        &[("x", x.clone())],
+        |v| v[0].soft_topk(2.0, 0.3),
+        |x| r::soft_topk(&x[0], &[2.0; 2], &[0.3f32 as f64; 2]),
+        TRANSC,
+        0.0,
+    );
+    gc(
+        "soft_rank(&Tensor [0.5])",
+        &[("x", x.clone())],
+        |v| v[0].soft_rank(&alpha_t),
+        |x| rows_ref(&x[0], &RefTensor::new(&[1], vec![0.5]), r::soft_rank),
+        TRANSC,
+        0.0,
+    );
+    gc(
+        "soft_sort(0.5)",
+        &[("x", x)],
+        |v| v[0].soft_sort(0.5),
+        |x| rows_ref(&x[0], &RefTensor::new(&[1], vec![0.5]), r::soft_sort),
+        TRANSC,
+        0.0,
+    );
+}
+
+/// The Laplace operator with constant rates given as numbers or tensors: V, s, t checked
+/// with `λ = 1.3` (f32) and the phased form with `a = 0.8` (tensor), `b = 2.1`, `φ = 0.7`
+/// (f32). TRANSC, as the Var forms.
+#[test]
+fn grad_laplace_constant_scalars() {
+    let (s, tt) = anchors(6, 5, 270);
+    let v = t(&[6, 2], 271, -1.0, 1.0);
+    let lam = 1.3f32 as f64;
+    gc(
+        "laplace_apply(.., 1.3)",
+        &[("V", v.clone()), ("s", s.clone()), ("t", tt.clone())],
+        |v| v[0].laplace_apply(&v[1], &v[2], 1.3),
+        |x| r::laplace_apply(&x[1].data, &x[2].data, &x[0], (lam, 0.0)).0,
+        TRANSC,
+        CANCEL_ATOL,
+    );
+    let a_t = lapis_tests::upload(&device(), &RefTensor::new(&[1], vec![0.8]));
+    let (a, b, phi) = (0.8f32 as f64, 2.1f32 as f64, 0.7f32 as f64);
+    gc(
+        "laplace_apply_phased(.., &Tensor, 2.1, 0.7)",
+        &[("V", v), ("s", s), ("t", tt)],
+        |v| v[0].laplace_apply_phased(&v[1], &v[2], &a_t, 2.1, 0.7),
+        |x| {
+            let (re, im) = r::laplace_apply(&x[1].data, &x[2].data, &x[0], (a, b));
+            let data = re
+                .data
+                .iter()
+                .zip(&im.data)
+                .map(|(p, q)| phi.cos() * p - phi.sin() * q)
+                .collect();
+            RefTensor::new(&re.shape, data)
+        },
+        TRANSC,
+        CANCEL_ATOL,
+    );
+}
+
 /// A per-row reference `f(row, α_row)` over `x [B, n]`, `α` `[B]` or `[1]`.
 fn rows_ref(x: &RefTensor, alpha: &RefTensor, f: fn(&[f64], f64) -> Vec<f64>) -> RefTensor {
     let (rows, n) = (x.shape[0], x.shape[1]);

@@ -230,10 +230,10 @@ fn embedding_gathers_rows_and_gradients() {
     let mut params = Params::new();
     let emb = Embedding::new(&mut params, "emb", &dev, vocab, dim, 3).unwrap();
     assert_eq!(params.names(), vec!["emb.weight"]);
-    assert_eq!(params.get(0).shape(), &[vocab, dim]);
+    assert_eq!(params.at(0).unwrap().shape(), &[vocab, dim]);
     let ids_host: Vec<u32> = vec![1, 3, 1, 5, 0, 3]; // 1 and 3 repeat; 2 and 4 unused
     let ids = Tensor::from_slice(&dev, &[2, 3], &ids_host).unwrap();
-    let w = download(params.get(0));
+    let w = download(params.at(0).unwrap());
 
     let tape = Tape::new();
     let vars = params.on_tape(&tape);
@@ -377,12 +377,12 @@ fn mlp_shapes_names_and_gradients() {
         params.names(),
         vec!["mlp.0.weight", "mlp.0.bias", "mlp.1.weight", "mlp.1.bias"]
     );
-    let shapes: Vec<Vec<usize>> = (0..4).map(|i| params.get(i).shape().to_vec()).collect();
+    let shapes: Vec<Vec<usize>> = (0..4).map(|i| params.at(i).unwrap().shape().to_vec()).collect();
     assert_eq!(shapes, vec![vec![3, 4], vec![4], vec![4, 2], vec![2]]);
     // Linear init: W ~ U(±1/√in).
     for (i, d_in) in [(0, 3.0f32), (2, 4.0)] {
         let b = 1.0 / d_in.sqrt();
-        let w = params.get(i).to_vec::<f32>().unwrap();
+        let w = params.at(i).unwrap().to_vec::<f32>().unwrap();
         assert!(w.iter().all(|v| v.abs() <= b), "{}", params.names()[i]);
     }
     let tape = Tape::new();
@@ -401,9 +401,9 @@ fn mlp_shapes_names_and_gradients() {
         linear_f64(&h, &r[2], Some(&r[3]))
     };
     let inputs = [
-        ("w0", download(params.get(0))),
+        ("w0", download(params.at(0).unwrap())),
         ("b0", rand(&[4], 21, -0.5, 0.5)),
-        ("w1", download(params.get(2))),
+        ("w1", download(params.at(2).unwrap())),
         ("b1", rand(&[2], 22, -0.5, 0.5)),
         ("x", rand(&[5, 3], 23, -2.0, 2.0)),
     ];
@@ -486,7 +486,7 @@ fn attention_matches_f64_reference() {
         let mut inputs: Vec<(&str, RefTensor)> = Vec::new();
         for (i, &name) in names[..8].iter().enumerate() {
             let val = if i % 2 == 0 {
-                download(params.get(i))
+                download(params.at(i).unwrap())
             } else {
                 rand(&[d], 40 + i as u64, -0.5, 0.5) // biases start at 0: randomise
             };
@@ -589,9 +589,9 @@ fn patch_embed_matches_f64() {
         let mut params = Params::new();
         let pe = PatchEmbed::new(&mut params, "pe", &dev, c, p, dim, 61).unwrap();
         assert_eq!(params.names(), vec!["pe.proj.weight", "pe.proj.bias"]);
-        assert_eq!(params.get(0).shape(), &[c * p * p, dim]);
+        assert_eq!(params.at(0).unwrap().shape(), &[c * p * p, dim]);
         let inputs = [
-            ("W", download(params.get(0))),
+            ("W", download(params.at(0).unwrap())),
             ("b", rand(&[dim], 62 + case as u64, -0.5, 0.5)),
             ("x", rand(&shape, 64 + case as u64, -1.0, 1.0)),
         ];
@@ -639,7 +639,7 @@ fn soft_topk_layer() {
         (kv - f64::from(k0)).abs() <= 1e-5 * f64::from(k0),
         "k = {kv}, want {k0}"
     );
-    let la = f64::from(params.get(1).to_vec::<f32>().unwrap()[0]);
+    let la = f64::from(params.at(1).unwrap().to_vec::<f32>().unwrap()[0]);
     assert!(
         (la.exp() - f64::from(alpha0)).abs() <= 1e-6,
         "α = {}",
@@ -677,8 +677,8 @@ fn soft_topk_layer() {
         lapis_ops::reference::soft_topk(&r[2], &vec![kk; rows], &vec![alpha; rows])
     };
     let inputs = [
-        ("k_logit", download(params.get(0))),
-        ("log_alpha", download(params.get(1))),
+        ("k_logit", download(params.at(0).unwrap())),
+        ("log_alpha", download(params.at(1).unwrap())),
         ("x", x_ref),
     ];
     run_check(

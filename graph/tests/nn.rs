@@ -26,7 +26,7 @@ fn registry_names_and_checkpoint_round_trip() {
         .unwrap();
     assert_eq!(y.value().shape(), &[5, 2]);
     let g = backward(&y.sum_all().unwrap()).unwrap();
-    for (v, n) in vars.iter().zip(params.names()) {
+    for (v, n) in vars.vars().iter().zip(params.names()) {
         assert_eq!(g.get(v).expect(n).shape(), v.value().shape(), "{n}");
     }
     let path = std::env::temp_dir().join(format!("lapis-nn-{}.safetensors", std::process::id()));
@@ -37,8 +37,8 @@ fn registry_names_and_checkpoint_round_trip() {
     other.load(&path).unwrap();
     for i in 0..3 {
         assert_eq!(
-            other.get(i).to_vec::<f32>().unwrap(),
-            params.get(i).to_vec::<f32>().unwrap()
+            other.at(i).unwrap().to_vec::<f32>().unwrap(),
+            params.at(i).unwrap().to_vec::<f32>().unwrap()
         );
     }
     let mut wrong = Params::new();
@@ -47,4 +47,35 @@ fn registry_names_and_checkpoint_round_trip() {
         wrong.load(&path).is_err(),
         "shape mismatch is a typed error"
     );
+}
+
+/// Handles are tied to their registry: a layer fed another model's Vars, a handle looked
+/// up in the wrong registry, and a `set` of the wrong shape are typed errors (not a
+/// wrong-shaped result, not a panic).
+#[test]
+fn handles_belong_to_their_registry() {
+    let dev = device();
+    let mut a = Params::new();
+    let la = Linear::new(&mut a, "l", &dev, 4, 5, true, 1).unwrap();
+    let mut b = Params::new();
+    let lb = Linear::new(&mut b, "l", &dev, 4, 3, true, 2).unwrap();
+    let tape = Tape::new();
+    let (va, vb) = (a.on_tape(&tape), b.on_tape(&tape));
+    let x = tape.constant(lapis_ops::normal(&dev, &[2, 4], 0.0, 1.0, 3).unwrap());
+    assert_eq!(la.forward(&va, &x).unwrap().shape(), &[2, 5]);
+    assert_eq!(lb.forward(&vb, &x).unwrap().shape(), &[2, 3]);
+    let err = la.forward(&vb, &x).unwrap_err().to_string();
+    assert!(err.contains("another model"), "{err}");
+    let hb = b.handles()[0];
+    assert!(a.get(hb).is_err());
+    assert!(a.name(hb).is_err());
+    let ha = a.find("l.weight").unwrap();
+    assert_eq!(a.name(ha).unwrap(), "l.weight");
+    assert!(a.set(ha, lapis_ops::zeros(&dev, &[4, 3], lapis_ops::DType::F32).unwrap()).is_err());
+    a.set(ha, lapis_ops::zeros(&dev, &[4, 5], lapis_ops::DType::F32).unwrap()).unwrap();
+    assert!(a.get(ha).unwrap().to_vec::<f32>().unwrap().iter().all(|&v| v == 0.0));
+    assert!(a.at(2).is_err());
+    // A clone keeps its registry (same names, same order): its Vars fit the same layers.
+    let c = a.clone();
+    assert_eq!(la.forward(&c.on_tape(&tape), &x).unwrap().shape(), &[2, 5]);
 }

@@ -232,3 +232,145 @@ fn backward_frees_closures_and_no_grad_records_nothing() {
     let z = x.mul(&x).unwrap();
     assert!(z.is_tracked(), "recording resumes after no_grad");
 }
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+/// Scalar arguments take an `f32`, a `&Tensor` or a `&Var` (`ScalarArg`):
+/// `x.soft_topk(2.0, 0.1)` compiles and its gradient reaches x; the three forms (and an
+/// untracked Var) give bit-identical outputs and x-gradients for every op that takes
+/// them; only a tracked Var receives a gradient.
+#[test]
+fn scalar_args_accept_f32_tensor_and_var() {
+    use lapis_graph::ScalarArg;
+    let dev = device();
+    let xs = lcg(12, 11, -1.0, 1.0);
+
+    // The motivating call: plain numbers.
+    let tape = Tape::new();
+    let x = tape.leaf(up(&dev, &[2, 6], &xs));
+    let w = tape.constant(up(&dev, &[2, 6], &lcg(12, 12, -1.0, 1.0)));
+    let p = x.soft_topk(2.0, 0.1).unwrap();
+    let loss = p.mul(&w).unwrap().sum_all().unwrap();
+    let g = backward(&loss).unwrap();
+    let gx = g
+        .get(&x)
+        .expect("the gradient reaches x")
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(gx.iter().any(|v| *v != 0.0), "a non-zero gradient: {gx:?}");
+
+    // One op at a time, each scalar in four forms: f32, &Tensor, untracked &Var, tracked &Var.
+    type Op = fn(&lapis_graph::Var, ScalarArg, ScalarArg, ScalarArg) -> lapis_graph::Var;
+    let ops: [(&str, [f32; 3], Op); 7] = [
+        ("soft_topk", [2.5, 0.4, 0.0], |x, a, b, _| {
+            x.soft_topk(a, b).unwrap()
+        }),
+        ("soft_topk_truncated", [2.5, 0.4, 0.0], |x, a, b, _| {
+            x.soft_topk_truncated(a, b, 2.0, 1.8).unwrap().values
+        }),
+        ("soft_rank", [0.4, 0.0, 0.0], |x, a, _, _| {
+            x.soft_rank(a).unwrap()
+        }),
+        ("soft_sort", [0.4, 0.0, 0.0], |x, a, _, _| {
+            x.soft_sort(a).unwrap()
+        }),
+        ("laplace_apply", [0.8, 0.0, 0.0], |x, a, _, _| {
+            let s = x.constant(x.value().reshape(&[12]).unwrap());
+            let v = x.reshape(&[12, 1]).unwrap();
+            v.laplace_apply(&s, &s, a).unwrap()
+        }),
+        ("laplace_gram", [0.8, 0.0, 0.0], |x, a, _, _| {
+            let s = x.constant(x.value().reshape(&[12]).unwrap());
+            x.reshape(&[12]).unwrap().laplace_gram(&s, a).unwrap()
+        }),
+        ("laplace_apply_phased", [0.8, 1.3, 0.4], |x, a, b, c| {
+            let s = x.constant(x.value().reshape(&[12]).unwrap());
+            let v = x.reshape(&[12, 1]).unwrap();
+            v.laplace_apply_phased(&s, &s, a, b, c).unwrap()
+        }),
+    ];
+    for (name, vals, op) in ops {
+        let mut results = Vec::new();
+        for form in ["f32", "tensor", "constant var", "tracked var"] {
+            let tape = Tape::new();
+            let x = tape.leaf(up(&dev, &[2, 6], &xs));
+            let ts: Vec<Tensor> = vals
+                .iter()
+                .map(|v| Tensor::from_slice(&dev, &[1], &[*v]).unwrap())
+                .collect();
+            let vs: Vec<lapis_graph::Var> = ts
+                .iter()
+                .map(|t| match form {
+                    "tracked var" => tape.leaf(t.clone()),
+                    _ => tape.constant(t.clone()),
+                })
+                .collect();
+            let arg = |i: usize| -> ScalarArg {
+                match form {
+                    "f32" => vals[i].into(),
+                    "tensor" => (&ts[i]).into(),
+                    _ => (&vs[i]).into(),
+                }
+            };
+            let y = op(&x, arg(0), arg(1), arg(2));
+            let wy = tape.constant(up(&dev, y.shape(), &lcg(y.value().numel(), 13, -1.0, 1.0)));
+            let loss = y.mul(&wy).unwrap().sum_all().unwrap();
+            let g = backward(&loss).unwrap();
+            let gx = g.get(&x).unwrap_or_else(|| panic!("{name} {form}: no x̄"));
+            let scalar_grad = g.get(&vs[0]).is_some();
+            assert_eq!(
+                scalar_grad,
+                form == "tracked var",
+                "{name} {form}: only a tracked Var gets a gradient"
+            );
+            results.push((form, bits(y.value()), bits(gx)));
+        }
+        for (form, y, gx) in &results[1..] {
+            assert_eq!(y, &results[0].1, "{name}: output with {form} vs f32");
+            assert_eq!(gx, &results[0].2, "{name}: x̄ with {form} vs f32");
+        }
+    }
+}
+
+/// A tensor or Var scalar of the wrong shape, or a Var of another tape, is a typed error.
+#[test]
+fn scalar_args_are_checked() {
+    use lapis_ops::LapisError;
+    let dev = device();
+    let tape = Tape::new();
+    let x = tape.leaf(up(&dev, &[2, 6], &lcg(12, 21, -1.0, 1.0)));
+    let two = up(&dev, &[2], &[0.5, 0.5]);
+    let three = up(&dev, &[3], &[0.5, 0.5, 0.5]);
+    let s = x.constant(up(&dev, &[6], &lcg(6, 22, 0.0, 3.0)));
+    let v = x.constant(up(&dev, &[6], &lcg(6, 23, -1.0, 1.0)));
+    let e = v.laplace_apply(&s, &s, &two).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LapisError::InvalidArgument {
+                op: "laplace_apply",
+                name: "lambda",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(matches!(
+        v.laplace_apply_phased(&s, &s, 1.0, 0.5, &tape.constant(two.clone())),
+        Err(LapisError::InvalidArgument { name: "phi", .. })
+    ));
+    assert!(x.soft_topk(&three, 0.1).is_err(), "k must be [1] or [B]");
+    assert!(x.soft_topk(&two, 0.1).is_ok(), "per-row k [B]");
+    let other = Tape::new();
+    let k = other.leaf(up(&dev, &[1], &[2.0]));
+    assert!(matches!(
+        x.soft_topk(&k, 0.1),
+        Err(LapisError::InvalidArgument { name: "k", .. })
+    ));
+}

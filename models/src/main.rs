@@ -1,12 +1,21 @@
 //! The `lapis` command-line tool.
 //!
-//! `lapis info` lists the compute devices lapis can see, the one [`Device::auto`] picks,
-//! its adapter/driver and limits, and runs one small kernel on it to prove launches work.
+//! - `lapis info` lists the compute devices lapis can see, the one [`Device::auto`] picks,
+//!   its adapter/driver and limits, and runs one small kernel on it to prove launches work.
+//! - `lapis methods` lists the methods and engines of [`lapis_models::methods::METHODS`].
+//! - `lapis reproduce <name> [--quick | --full] [--out DIR]` regenerates a spec's pass/fail
+//!   claims ([`lapis_models::reproduce`]); exits 1 when a gating claim fails.
+//! - `lapis bench …` prints benchmark JSON lines.
+//! - `lapis <method> …`: a method's own commands, registered from the same table.
 
 mod bench;
 
-use clap::{Parser, Subcommand};
-use lapis_ops::{Device, Tensor};
+use std::path::PathBuf;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use lapis_models::methods::{self, Status, METHODS};
+use lapis_models::reproduce::{Context, Size};
+use lapis_ops::{Device, LapisError, Tensor};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +32,35 @@ struct Cli {
 enum Command {
     /// List devices, show the chosen one and its limits, and launch a test kernel.
     Info,
+    /// List the methods and engines, their status and specs.
+    Methods,
+    /// Regenerate the pass/fail claims of a method's spec: a table on stdout, `report.json`,
+    /// `report.md` and plots in `--out` (default `runs/<name>/`). Exits 1 when a gating claim
+    /// fails.
+    Reproduce {
+        /// The method or engine (`lapis methods` lists them).
+        name: String,
+        /// The CI-sized run (a few minutes on a 2-core CPU with lavapipe).
+        #[arg(long, conflicts_with = "full")]
+        quick: bool,
+        /// The spec's uncut configuration (and its GPU-scale variant); refused on a device
+        /// that cannot hold it.
+        #[arg(long)]
+        full: bool,
+        /// Output directory (default `runs/<name>/`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Plain log lines instead of progress bars.
+        #[arg(long)]
+        quiet: bool,
+        /// Base seed of every random draw of the run.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Gate a claim at another bar, `ID=VALUE` (repeatable), e.g. to check a stricter
+        /// tolerance; the report notes every override.
+        #[arg(long = "bar", value_name = "ID=VALUE")]
+        bars: Vec<String>,
+    },
     /// Benchmarks, one JSON line per size.
     Bench {
         #[command(subcommand)]
@@ -134,10 +172,135 @@ fn with_sizes(
     }
 }
 
+/// `lapis methods`: the table of methods.
+fn list_methods() {
+    let rows: Vec<Vec<String>> = METHODS
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.to_string(),
+                m.status.name().to_string(),
+                m.spec.to_string(),
+                m.summary.to_string(),
+            ]
+        })
+        .collect();
+    let header: Vec<String> = ["name", "status", "spec", "what"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    print!("{}", lapis_models::reproduce::text_table(&header, &rows));
+}
+
+/// Parses `ID=VALUE`.
+fn parse_bar(s: &str) -> lapis_ops::Result<(String, f64)> {
+    let bad = || LapisError::invalid("reproduce", "bar", s.to_string(), "expected ID=VALUE, e.g. L1=1e-6");
+    let (id, v) = s.split_once('=').ok_or_else(bad)?;
+    let v: f64 = v.trim().parse().map_err(|_| bad())?;
+    Ok((id.trim().to_string(), v))
+}
+
+/// `lapis reproduce`: runs, prints, writes; `Ok(false)` when a gating claim failed.
+fn reproduce(
+    name: &str,
+    size: Size,
+    out: Option<PathBuf>,
+    quiet: bool,
+    seed: u64,
+    bars: &[String],
+) -> lapis_ops::Result<bool> {
+    let Some(m) = methods::find(name) else {
+        let names: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
+        return Err(LapisError::invalid(
+            "reproduce",
+            "name",
+            name.to_string(),
+            format!("unknown; one of: {}", names.join(", ")),
+        ));
+    };
+    let Some(run) = m.reproduce.filter(|_| m.status == Status::Reproducible) else {
+        return Err(LapisError::invalid(
+            "reproduce",
+            "name",
+            name.to_string(),
+            format!("{} is {}: its issue has not landed yet", m.name, m.status.name()),
+        ));
+    };
+    let bars = bars.iter().map(|b| parse_bar(b)).collect::<lapis_ops::Result<Vec<_>>>()?;
+    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(name));
+    let dev = Device::auto()?;
+    println!(
+        "lapis reproduce {name} (size {}, seed {seed}) on {dev}; writing into {}",
+        size.name(),
+        out.display()
+    );
+    let ctx = Context::new(dev, size, &out, quiet, seed)?;
+    let mut report = run(&ctx)?;
+    for (id, v) in &bars {
+        let Some(c) = report.claims.iter_mut().find(|c| &c.id == id) else {
+            return Err(LapisError::invalid("reproduce", "bar", id.clone(), "no claim with this id"));
+        };
+        c.threshold = *v;
+        c.passed = match c.cmp {
+            lapis_models::reproduce::Cmp::Le => c.value <= *v,
+            lapis_models::reproduce::Cmp::Ge => c.value >= *v,
+            lapis_models::reproduce::Cmp::Reported => true,
+        };
+        report.notes.push(format!("bar of {id} overridden on the command line: {v}"));
+    }
+    report.print();
+    report.write(&out)?;
+    println!("wrote {}/report.json and report.md", out.display());
+    Ok(report.failed().is_empty())
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // The fixed commands come from the derive; each method's own command is added from the
+    // table (`lapis <method> …`).
+    let mut cmd = Cli::command();
+    for m in METHODS {
+        if let Some(c) = m.command {
+            cmd = cmd.subcommand(c().name(m.name));
+        }
+    }
+    let matches = cmd.get_matches();
+    if let Some((name, sub)) = matches.subcommand() {
+        if let Some(run) = methods::find(name).and_then(|m| m.run) {
+            return exit(run(sub));
+        }
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Info => info(),
+        Command::Methods => {
+            list_methods();
+            Ok(())
+        }
+        Command::Reproduce {
+            name,
+            quick,
+            full,
+            out,
+            quiet,
+            seed,
+            bars,
+        } => {
+            let size = if quick {
+                Size::Quick
+            } else if full {
+                Size::Full
+            } else {
+                Size::Default
+            };
+            match reproduce(&name, size, out, quiet, seed, &bars) {
+                Ok(true) => Ok(()),
+                Ok(false) => return std::process::ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
         Command::Bench {
             what: BenchWhat::Laplace { sizes, c, reps },
         } => with_sizes(&sizes, |dev, s| bench::laplace(dev, s, c, reps)),
@@ -148,6 +311,10 @@ fn main() -> std::process::ExitCode {
             what: BenchWhat::Softtopk { rows, n, reps },
         } => with_sizes(&n, |dev, s| bench::softtopk(dev, rows, s, reps)),
     };
+    exit(result)
+}
+
+fn exit(result: lapis_ops::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -125,6 +125,22 @@ impl std::fmt::Debug for Device {
     }
 }
 
+/// `runtime · adapter (backend)`, e.g. `wgpu · llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)`
+/// or `cuda · CUDA device 0, 132 SMs (CUDA)`; [`DeviceInfo`]'s `Display` (via
+/// [`Device::info`]) adds the adapter type and driver.
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let info = self.info();
+        write!(
+            f,
+            "{} · {} ({})",
+            self.kind().name(),
+            info.name,
+            info.backend
+        )
+    }
+}
+
 impl PartialEq for Device {
     /// Two handles are the same device when they share the runtime (lapis opens device 0
     /// of each runtime).

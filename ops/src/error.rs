@@ -112,9 +112,23 @@ pub enum LapisError {
     },
 
     // ---- I/O and formats ----------------------------------------------------------
-    /// Reading or writing a file failed.
+    /// Reading or writing a file failed (an I/O error with no file to name; file
+    /// operations report [`LapisError::File`]).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Reading or writing the file at `path` failed: the message names the file and what
+    /// was being done (`cannot read checkpoint /runs/a/model.safetensors: No such file or
+    /// directory (os error 2)`).
+    #[error("cannot {action} {}: {source}", path.display())]
+    File {
+        /// What was being done, as a verb phrase (`read checkpoint`, `write checkpoint`).
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file or buffer is not in the expected format.
     #[error("format error in {what}: {msg}")]
     Format {
@@ -147,6 +161,20 @@ impl LapisError {
             op,
             shape: shape.to_vec(),
             msg: msg.into(),
+        }
+    }
+
+    /// Shorthand for [`LapisError::File`]: `action` (a verb phrase such as
+    /// `"read checkpoint"`) on `path` failed with `source`.
+    pub fn file(
+        action: &'static str,
+        path: impl AsRef<std::path::Path>,
+        source: std::io::Error,
+    ) -> Self {
+        LapisError::File {
+            action,
+            path: path.as_ref().to_path_buf(),
+            source,
         }
     }
 

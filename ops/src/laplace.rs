@@ -21,6 +21,14 @@
 //! Phased (complex) λ = a + i·b, `a > 0`: [`laplace_apply_phased`] and
 //! [`laplace_apply_phased_backward`] (same sweeps in complex arithmetic; conventions there).
 //!
+//! **Scalar arguments.** Every rate (`λ`, `a`, `b`) is an `impl Into<`[`Scalar`]`>`: an `f32`
+//! or a one-element f32 [`Tensor`] (a learnable rate's value, say). Today a tensor rate is
+//! read on the host once per call (the kernels take it as a launch argument); a later
+//! change keeps it on the device. A tensor with more than one element, or not f32, is a
+//! [`LapisError::InvalidArgument`] naming the op and the argument. The rate gradients
+//! ([`LaplaceGrads::lambda`], the phased frequency gradient) are `[1]` device tensors,
+//! never read back inside the op.
+//!
 //! **Accuracy at scale.** The sweeps are anchored decay scans ([`crate::decay_scan()`]):
 //! every long-range decay is one `exp` of a coordinate difference, never a product of
 //! rounded per-gap decays, so the componentwise error `|Δy_j| / Σ_i |K_ji v_i|` is
@@ -39,6 +47,7 @@ use crate::decay_scan::{decay_scan, decay_scan_complex, DecayScan};
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
 use crate::launch_1d;
+use crate::scalar::Scalar;
 use crate::tensor::{arr, Tensor};
 
 /// Gradients of `ℓ` w.r.t. the inputs of [`laplace_apply`].
@@ -50,8 +59,9 @@ pub struct LaplaceGrads {
     pub sources: Tensor,
     /// `∂ℓ/∂t`, `[m]`.
     pub targets: Tensor,
-    /// `∂ℓ/∂λ`.
-    pub lambda: f32,
+    /// `∂ℓ/∂λ`, a `[1]` f32 tensor (computed on the device; `.to_scalar()` reads it). For
+    /// [`laplace_apply_phased_backward`], `∂ℓ/∂a`.
+    pub lambda: Tensor,
 }
 
 /// Checks f32, 1-D anchors, `V` of `[n]` or `[n, c]`, λ finite > 0, finite coordinates
@@ -283,9 +293,17 @@ fn weighted(
 }
 
 /// `Y[j, :] = Σ_i exp(−λ|t_j − s_i|) V[i, :]`: `s [n]`, `t [m]`, `V [n]` or `[n, c]` (f32),
-/// `λ > 0`; returns `[m]` or `[m, c]` like `V`.
-pub fn laplace_apply(s: &Tensor, t: &Tensor, v: &Tensor, lambda: f32) -> Result<Tensor> {
-    let (n, m, c) = check("laplace_apply", s, t, v, lambda)?;
+/// `λ > 0` (an `f32` or a one-element f32 tensor, see [`Scalar`]; read on the host once);
+/// returns `[m]` or `[m, c]` like `V`.
+pub fn laplace_apply<'a>(
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    lambda: impl Into<Scalar<'a>>,
+) -> Result<Tensor> {
+    const OP: &str = "laplace_apply";
+    let lambda = lambda.into().host_value(OP, "lambda", Some(s))?;
+    let (n, m, c) = check(OP, s, t, v, lambda)?;
     let sw = sweeps(s, t, v, lambda, false, false)?;
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
     gather(&sw, n, m, c, &shape)
@@ -300,13 +318,15 @@ pub fn laplace_apply(s: &Tensor, t: &Tensor, v: &Tensor, lambda: f32) -> Result<
 ///
 /// `lo` must be the residual of round-to-nearest (`|lo| ≤ ½ ulp(hi)`, as `split_f64` gives);
 /// other splits of the same value order wrongly. This is not checked on the device.
-pub fn laplace_apply_split(
+/// `lambda` as in [`laplace_apply`] (an `f32` or a one-element tensor, see [`Scalar`]).
+pub fn laplace_apply_split<'a>(
     s: (&Tensor, &Tensor),
     t: (&Tensor, &Tensor),
     v: &Tensor,
-    lambda: f32,
+    lambda: impl Into<Scalar<'a>>,
 ) -> Result<Tensor> {
     const OP: &str = "laplace_apply_split";
+    let lambda = lambda.into().host_value(OP, "lambda", Some(s.0))?;
     let (n, m, c) = check(OP, s.0, t.0, v, lambda)?;
     for (name, hi, lo) in [("sources_lo", s.0, s.1), ("targets_lo", t.0, t.1)] {
         crate::validate::same_device(OP, hi, lo)?;
@@ -359,20 +379,22 @@ pub fn laplace_apply_split(
     gather_lo(&sw, Some(&zlo), n, m, c, &shape)
 }
 
-/// Gram mode `y = K(x, x) v`.
-pub fn laplace_gram(x: &Tensor, v: &Tensor, lambda: f32) -> Result<Tensor> {
+/// Gram mode `y = K(x, x) v` (`lambda` as in [`laplace_apply`]).
+pub fn laplace_gram<'a>(x: &Tensor, v: &Tensor, lambda: impl Into<Scalar<'a>>) -> Result<Tensor> {
     laplace_apply(x, x, v, lambda)
 }
 
-/// Gradients of `ℓ` given `gy = ∂ℓ/∂Y` (shape of `Y`) for [`laplace_apply`].
-pub fn laplace_apply_backward(
+/// Gradients of `ℓ` given `gy = ∂ℓ/∂Y` (shape of `Y`) for [`laplace_apply`] (`lambda` an
+/// `f32` or a one-element tensor, see [`Scalar`]); `λ̄` is a `[1]` device tensor.
+pub fn laplace_apply_backward<'a>(
     s: &Tensor,
     t: &Tensor,
     v: &Tensor,
-    lambda: f32,
+    lambda: impl Into<Scalar<'a>>,
     gy: &Tensor,
 ) -> Result<LaplaceGrads> {
     const OP: &str = "laplace_apply_backward";
+    let lambda = lambda.into().host_value(OP, "lambda", Some(s))?;
     let (n, m, c) = check(OP, s, t, v, lambda)?;
     crate::validate::same_device(OP, s, gy)?;
     let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
@@ -388,7 +410,8 @@ pub fn laplace_apply_backward(
     let (signed_t, moment) = weighted(&sw, gy, n, m, c)?;
     drop(sw);
     let targets = crate::mul_scalar(&signed_t, -lambda)?;
-    let lam = -crate::sum_all(&moment.expect("moment sweeps requested"))?.to_scalar()?;
+    let lam =
+        crate::neg(&crate::sum_all(&moment.expect("moment sweeps requested"))?)?.reshape(&[1])?;
     // Swapped orientation (targets carry Ȳ): V̄ and s̄.
     let sw = sweeps(t, s, gy, lambda, true, false)?;
     let values = gather(&sw, m, n, c, v.shape())?;
@@ -544,14 +567,17 @@ fn phased_weighted(
 
 /// Phased operator, `λ = a + i·b` with `a > 0`: `(Re Y, Im Y)` for real `V` (`[n]` or
 /// `[n, c]`), `Y[j, :] = Σ_i e^{−λ|t_j − s_i|} V[i, :]`. Decays have modulus `e^{−aΔ} ≤ 1`.
-pub fn laplace_apply_phased(
+/// `a` and `b` are each an `f32` or a one-element f32 tensor (see [`Scalar`]).
+pub fn laplace_apply_phased<'a>(
     s: &Tensor,
     t: &Tensor,
     v: &Tensor,
-    a: f32,
-    b: f32,
+    a: impl Into<Scalar<'a>>,
+    b: impl Into<Scalar<'a>>,
 ) -> Result<(Tensor, Tensor)> {
     const OP: &str = "laplace_apply_phased";
+    let a = a.into().host_value(OP, "a", Some(s))?;
+    let b = b.into().host_value(OP, "b", Some(s))?;
     let (n, m, c) = check(OP, s, t, v, a)?;
     if !b.is_finite() {
         return Err(LapisError::invalid(OP, "b", b, "the phase must be finite"));
@@ -565,17 +591,20 @@ pub fn laplace_apply_phased(
 /// Gradients of the phased operator for real `V`, `s`, `t`, `a`, `b`, with the loss
 /// `ℓ = Σ Ḡr·Re Y + Σ Ḡi·Im Y` (`gy_re`, `gy_im` of `Y`'s shape). With `G = Ḡr + iḠi`,
 /// `∂ℓ/∂p = Re Σ conj(G) ∂Y/∂p` for every real `p`; [`LaplaceGrads::lambda`] holds `∂ℓ/∂a`
-/// and the second value returned is `∂ℓ/∂b` (`ā + i·b̄` is PyTorch's complex `.grad`).
-pub fn laplace_apply_phased_backward(
+/// and the second value returned is `∂ℓ/∂b` (`ā + i·b̄` is PyTorch's complex `.grad`), both
+/// `[1]` device tensors. `a` and `b` as in [`laplace_apply_phased`].
+pub fn laplace_apply_phased_backward<'a>(
     s: &Tensor,
     t: &Tensor,
     v: &Tensor,
-    a: f32,
-    b: f32,
+    a: impl Into<Scalar<'a>>,
+    b: impl Into<Scalar<'a>>,
     gy_re: &Tensor,
     gy_im: &Tensor,
-) -> Result<(LaplaceGrads, f32)> {
+) -> Result<(LaplaceGrads, Tensor)> {
     const OP: &str = "laplace_apply_phased_backward";
+    let a = a.into().host_value(OP, "a", Some(s))?;
+    let b = b.into().host_value(OP, "b", Some(s))?;
     let (n, m, c) = check(OP, s, t, v, a)?;
     if !b.is_finite() {
         return Err(LapisError::invalid(OP, "b", b, "the phase must be finite"));
@@ -604,8 +633,10 @@ pub fn laplace_apply_phased_backward(
     let (signed_t, moment) = phased_weighted(&sw, &conj_g, n, m, c)?;
     drop(sw);
     let targets = re_neg_lambda(&signed_t, m)?;
-    let msum = crate::sum(&moment.expect("moments requested"), 0)?.to_vec::<f32>()?;
-    let (grad_a, grad_b) = (-msum[0], msum[1]);
+    // Σ over targets of the complex moment `[m, 2]`: ā = −Re, b̄ = +Im (on the device).
+    let msum = crate::sum(&moment.expect("moments requested"), 0)?.reshape(&[2])?;
+    let grad_a = crate::neg(&crate::slice(&msum, 0, 0, 1)?)?;
+    let grad_b = crate::slice(&msum, 0, 1, 2)?;
     // Swapped orientation: the sweeps carry conj(G); V̄ = Re, s̄ from weights V.
     let sw = phased_sweeps(t, s, &conj_g.0, &conj_g.1, a, b, true, false)?;
     let (values, _) = phased_gather(&sw, m, n, c, v.shape())?;
@@ -624,13 +655,13 @@ pub fn laplace_apply_phased_backward(
 
 /// Gradients of the Gram operator `y = K(x, x) v`: `(V̄, x̄, λ̄)` with `x̄ = s̄ + t̄` (the
 /// anchors play both roles; ties between distinct points contribute 0, a point with itself
-/// has `sign(0) = 0` too).
-pub fn laplace_gram_backward(
+/// has `sign(0) = 0` too) and `λ̄` a `[1]` device tensor. `lambda` as in [`laplace_apply`].
+pub fn laplace_gram_backward<'a>(
     x: &Tensor,
     v: &Tensor,
-    lambda: f32,
+    lambda: impl Into<Scalar<'a>>,
     gy: &Tensor,
-) -> Result<(Tensor, Tensor, f32)> {
+) -> Result<(Tensor, Tensor, Tensor)> {
     let g = laplace_apply_backward(x, x, v, lambda, gy)?;
     Ok((g.values, crate::add(&g.sources, &g.targets)?, g.lambda))
 }

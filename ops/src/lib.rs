@@ -15,7 +15,7 @@
 //! | indexing | [`gather`], [`index_select`], [`scatter_add`], [`index_add`] | [`index`] |
 //! | anchored scan | [`decay_scan()`], [`decay_scan_complex`] (`h_k = Σ_i e^{−r|z_k − z_i|} u_i` over one side, decays from coordinates: the Laplace and soft top-k sweeps) | [`decay_scan`](mod@decay_scan) |
 //! | scan | [`linear_scan`] (`h_k = d_k h_{k∓1} + u_k`, the Laplace engine's sweeps) | [`scan`](mod@scan) |
-//! | soft top-k (LapSum) | [`soft_topk`], [`soft_topk_truncated`], [`soft_rank`], [`soft_sort`] and their backward | [`softtopk`] |
+//! | soft top-k (LapSum) | [`soft_topk`], [`soft_topk_truncated`], [`soft_rank`], [`soft_sort`]; backward [`soft_topk_backward`] (recomputes the forward) or [`SoftTopK::backward`] / [`SoftTopKTruncated::backward`] (reuse one), [`soft_rank_backward`], [`soft_sort_backward`] | [`softtopk`] |
 //! | sort | [`argsort`], [`argsort_rows`] (stable radix sort; short rows by an in-workgroup bitonic sort; NaN last) | [`sort`](mod@sort) |
 //! | Laplace operator | [`laplace_apply`], [`laplace_gram`], [`laplace_gram_backward`], [`laplace_apply_backward`] (real λ), [`laplace_apply_phased`], [`laplace_apply_phased_backward`] (complex λ) | [`laplace`](mod@laplace) |
 //! | FFT (cubek-fft) | [`rfft`] (power-of-two lengths) | [`fft`] |
@@ -32,9 +32,15 @@
 //! [`index_add_backward`], [`matmul_backward`], [`softmax_backward`],
 //! [`log_softmax_backward`], [`linear_scan_backward`], [`linear_scan_complex_backward`],
 //! [`rfft_backward`], [`argsort_backward`], [`argsort_rows_backward`], and the Laplace,
-//! covariance and soft top-k backward functions named in the table. `lapis-graph` records
+//! covariance and soft top-k backward functions named in the table (soft top-k's is
+//! [`soft_topk_backward`], or [`SoftTopK::backward`] on a forward's result). `lapis-graph` records
 //! them on its tape; its gradient checks test each against finite differences of the f64
 //! reference.
+//!
+//! **Scalar arguments.** Every scalar parameter of the Laplace and soft top-k ops (`λ`, the
+//! phased `a` and `b`, soft top-k's `k` and `α`) is an `impl Into<`[`Scalar`]`>`: an `f32` or a
+//! one-element f32 [`Tensor`] (soft top-k also takes a per-row `[B]` tensor). Today a tensor
+//! scalar is read on the host once per op call; see [`scalar`](mod@scalar).
 //!
 //! Every op checks its arguments (device, dtype, shapes, axes, index ranges, sizes)
 //! before launching anything and returns a typed [`LapisError`]; none panics on user
@@ -68,6 +74,7 @@ pub mod matmul;
 pub mod optim;
 pub mod reduce;
 pub mod reference;
+pub mod scalar;
 pub mod scan;
 pub mod softmax;
 pub mod softtopk;
@@ -111,12 +118,13 @@ pub use reduce::{
     argmax, max, max_all, mean, mean_all, min, min_all, reduce, reduce_all, reduce_backward, sum,
     sum_all,
 };
+pub use scalar::Scalar;
 pub use scan::{
     linear_scan, linear_scan_backward, linear_scan_complex, linear_scan_complex_backward,
 };
 pub use softmax::{log_softmax, log_softmax_backward, softmax, softmax_backward};
 pub use softtopk::{
-    soft_rank, soft_rank_backward, soft_sort, soft_sort_backward, soft_topk,
+    soft_rank, soft_rank_backward, soft_sort, soft_sort_backward, soft_topk, soft_topk_backward,
     soft_topk_closed_form_threshold, soft_topk_truncated, RowParam, SoftTopK, SoftTopKGrads,
     SoftTopKTruncated,
 };

@@ -17,39 +17,32 @@
 //! Soft sort: output i is the `b` with `Σ_j F((b − x_j)/α) = i + ½` (LapSum's definition),
 //! the threshold for `k = n − i − ½`.
 //!
-//! **Policies.** Rows are `[B, n]` (or `[n]`, one row); `k` and `α` are one scalar or one
-//! value per row ([`RowParam`]). Non-finite entries of `x` are rejected (typed error: NaN has
+//! **Policies.** Rows are `[B, n]` (or `[n]`, one row); `k` and `α` are
+//! `impl Into<`[`Scalar`]`>` (the type of every scalar argument of the ops, formerly
+//! [`RowParam`] here): an `f32`, a one-element f32 tensor (shared by every row; read on the
+//! host once per call today, device-resident in a later change), or a per-row f32 `[B]`
+//! tensor. Any other tensor is a typed error naming the op and the argument. Non-finite entries of `x` are rejected (typed error: NaN has
 //! no place in an order), as are `k ∉ (0, n)` and `α ≤ 0` or non-finite. Results are finite
 //! for finite input of any magnitude (tested with |x| up to 1e30) and α from 1e-6 to 1e6
 //! relative to the spread. Rows are sorted by [`argsort_rows`](crate::argsort_rows).
+//!
+//! **Backward.** [`SoftTopK::backward`] reuses a forward's threshold (no second sort);
+//! [`soft_topk_backward`] takes the forward's arguments and recomputes it, like
+//! [`soft_rank_backward`] and [`soft_sort_backward`].
 
 use lapis_kernels::softtopk as k;
 
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
 use crate::launch_1d;
+use crate::scalar::Scalar;
 use crate::tensor::{arr, Tensor};
 
-/// `k` or `α`: one value for every row, or a `[B]` tensor with one per row.
-#[derive(Clone, Copy, Debug)]
-pub enum RowParam<'a> {
-    /// The same value for every row.
-    Scalar(f32),
-    /// One value per row, f32 `[B]`.
-    PerRow(&'a Tensor),
-}
-
-impl From<f32> for RowParam<'_> {
-    fn from(v: f32) -> Self {
-        RowParam::Scalar(v)
-    }
-}
-
-impl<'a> From<&'a Tensor> for RowParam<'a> {
-    fn from(t: &'a Tensor) -> Self {
-        RowParam::PerRow(t)
-    }
-}
+/// The former name of [`Scalar`] in this module (`k` or `α`: one value for every row, or a
+/// `[B]` tensor with one per row). The variants are now [`Scalar::Value`] (was
+/// `RowParam::Scalar`) and [`Scalar::Tensor`] (was `RowParam::PerRow`); `.into()` from an
+/// `f32` or a `&Tensor` works as before.
+pub type RowParam<'a> = Scalar<'a>;
 
 /// Gradients of a soft top-k (or truncated) output.
 #[derive(Debug, Clone)]
@@ -130,28 +123,47 @@ fn rows(op: &'static str, x: &Tensor) -> Result<(Tensor, usize, usize)> {
     Ok((x.reshape(&[b, n])?, b, n))
 }
 
-/// A [`RowParam`] as a `[B]` tensor, with its min and max (host values, for the checks).
+/// A one-element f32 tensor read on the host (once; shared by every row), anything else
+/// as given.
+fn shared<'a>(
+    op: &'static str,
+    name: &'static str,
+    v: Scalar<'a>,
+    x: &Tensor,
+) -> Result<Scalar<'a>> {
+    Ok(match v {
+        Scalar::Tensor(t) if t.numel() == 1 && t.dtype() == DType::F32 => {
+            Scalar::Value(v.host_value(op, name, Some(x))?)
+        }
+        v => v,
+    })
+}
+
+/// A [`Scalar`] as a `[B]` tensor, with its min and max (host values, for the checks). A
+/// one-element tensor is shared by every row ([`shared`]); a `[B]` tensor gives one value
+/// per row.
 fn per_row(
     op: &'static str,
     name: &'static str,
-    v: RowParam<'_>,
+    v: Scalar<'_>,
     x: &Tensor,
     b: usize,
 ) -> Result<(Tensor, f32, f32)> {
-    match v {
-        RowParam::Scalar(s) => {
+    match shared(op, name, v, x)? {
+        Scalar::Value(s) => {
             if !s.is_finite() {
                 return Err(LapisError::invalid(op, name, s, "must be finite"));
             }
             Ok((crate::fill(x.device(), &[b], s, DType::F32)?, s, s))
         }
-        RowParam::PerRow(t) => {
+        Scalar::Tensor(t) => {
             crate::validate::same_device(op, x, t)?;
             if t.shape() != [b] || t.dtype() != DType::F32 {
-                return Err(LapisError::shape(
+                return Err(LapisError::invalid(
                     op,
-                    t.shape(),
-                    format!("`{name}` per row must be f32 [{b}]"),
+                    name,
+                    format!("a {} tensor of shape {:?}", t.dtype().name(), t.shape()),
+                    format!("must be an f32 scalar (one element) or one f32 per row [{b}]"),
                 ));
             }
             if crate::validate::count_nonfinite(t)? > 0.0 {
@@ -235,8 +247,8 @@ fn scan_rows(x2: &Tensor, alpha: &Tensor, n: usize, moment: bool) -> Result<Scan
 #[doc(hidden)]
 pub fn soft_topk_closed_form_threshold<'a>(
     x: &Tensor,
-    k: impl Into<RowParam<'a>>,
-    alpha: impl Into<RowParam<'a>>,
+    k: impl Into<Scalar<'a>>,
+    alpha: impl Into<Scalar<'a>>,
 ) -> Result<Tensor> {
     Ok(closed_form(x, k.into(), alpha.into())?.3)
 }
@@ -246,8 +258,8 @@ pub fn soft_topk_closed_form_threshold<'a>(
 #[allow(clippy::type_complexity)]
 fn closed_form(
     x: &Tensor,
-    k: RowParam<'_>,
-    alpha: RowParam<'_>,
+    k: Scalar<'_>,
+    alpha: Scalar<'_>,
 ) -> Result<(Tensor, Tensor, Tensor, Tensor, usize, usize)> {
     const OP: &str = "soft_topk";
     let (x2, b, n) = rows(OP, x)?;
@@ -293,11 +305,13 @@ fn closed_form(
 }
 
 /// Soft top-k of each row of `x` (`[n]` or `[B, n]`): `p` with `Σ_i p_i = k` per row.
-/// See the module docs for the math, the policies and [`SoftTopK::backward`].
+/// `k` and `alpha` are each an `f32`, a one-element f32 tensor or a per-row `[B]` tensor
+/// (see [`Scalar`]). See the module docs for the math and the policies; gradients by
+/// [`SoftTopK::backward`] (reusing this forward) or [`soft_topk_backward`].
 pub fn soft_topk<'a>(
     x: &Tensor,
-    k: impl Into<RowParam<'a>>,
-    alpha: impl Into<RowParam<'a>>,
+    k: impl Into<Scalar<'a>>,
+    alpha: impl Into<Scalar<'a>>,
 ) -> Result<SoftTopK> {
     let (x2, kt, at, thr, b, n) = closed_form(x, k.into(), alpha.into())?;
     let p = refine_threshold(&x2, &kt, &at, &thr, b, n)?;
@@ -373,8 +387,33 @@ fn refine_threshold(
     Ok(p)
 }
 
+/// Gradients of `ℓ` given `g = ∂ℓ/∂p` (shape of `x`) for [`soft_topk`]`(x, k, alpha)`:
+/// `∂x` (shape of `x`), `∂k` and `∂α` per row (`[B]`; sum them for a shared scalar).
+///
+/// Recomputes the forward (a row sort, the scans and the threshold), in the style of
+/// [`soft_rank_backward`] and [`soft_sort_backward`]; when the forward is at hand, call
+/// [`SoftTopK::backward`] on it instead (same result, O(B·n), no sort).
+pub fn soft_topk_backward<'a>(
+    x: &Tensor,
+    k: impl Into<Scalar<'a>>,
+    alpha: impl Into<Scalar<'a>>,
+    g: &Tensor,
+) -> Result<SoftTopKGrads> {
+    const OP: &str = "soft_topk_backward";
+    if g.shape() != x.shape() || g.dtype() != DType::F32 {
+        return Err(LapisError::ShapeMismatch {
+            op: OP,
+            lhs: x.shape().to_vec(),
+            rhs: g.shape().to_vec(),
+        });
+    }
+    crate::validate::same_device(OP, x, g)?;
+    soft_topk(x, k, alpha)?.backward(g)
+}
+
 impl SoftTopK {
-    /// Gradients of `ℓ` given `g = ∂ℓ/∂p` (shape of `p`), O(B·n), no sort.
+    /// Gradients of `ℓ` given `g = ∂ℓ/∂p` (shape of `p`), O(B·n), no sort (see also
+    /// [`soft_topk_backward`], which recomputes the forward).
     pub fn backward(&self, g: &Tensor) -> Result<SoftTopKGrads> {
         const OP: &str = "soft_topk_backward";
         if g.shape() != self.shape.as_slice() || g.dtype() != DType::F32 {
@@ -442,8 +481,8 @@ pub struct SoftTopKTruncated {
 /// entries only (the mask is constant).
 pub fn soft_topk_truncated<'a>(
     x: &Tensor,
-    k: impl Into<RowParam<'a>>,
-    alpha: impl Into<RowParam<'a>>,
+    k: impl Into<Scalar<'a>>,
+    alpha: impl Into<Scalar<'a>>,
     c_cap: f32,
     c_tau: f32,
 ) -> Result<SoftTopKTruncated> {
@@ -464,7 +503,7 @@ pub fn soft_topk_truncated<'a>(
             "must be finite and ≥ 0",
         ));
     }
-    let k = k.into();
+    let k = shared(OP, "k", k.into(), x)?;
     let dense = soft_topk(x, k, alpha)?;
     let (b, n) = (dense.x.shape()[0], dense.x.shape()[1]);
     let dev = x.device();
@@ -539,7 +578,7 @@ impl SoftTopKTruncated {
 
 /// Soft rank of each row (ascending; `→` the 1-based hard rank as `α → 0`):
 /// `rank_i = ½ + Σ_j F((x_i − x_j)/α)`; each row sums to `n(n+1)/2`.
-pub fn soft_rank<'a>(x: &Tensor, alpha: impl Into<RowParam<'a>>) -> Result<Tensor> {
+pub fn soft_rank<'a>(x: &Tensor, alpha: impl Into<Scalar<'a>>) -> Result<Tensor> {
     const OP: &str = "soft_rank";
     let (x2, b, n) = rows(OP, x)?;
     let (at, alo, ahi) = per_row(OP, "alpha", alpha.into(), x, b)?;
@@ -578,7 +617,7 @@ fn unsort(v: &Tensor, perm: &Tensor, n: usize) -> Result<Tensor> {
 /// values 1 and g, and its first moment.
 pub fn soft_rank_backward<'a>(
     x: &Tensor,
-    alpha: impl Into<RowParam<'a>>,
+    alpha: impl Into<Scalar<'a>>,
     g: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
     const OP: &str = "soft_rank_backward";
@@ -636,7 +675,7 @@ struct SoftSorted {
     n: usize,
 }
 
-fn soft_sort_impl(op: &'static str, x: &Tensor, alpha: RowParam<'_>) -> Result<SoftSorted> {
+fn soft_sort_impl(op: &'static str, x: &Tensor, alpha: Scalar<'_>) -> Result<SoftSorted> {
     let (x2, b, n) = rows(op, x)?;
     let (at, alo, ahi) = per_row(op, "alpha", alpha, x, b)?;
     check_alpha(op, alo, ahi)?;
@@ -676,7 +715,7 @@ fn soft_sort_impl(op: &'static str, x: &Tensor, alpha: RowParam<'_>) -> Result<S
 /// `Σ_j F((b_i − x_j)/α) = i + ½` — the soft top-k threshold for `k = n − i − ½`, so it
 /// tends to the i-th smallest value as `α → 0`. O(n log n) per row (one sort, four scans, a
 /// binary search per output).
-pub fn soft_sort<'a>(x: &Tensor, alpha: impl Into<RowParam<'a>>) -> Result<Tensor> {
+pub fn soft_sort<'a>(x: &Tensor, alpha: impl Into<Scalar<'a>>) -> Result<Tensor> {
     let s = soft_sort_impl("soft_sort", x, alpha.into())?;
     s.values.reshape(x.shape())
 }
@@ -688,7 +727,7 @@ pub fn soft_sort<'a>(x: &Tensor, alpha: impl Into<RowParam<'a>>) -> Result<Tenso
 /// The matvec runs row by row (one `laplace_apply` per row).
 pub fn soft_sort_backward<'a>(
     x: &Tensor,
-    alpha: impl Into<RowParam<'a>>,
+    alpha: impl Into<Scalar<'a>>,
     g: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
     const OP: &str = "soft_sort_backward";

@@ -14,7 +14,7 @@
 
 use lapis_ops::{Device, LapisError, Result, Tensor};
 
-use super::{Linear, Params};
+use super::{Linear, ParamVars, Params};
 use crate::var::Var;
 
 /// Multi-head self-attention over `[B, T, D]`.
@@ -82,7 +82,7 @@ impl MultiHeadAttention {
     }
 
     /// Self-attention of `x [B, T, D]`; returns `[B, T, D]`.
-    pub fn forward(&self, vars: &[Var], x: &Var) -> Result<Var> {
+    pub fn forward(&self, vars: &ParamVars, x: &Var) -> Result<Var> {
         let (b, t) = match x.shape() {
             &[b, t, d] if d == self.dim => (b, t),
             s => {

@@ -24,23 +24,23 @@
 
 use lapis_ops::{DType, Device, LapisError, Result, Tensor};
 
-use super::Params;
+use super::{Param, ParamVars, Params};
 use crate::var::Var;
 
 struct Head {
-    s: usize,
-    t: usize,
-    alpha: usize,
-    gamma: usize,
-    rho: usize,
-    omega: Option<usize>,
-    phi: Option<usize>,
+    s: Param,
+    t: Param,
+    alpha: Param,
+    gamma: Param,
+    rho: Param,
+    omega: Option<Param>,
+    phi: Option<Param>,
 }
 
 /// The LAPLEX layer `n → m` (see the module docs).
 pub struct LaplexLinear {
     heads: Vec<Head>,
-    bias: usize,
+    bias: Param,
     d_in: usize,
     d_out: usize,
 }
@@ -82,20 +82,75 @@ fn anchors(len: usize, sd: f64, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The shape and options of a [`LaplexLinear`] layer: `LaplexConfig::new(n, m)` is one real
+/// head with seed 0; chain [`heads`](Self::heads), [`phased`](Self::phased) and
+/// [`seed`](Self::seed) to change them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaplexConfig {
+    /// Inputs `n`.
+    pub d_in: usize,
+    /// Outputs `m`.
+    pub d_out: usize,
+    /// Heads `H` (≥ 1).
+    pub heads: usize,
+    /// Complex rate `λ_h = softplus(ρ_h) + iω_h` and phase `φ_h` (the phased variant);
+    /// `false`: real rate, `ω = φ = 0`.
+    pub phased: bool,
+    /// Seed of the anchor jitter and the input gains.
+    pub seed: u64,
+}
+
+impl LaplexConfig {
+    /// `n → m`, one real head, seed 0.
+    pub fn new(d_in: usize, d_out: usize) -> Self {
+        LaplexConfig {
+            d_in,
+            d_out,
+            heads: 1,
+            phased: false,
+            seed: 0,
+        }
+    }
+
+    /// `H` heads.
+    pub fn heads(mut self, heads: usize) -> Self {
+        self.heads = heads;
+        self
+    }
+
+    /// The phased variant (complex rate and a phase per head).
+    pub fn phased(mut self) -> Self {
+        self.phased = true;
+        self
+    }
+
+    /// The init seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
 impl LaplexLinear {
     /// Registers, for each head `h`, `{prefix}.{h}.{s,t,alpha,gamma,rho}` (and `omega`,
-    /// `phi` if `phased`), and `{prefix}.bias`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        params: &mut Params,
-        prefix: &str,
-        dev: &Device,
-        d_in: usize,
-        d_out: usize,
-        heads: usize,
-        phased: bool,
-        seed: u64,
-    ) -> Result<Self> {
+    /// `phi` if phased), and `{prefix}.bias`.
+    ///
+    /// ```no_run
+    /// # use lapis_graph::nn::{LaplexConfig, LaplexLinear, Params};
+    /// # let dev = lapis_graph::lapis_ops::Device::auto()?;
+    /// let mut params = Params::new();
+    /// let cfg = LaplexConfig::new(256, 10).heads(4).phased().seed(2);
+    /// let head = LaplexLinear::new(&mut params, "head", &dev, &cfg)?;
+    /// # Ok::<(), lapis_graph::lapis_ops::LapisError>(())
+    /// ```
+    pub fn new(params: &mut Params, prefix: &str, dev: &Device, cfg: &LaplexConfig) -> Result<Self> {
+        let LaplexConfig {
+            d_in,
+            d_out,
+            heads,
+            phased,
+            seed,
+        } = *cfg;
         const OP: &str = "LaplexLinear::new";
         if d_in == 0 || d_out == 0 {
             return Err(LapisError::invalid(
@@ -165,7 +220,7 @@ impl LaplexLinear {
     }
 
     /// `x [B, n]` → `[B, m]`.
-    pub fn forward(&self, vars: &[Var], x: &Var) -> Result<Var> {
+    pub fn forward(&self, vars: &ParamVars, x: &Var) -> Result<Var> {
         let b = match x.shape() {
             &[b, n] if n == self.d_in => b,
             s => {
@@ -179,15 +234,15 @@ impl LaplexLinear {
         let xt = x.transpose(0, 1)?; // [n, B]: the batch is the channel axis
         let mut acc: Option<Var> = None;
         for h in &self.heads {
-            let v = xt.mul(&vars[h.alpha].reshape(&[self.d_in, 1])?)?;
-            let a = vars[h.rho].softplus()?;
+            let v = xt.mul(&vars.get(h.alpha)?.reshape(&[self.d_in, 1])?)?;
+            let a = vars.get(h.rho)?.softplus()?;
             let y = match (h.omega, h.phi) {
                 (Some(om), Some(ph)) => {
-                    v.laplace_apply_phased(&vars[h.s], &vars[h.t], &a, &vars[om], &vars[ph])?
+                    v.laplace_apply_phased(vars.get(h.s)?, vars.get(h.t)?, &a, vars.get(om)?, vars.get(ph)?)?
                 }
-                _ => v.laplace_apply(&vars[h.s], &vars[h.t], &a)?,
+                _ => v.laplace_apply(vars.get(h.s)?, vars.get(h.t)?, &a)?,
             };
-            let y = y.mul(&vars[h.gamma].reshape(&[self.d_out, 1])?)?;
+            let y = y.mul(&vars.get(h.gamma)?.reshape(&[self.d_out, 1])?)?;
             acc = Some(match acc {
                 Some(s) => s.add(&y)?,
                 None => y,
@@ -195,15 +250,15 @@ impl LaplexLinear {
         }
         let y = acc.expect("at least one head").transpose(0, 1)?;
         debug_assert_eq!(y.shape(), &[b, self.d_out]);
-        y.add(&vars[self.bias])
+        y.add(vars.get(self.bias)?)
     }
 
     /// The dense weight `W [m, n]` the layer applies (`y = W x + b`), from the f32
     /// parameters on the host in f64: for tests and inspection (O(nm)).
     pub fn dense_weight(&self, params: &Params) -> Result<Vec<f64>> {
-        let host = |i: usize| -> Result<Vec<f64>> {
+        let host = |i: Param| -> Result<Vec<f64>> {
             Ok(params
-                .get(i)
+                .get(i)?
                 .to_f32_vec()?
                 .into_iter()
                 .map(f64::from)

@@ -14,12 +14,12 @@
 
 use lapis_ops::{DType, Device, LapisError, Result, Tensor};
 
-use super::{Linear, Params};
+use super::{Linear, Param, ParamVars, Params};
 use crate::var::Var;
 
 /// `[vocab, dim]` embeddings, initialised `N(0, 1)` (PyTorch's default).
 pub struct Embedding {
-    weight: usize,
+    weight: Param,
     dim: usize,
 }
 
@@ -41,9 +41,9 @@ impl Embedding {
     }
 
     /// `ids` (u32, any shape, each `< vocab`) → `[...ids.shape, dim]`.
-    pub fn forward(&self, vars: &[Var], ids: &Tensor) -> Result<Var> {
+    pub fn forward(&self, vars: &ParamVars, ids: &Tensor) -> Result<Var> {
         let flat = ids.reshape(&[ids.numel()])?;
-        let rows = vars[self.weight].index_select(0, &flat)?;
+        let rows = vars.get(self.weight)?.index_select(0, &flat)?;
         let mut shape = ids.shape().to_vec();
         shape.push(self.dim);
         rows.reshape(&shape)
@@ -52,8 +52,8 @@ impl Embedding {
 
 /// Layer normalisation over the last axis, `γ = 1`, `β = 0` at init.
 pub struct LayerNorm {
-    gamma: usize,
-    beta: usize,
+    gamma: Param,
+    beta: Param,
     dim: usize,
     eps: f32,
 }
@@ -90,7 +90,7 @@ impl LayerNorm {
     }
 
     /// Normalises the last axis of `x [..., dim]`.
-    pub fn forward(&self, vars: &[Var], x: &Var) -> Result<Var> {
+    pub fn forward(&self, vars: &ParamVars, x: &Var) -> Result<Var> {
         // Without this check a last axis of length 1 would broadcast against γ and β and
         // silently return `[..., dim]` (and rank 0 would underflow the axis).
         if x.shape().last() != Some(&self.dim) {
@@ -105,7 +105,7 @@ impl LayerNorm {
         let xc = x.sub(&mu)?;
         let var = xc.mul(&xc)?.mean(ax)?;
         let inv = var.add_scalar(self.eps)?.sqrt()?;
-        xc.div(&inv)?.mul(&vars[self.gamma])?.add(&vars[self.beta])
+        xc.div(&inv)?.mul(vars.get(self.gamma)?)?.add(vars.get(self.beta)?)
     }
 }
 
@@ -208,7 +208,7 @@ impl Mlp {
     }
 
     /// Applies the network to `x [..., sizes[0]]`.
-    pub fn forward(&self, vars: &[Var], x: &Var) -> Result<Var> {
+    pub fn forward(&self, vars: &ParamVars, x: &Var) -> Result<Var> {
         let mut h = x.clone();
         for (i, l) in self.layers.iter().enumerate() {
             h = l.forward(vars, &h)?;
@@ -263,7 +263,7 @@ impl PatchEmbed {
     }
 
     /// Cuts `x [B, C, H, W]` (H, W multiples of the patch) into patches and embeds them.
-    pub fn forward(&self, vars: &[Var], x: &Var) -> Result<Var> {
+    pub fn forward(&self, vars: &ParamVars, x: &Var) -> Result<Var> {
         let p = self.patch;
         let (b, c, h, w) = match x.shape() {
             &[b, c, h, w] if c == self.channels && h % p == 0 && w % p == 0 => (b, c, h, w),
@@ -290,8 +290,8 @@ impl PatchEmbed {
 /// Soft top-k weights with learnable `k = n·σ(κ)` and `α = e^{ℓ}` (one of each, shared by
 /// the rows).
 pub struct SoftTopK {
-    kappa: usize,
-    log_alpha: usize,
+    kappa: Param,
+    log_alpha: Param,
     n: usize,
 }
 
@@ -339,12 +339,12 @@ impl SoftTopK {
     }
 
     /// The current `k` as a Var `[1]`.
-    pub fn k(&self, vars: &[Var]) -> Result<Var> {
-        vars[self.kappa].sigmoid()?.mul_scalar(self.n as f32)
+    pub fn k(&self, vars: &ParamVars) -> Result<Var> {
+        vars.get(self.kappa)?.sigmoid()?.mul_scalar(self.n as f32)
     }
 
     /// Weights `p [B, n]` (each row sums to `k`) for scores `x [B, n]` (or `[n]`).
-    pub fn forward(&self, vars: &[Var], x: &Var) -> Result<Var> {
+    pub fn forward(&self, vars: &ParamVars, x: &Var) -> Result<Var> {
         // `k = n·σ(κ)` is parametrised by this layer's `n`: rows of another length would
         // silently get a k range that is too narrow, or one that can leave (0, len).
         match x.shape() {
@@ -357,7 +357,7 @@ impl SoftTopK {
                 ))
             }
         }
-        let alpha = vars[self.log_alpha].exp()?;
+        let alpha = vars.get(self.log_alpha)?.exp()?;
         x.soft_topk(&self.k(vars)?, &alpha)
     }
 }

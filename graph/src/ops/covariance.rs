@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use lapis_ops::{self as ops, DType, LapisError, LaplaceCovariance, LcmGrads, Result, Tensor};
 
+use super::scalar::ScalarArg;
 use crate::var::Var;
 
 /// The LCM's parameters on a tape: anchors `a [d]`, rate `λ` (one element, > 0), nugget
@@ -32,8 +33,11 @@ pub struct Lcm {
 }
 
 impl Lcm {
-    /// `Σ = diag(u) + diag(w) K(a; λ) diag(w)` (all on one tape).
-    pub fn new(a: &Var, lambda: &Var, u: &Var, w: &Var) -> Result<Self> {
+    /// `Σ = diag(u) + diag(w) K(a; λ) diag(w)` (all on one tape). `lambda` is an `f32`, a
+    /// one-element `&Tensor` (untracked constants) or a one-element `&Var`
+    /// ([`ScalarArg`](crate::ScalarArg)).
+    pub fn new<'a>(a: &Var, lambda: impl Into<ScalarArg<'a>>, u: &Var, w: &Var) -> Result<Self> {
+        let lambda = &lambda.into().to_var(a, "Lcm::new", "lambda")?;
         for o in [lambda, u, w] {
             a.same_tape(o, "Lcm::new")?;
         }
@@ -54,8 +58,9 @@ impl Lcm {
         })
     }
 
-    /// The OU covariance `diag(σ) K(x; λ) diag(σ)` (`u = 0` untracked, `w = σ`).
-    pub fn ou(x: &Var, lambda: &Var, sigma: &Var) -> Result<Self> {
+    /// The OU covariance `diag(σ) K(x; λ) diag(σ)` (`u = 0` untracked, `w = σ`); `lambda` as
+    /// in [`Lcm::new`].
+    pub fn ou<'a>(x: &Var, lambda: impl Into<ScalarArg<'a>>, sigma: &Var) -> Result<Self> {
         let u = x.constant(ops::zeros(x.value().device(), x.shape(), DType::F32)?);
         Self::new(x, lambda, &u, sigma)
     }

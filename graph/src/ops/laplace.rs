@@ -7,36 +7,37 @@
 //! head output; `φ = −π/2` gives `Im(K V)`), with the VJP of
 //! [`lapis_ops::laplace_apply_phased_backward`] fed `(cos φ Ȳ, −sin φ Ȳ)` and
 //! `φ̄ = Σ Ȳ ⊙ Re(i e^{iφ} K V)`.
+//!
+//! The rates and the phase are [`ScalarArg`]s: an `f32`, a one-element [`Tensor`] (both
+//! untracked constants) or a one-element [`Var`] (tracked if it is). Their values are read
+//! on the host once per call (as `lapis_ops` does today); their gradients stay on the
+//! device.
 
-use lapis_ops::{self as ops, LapisError, Result, Tensor};
+use lapis_ops::{self as ops, LapisError, Result};
 
+use super::scalar::ScalarArg;
 use crate::var::Var;
 
+/// The host value of a one-element f32 Var (typed error naming `op` and `name` otherwise).
 fn scalar(op: &'static str, name: &'static str, v: &Var) -> Result<f32> {
-    if v.value().numel() != 1 {
-        return Err(LapisError::invalid(
-            op,
-            name,
-            format!("{:?}", v.shape()),
-            "must hold one element",
-        ));
-    }
-    v.value().to_scalar()
-}
-
-/// A one-element tensor of `shape` (the shape of the scalar Var it is the gradient of).
-fn one(dev: &ops::Device, v: f32, shape: &[usize]) -> Result<Tensor> {
-    Tensor::from_slice(dev, shape, &[v])
+    ops::Scalar::Tensor(v.value()).host_value(op, name, None)
 }
 
 impl Var {
     /// `Y = K(t, s; λ) V` with `self` the values `V [n]` or `[n, c]`, anchors `s [n]`,
-    /// `t [m]` and the rate `lambda` (one element, read on the host; > 0). All four may be
-    /// tracked.
-    pub fn laplace_apply(&self, s: &Var, t: &Var, lambda: &Var) -> Result<Var> {
-        for o in [s, t, lambda] {
+    /// `t [m]` and the rate `lambda` (> 0): an `f32`, a one-element `&Tensor` or a
+    /// one-element `&Var` ([`ScalarArg`]; its value is read on the host). `V`, `s`, `t` and a
+    /// Var `lambda` may be tracked.
+    pub fn laplace_apply<'a>(
+        &self,
+        s: &Var,
+        t: &Var,
+        lambda: impl Into<ScalarArg<'a>>,
+    ) -> Result<Var> {
+        for o in [s, t] {
             self.same_tape(o, "laplace_apply")?;
         }
+        let lambda = &lambda.into().to_var(self, "laplace_apply", "lambda")?;
         let lam = scalar("laplace_apply", "lambda", lambda)?;
         let ls = lambda.shape().to_vec();
         let (sv, tv, vv) = (s.value().clone(), t.value().clone(), self.value().clone());
@@ -50,33 +51,37 @@ impl Var {
                     Some(gr.values),
                     Some(gr.sources),
                     Some(gr.targets),
-                    Some(one(sv.device(), gr.lambda, &ls)?),
+                    Some(gr.lambda.reshape(&ls)?),
                 ])
             }),
         ))
     }
 
     /// Gram mode `Y = K(x, x; λ) V` (the anchors play both roles; their gradient is the sum
-    /// of both roles', accumulated by the tape).
-    pub fn laplace_gram(&self, x: &Var, lambda: &Var) -> Result<Var> {
+    /// of both roles', accumulated by the tape); `lambda` as in [`Var::laplace_apply`].
+    pub fn laplace_gram<'a>(&self, x: &Var, lambda: impl Into<ScalarArg<'a>>) -> Result<Var> {
         self.laplace_apply(x, x, lambda)
     }
 
     /// `Re(e^{iφ} K(t, s; a + ib) V)` for real `V [n]` or `[n, c]`: the phased operator with
-    /// rate `a > 0`, frequency `b` and phase `φ`, each one element (read on the host). All
-    /// six inputs may be tracked.
-    pub fn laplace_apply_phased(
+    /// rate `a > 0`, frequency `b` and phase `φ`, each an `f32`, a one-element `&Tensor` or
+    /// a one-element `&Var` ([`ScalarArg`]; values read on the host). All six inputs may be
+    /// tracked (the scalars when they are Vars).
+    pub fn laplace_apply_phased<'a>(
         &self,
         s: &Var,
         t: &Var,
-        a: &Var,
-        b: &Var,
-        phi: &Var,
+        a: impl Into<ScalarArg<'a>>,
+        b: impl Into<ScalarArg<'a>>,
+        phi: impl Into<ScalarArg<'a>>,
     ) -> Result<Var> {
         const OP: &str = "laplace_apply_phased";
-        for o in [s, t, a, b, phi] {
+        for o in [s, t] {
             self.same_tape(o, OP)?;
         }
+        let a = &a.into().to_var(self, OP, "a")?;
+        let b = &b.into().to_var(self, OP, "b")?;
+        let phi = &phi.into().to_var(self, OP, "phi")?;
         let (av, bv, ph) = (
             scalar(OP, "a", a)?,
             scalar(OP, "b", b)?,
@@ -101,15 +106,14 @@ impl Var {
                     ops::laplace_apply_phased_backward(&sv, &tv, &vv, av, bv, &gre, &gim)?;
                 // ∂/∂φ Re(e^{iφ}Y) = −sin φ Yr − cos φ Yi
                 let dphi = ops::add(&ops::mul_scalar(&yr, -sn)?, &ops::mul_scalar(&yi, -c)?)?;
-                let gphi = ops::sum_all(&ops::mul(g, &dphi)?)?.to_scalar()?;
-                let dev = sv.device();
+                let gphi = ops::sum_all(&ops::mul(g, &dphi)?)?;
                 Ok(vec![
                     Some(gr.values),
                     Some(gr.sources),
                     Some(gr.targets),
-                    Some(one(dev, gr.lambda, &shapes[0])?),
-                    Some(one(dev, gb, &shapes[1])?),
-                    Some(one(dev, gphi, &shapes[2])?),
+                    Some(gr.lambda.reshape(&shapes[0])?),
+                    Some(gb.reshape(&shapes[1])?),
+                    Some(gphi.reshape(&shapes[2])?),
                 ])
             }),
         ))

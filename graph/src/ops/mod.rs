@@ -9,6 +9,9 @@
 //! index has no gradient. Ops with two real outputs (complex scan, rfft) return them stacked on a new
 //! leading axis of length 2.
 //!
+//! Scalar arguments (soft top-k's `k` and `α`, the Laplace rates and phase, the LCM's `λ`)
+//! take an `f32`, a `&Tensor` or a `&Var`: see [`ScalarArg`].
+//!
 //! Gradient checks for every op, against central finite differences of the f64 reference
 //! ([`crate::gradcheck`]), are in `graph/tests/gradcheck.rs`.
 
@@ -20,10 +23,12 @@ mod laplace;
 mod layout;
 mod matmul;
 mod reduce;
+pub mod scalar;
 mod scan;
 mod softmax;
 pub mod softtopk;
 mod sort;
 
 pub use covariance::Lcm;
+pub use scalar::ScalarArg;
 pub use softtopk::TruncatedVar;

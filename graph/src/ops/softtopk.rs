@@ -3,11 +3,14 @@
 //! VJP is the op's own backward in [`lapis_ops::softtopk`] (O(B·n) after the sort, no
 //! dense Jacobian).
 //!
-//! `k` and `α` are Vars of shape `[B]` (one per row) or `[1]` (shared by every row, then
-//! broadcast on the tape so its gradient is the sum over rows).
+//! `k` and `α` are [`ScalarArg`]s: an `f32` (`x.soft_topk(2.0, 0.1)`), a device tensor or a
+//! Var, of shape `[B]` (one per row) or `[1]` (shared by every row, then broadcast on the
+//! tape so a tracked Var's gradient is the sum over rows). An `f32` or a tensor is an
+//! untracked constant; a Var is tracked if it is.
 
 use lapis_ops::{self as ops, LapisError, Result, Tensor};
 
+use super::scalar::ScalarArg;
 use crate::var::Var;
 
 /// The number of rows of `x` (`[n]` is one row).
@@ -19,8 +22,15 @@ fn rows(x: &Var) -> usize {
     }
 }
 
-/// `p` as a `[B]` Var: `[B]` passes, `[1]` is broadcast.
-fn per_row(op: &'static str, name: &'static str, p: &Var, b: usize) -> Result<Var> {
+/// `p` as a `[B]` Var on `x`'s tape: `[B]` passes, `[1]` is broadcast.
+fn per_row(
+    op: &'static str,
+    name: &'static str,
+    x: &Var,
+    p: ScalarArg<'_>,
+    b: usize,
+) -> Result<Var> {
+    let p = &p.to_var(x, op, name)?;
     match p.shape() {
         [n] if *n == b => Ok(p.clone()),
         [1] => p.broadcast_to(&[b]),
@@ -44,15 +54,18 @@ pub struct TruncatedVar {
 
 impl Var {
     /// LapSum soft top-k of each row of `self` (`[n]` or `[B, n]`): weights in `[0, 1]`
-    /// summing to `k` per row. `k` and `alpha` are `[B]` or `[1]` and may be tracked
-    /// (learnable k and temperature).
-    pub fn soft_topk(&self, k: &Var, alpha: &Var) -> Result<Var> {
-        self.same_tape(k, "soft_topk")?;
-        self.same_tape(alpha, "soft_topk")?;
+    /// summing to `k` per row. `k` and `alpha` are each an `f32`, a `&Tensor` or a `&Var`
+    /// ([`ScalarArg`]) of shape `[B]` or `[1]`; Vars may be tracked (learnable k and
+    /// temperature): `x.soft_topk(2.0, 0.1)`, `x.soft_topk(&k, &alpha)`.
+    pub fn soft_topk<'a>(
+        &self,
+        k: impl Into<ScalarArg<'a>>,
+        alpha: impl Into<ScalarArg<'a>>,
+    ) -> Result<Var> {
         let b = rows(self);
         let (k, alpha) = (
-            per_row("soft_topk", "k", k, b)?,
-            per_row("soft_topk", "alpha", alpha, b)?,
+            per_row("soft_topk", "k", self, k.into(), b)?,
+            per_row("soft_topk", "alpha", self, alpha.into(), b)?,
         );
         let out = ops::soft_topk(self.value(), k.value(), alpha.value())?;
         let y = out.p.clone();
@@ -68,20 +81,18 @@ impl Var {
 
     /// SoftMoE's truncated soft top-k (see [`lapis_ops::soft_topk_truncated`]): the kept
     /// weights per row in `cap` slots; gradients flow through kept slots (the mask is
-    /// piecewise constant).
-    pub fn soft_topk_truncated(
+    /// piecewise constant). `k` and `alpha` as in [`Var::soft_topk`].
+    pub fn soft_topk_truncated<'a>(
         &self,
-        k: &Var,
-        alpha: &Var,
+        k: impl Into<ScalarArg<'a>>,
+        alpha: impl Into<ScalarArg<'a>>,
         c_cap: f32,
         c_tau: f32,
     ) -> Result<TruncatedVar> {
-        self.same_tape(k, "soft_topk_truncated")?;
-        self.same_tape(alpha, "soft_topk_truncated")?;
         let b = rows(self);
         let (k, alpha) = (
-            per_row("soft_topk_truncated", "k", k, b)?,
-            per_row("soft_topk_truncated", "alpha", alpha, b)?,
+            per_row("soft_topk_truncated", "k", self, k.into(), b)?,
+            per_row("soft_topk_truncated", "alpha", self, alpha.into(), b)?,
         );
         let out = ops::soft_topk_truncated(self.value(), k.value(), alpha.value(), c_cap, c_tau)?;
         let (indices, mask) = (out.indices.clone(), out.mask.clone());
@@ -101,21 +112,22 @@ impl Var {
         })
     }
 
-    /// LapSum soft rank of each row (ascending, 1-based as `α → 0`); `alpha` `[B]` or `[1]`.
-    pub fn soft_rank(&self, alpha: &Var) -> Result<Var> {
+    /// LapSum soft rank of each row (ascending, 1-based as `α → 0`); `alpha` an `f32`, a
+    /// `&Tensor` or a `&Var` ([`ScalarArg`]) of shape `[B]` or `[1]`.
+    pub fn soft_rank<'a>(&self, alpha: impl Into<ScalarArg<'a>>) -> Result<Var> {
         self.per_row_alpha_op(
             "soft_rank",
-            alpha,
+            alpha.into(),
             |x, a| ops::soft_rank(x, a),
             |x, a, g| ops::soft_rank_backward(x, a, g),
         )
     }
 
-    /// LapSum soft sort of each row (ascending); `alpha` `[B]` or `[1]`.
-    pub fn soft_sort(&self, alpha: &Var) -> Result<Var> {
+    /// LapSum soft sort of each row (ascending); `alpha` as in [`Var::soft_rank`].
+    pub fn soft_sort<'a>(&self, alpha: impl Into<ScalarArg<'a>>) -> Result<Var> {
         self.per_row_alpha_op(
             "soft_sort",
-            alpha,
+            alpha.into(),
             |x, a| ops::soft_sort(x, a),
             |x, a, g| ops::soft_sort_backward(x, a, g),
         )
@@ -125,12 +137,11 @@ impl Var {
     fn per_row_alpha_op(
         &self,
         op: &'static str,
-        alpha: &Var,
+        alpha: ScalarArg<'_>,
         fwd: fn(&Tensor, &Tensor) -> Result<Tensor>,
         bwd: fn(&Tensor, &Tensor, &Tensor) -> Result<(Tensor, Tensor)>,
     ) -> Result<Var> {
-        self.same_tape(alpha, op)?;
-        let alpha = per_row(op, "alpha", alpha, rows(self))?;
+        let alpha = per_row(op, "alpha", self, alpha, rows(self))?;
         let (x, a) = (self.value().clone(), alpha.value().clone());
         let y = fwd(&x, &a)?;
         Ok(self.record(

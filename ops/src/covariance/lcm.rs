@@ -784,6 +784,6 @@ pub fn lcm_frobenius_backward(
         u: ubar,
         w: wbar,
         a: abar,
-        lambda: 2.0 * lq - k2 * lz,
+        lambda: 2.0 * lq.to_scalar()? - k2 * lz.to_scalar()?,
     })
 }

@@ -262,3 +262,29 @@ fn backward_functions_reject_bad_shapes() {
         assert!(r.is_err(), "{name} accepted bad shapes");
     }
 }
+
+/// `Device` implements `Display`: the runtime and the adapter (`wgpu · llvmpipe … (Vulkan)`).
+#[test]
+fn device_display_names_runtime_and_adapter() {
+    let dev = device();
+    let shown = dev.to_string();
+    eprintln!("device: {shown}");
+    assert!(shown.starts_with(dev.kind().name()), "{shown}");
+    assert!(shown.contains(&dev.info().name), "{shown}");
+    assert!(shown.contains(&dev.info().backend), "{shown}");
+}
+
+/// `LapisError::File` names the path and what was being done, and keeps the OS error as
+/// its source.
+#[test]
+fn file_errors_name_the_path() {
+    use std::error::Error as _;
+    let path = std::path::Path::new("/no/such/dir/model.safetensors");
+    let io = std::fs::read(path).unwrap_err();
+    let e = LapisError::file("read checkpoint", path, io);
+    let msg = e.to_string();
+    assert!(msg.contains("/no/such/dir/model.safetensors"), "{msg}");
+    assert!(msg.contains("read checkpoint"), "{msg}");
+    assert!(e.source().is_some(), "the io::Error is the source");
+    assert!(matches!(e, LapisError::File { ref path, .. } if path.ends_with("model.safetensors")));
+}

@@ -104,7 +104,7 @@ proptest! {
         let e_v = worst(&download(&g.values).data, &want.v.data, &kty.data);
         let e_t = worst(&tg, &want.t, &t_scale);
         let e_s = worst(&sg, &want.s, &s_scale);
-        let e_l = (g.lambda as f64 - want.lambda_re).abs() / lam_scale.max(1e-30);
+        let e_l = (g.lambda.to_scalar().unwrap() as f64 - want.lambda_re).abs() / lam_scale.max(1e-30);
         // 2e-5 of the absolute scale: a few hundred ε (sums over ≤ 400 anchors).
         prop_assert!(e_v < 2e-5 && e_t < 2e-5 && e_s < 2e-5 && e_l < 2e-5, "V {} t {} s {} λ {}", e_v, e_t, e_s, e_l);
     }
@@ -239,8 +239,8 @@ proptest! {
         let e_v = worst(&download(&g.values).data, &want.v.data, &kty.data);
         let e_t = worst(&tg, &want.t, &t_scale);
         let e_s = worst(&sg, &want.s, &s_scale);
-        let e_a = (g.lambda as f64 - want.lambda_re).abs() / l_scale.max(1e-30);
-        let e_b = (gb as f64 - want.lambda_im).abs() / l_scale.max(1e-30);
+        let e_a = (g.lambda.to_scalar().unwrap() as f64 - want.lambda_re).abs() / l_scale.max(1e-30);
+        let e_b = (gb.to_scalar().unwrap() as f64 - want.lambda_im).abs() / l_scale.max(1e-30);
         prop_assert!(e_v < 1e-4 && e_t < 1e-4 && e_s < 1e-4 && e_a < 1e-4 && e_b < 1e-4, "V {} t {} s {} a {} b {}", e_v, e_t, e_s, e_a, e_b);
     }
 }
@@ -281,5 +281,177 @@ fn gram_gradients_match_reference() {
         .collect();
     assert!(worst(&download(&gv).data, &want.v.data, &kty.data) < 2e-5);
     assert!(worst(&gx, &want.x, &x_scale) < 2e-5);
+    assert_eq!(gl.shape(), &[1], "λ̄ is a [1] tensor");
+    let gl = gl.to_scalar().unwrap();
     assert!((gl as f64 - want.lambda_re).abs() < 2e-5 * want.lambda_re.abs().max(1.0));
+}
+
+/// The bits of an f32 tensor (for exact comparisons).
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+/// Every Laplace op takes its rates as `impl Into<Scalar>`: an `f32`, `Scalar::Value`, a
+/// one-element tensor of any shape (`[1]`, `[1, 1]`) give bit-identical results, forward and
+/// backward (the tensor is read on the host once, so the kernels see the same value); the
+/// rate gradients are `[1]` tensors.
+#[test]
+fn scalar_forms_agree() {
+    use lapis_ops::Scalar;
+    let dev = device();
+    let (n, m, c) = (37, 23, 3);
+    let (s, t) = (up1(&dev, &coords(n, 0, 31)), up1(&dev, &coords(m, 0, 32)));
+    let v = upload(&dev, &vals(n, c, 33));
+    let gy = upload(&dev, &vals(m, c, 34));
+    let lam = 0.7f32;
+    let lam1 = Tensor::from_slice(&dev, &[1], &[lam]).unwrap();
+    let lam11 = Tensor::from_slice(&dev, &[1, 1], &[lam]).unwrap();
+
+    let want = bits(&lapis_ops::laplace_apply(&s, &t, &v, lam).unwrap());
+    for (what, y) in [
+        (
+            "Scalar::Value",
+            lapis_ops::laplace_apply(&s, &t, &v, Scalar::Value(lam)),
+        ),
+        ("&Tensor [1]", lapis_ops::laplace_apply(&s, &t, &v, &lam1)),
+        (
+            "&Tensor [1, 1]",
+            lapis_ops::laplace_apply(&s, &t, &v, &lam11),
+        ),
+        (
+            "Scalar::Tensor",
+            lapis_ops::laplace_apply(&s, &t, &v, Scalar::Tensor(&lam1)),
+        ),
+    ] {
+        assert_eq!(bits(&y.unwrap()), want, "laplace_apply with {what}");
+    }
+    assert_eq!(
+        bits(&lapis_ops::laplace_gram(&s, &upload(&dev, &vals(n, 1, 9)), &lam1).unwrap()),
+        bits(&lapis_ops::laplace_gram(&s, &upload(&dev, &vals(n, 1, 9)), lam).unwrap()),
+        "laplace_gram"
+    );
+    let (sh, sl) = (
+        s.clone(),
+        Tensor::from_slice(&dev, &[n], &vec![0.0f32; n]).unwrap(),
+    );
+    let (th, tl) = (
+        t.clone(),
+        Tensor::from_slice(&dev, &[m], &vec![0.0f32; m]).unwrap(),
+    );
+    assert_eq!(
+        bits(&lapis_ops::laplace_apply_split((&sh, &sl), (&th, &tl), &v, &lam1).unwrap()),
+        bits(&lapis_ops::laplace_apply_split((&sh, &sl), (&th, &tl), &v, lam).unwrap()),
+        "laplace_apply_split"
+    );
+
+    // Backward: the same gradients, λ̄ a [1] tensor.
+    let g1 = lapis_ops::laplace_apply_backward(&s, &t, &v, lam, &gy).unwrap();
+    let g2 = lapis_ops::laplace_apply_backward(&s, &t, &v, &lam1, &gy).unwrap();
+    assert_eq!(g1.lambda.shape(), &[1]);
+    for (a, b) in [
+        (&g1.values, &g2.values),
+        (&g1.sources, &g2.sources),
+        (&g1.targets, &g2.targets),
+        (&g1.lambda, &g2.lambda),
+    ] {
+        assert_eq!(bits(a), bits(b));
+    }
+    let (gv1, gx1, gl1) = lapis_ops::laplace_gram_backward(&s, &v, lam, &v).unwrap();
+    let (gv2, gx2, gl2) = lapis_ops::laplace_gram_backward(&s, &v, &lam11, &v).unwrap();
+    assert_eq!(gl1.shape(), &[1]);
+    assert_eq!(
+        (bits(&gv1), bits(&gx1), bits(&gl1)),
+        (bits(&gv2), bits(&gx2), bits(&gl2))
+    );
+
+    // Phased: a and b each f32 or tensor, mixed freely.
+    let (a, b) = (0.9f32, -1.7f32);
+    let (at, bt) = (
+        Tensor::from_slice(&dev, &[1], &[a]).unwrap(),
+        Tensor::from_slice(&dev, &[1], &[b]).unwrap(),
+    );
+    let (wr, wi) = lapis_ops::laplace_apply_phased(&s, &t, &v, a, b).unwrap();
+    for (yr, yi) in [
+        lapis_ops::laplace_apply_phased(&s, &t, &v, &at, &bt).unwrap(),
+        lapis_ops::laplace_apply_phased(&s, &t, &v, a, &bt).unwrap(),
+        lapis_ops::laplace_apply_phased(&s, &t, &v, &at, b).unwrap(),
+    ] {
+        assert_eq!((bits(&yr), bits(&yi)), (bits(&wr), bits(&wi)));
+    }
+    let (p1, gb1) = lapis_ops::laplace_apply_phased_backward(&s, &t, &v, a, b, &gy, &gy).unwrap();
+    let (p2, gb2) =
+        lapis_ops::laplace_apply_phased_backward(&s, &t, &v, &at, &bt, &gy, &gy).unwrap();
+    assert_eq!((p1.lambda.shape(), gb1.shape()), (&[1][..], &[1][..]));
+    assert_eq!(
+        (bits(&p1.values), bits(&p1.sources), bits(&p1.targets)),
+        (bits(&p2.values), bits(&p2.sources), bits(&p2.targets))
+    );
+    assert_eq!(
+        (bits(&p1.lambda), bits(&gb1)),
+        (bits(&p2.lambda), bits(&gb2))
+    );
+}
+
+/// A tensor scalar that is not one f32 element is a typed error naming the op and the
+/// argument; range checks apply to tensor values as to f32s.
+#[test]
+fn tensor_scalars_must_hold_one_f32() {
+    let dev = device();
+    let s = up1(&dev, &[0.0, 1.0]);
+    let v = Tensor::from_slice(&dev, &[2], &[1.0f32, 1.0]).unwrap();
+    let two = Tensor::from_slice(&dev, &[2], &[1.0f32, 1.0]).unwrap();
+    let int = Tensor::from_slice(&dev, &[1], &[1u32]).unwrap();
+    let neg = Tensor::from_slice(&dev, &[1], &[-1.0f32]).unwrap();
+    let one = Tensor::from_slice(&dev, &[1], &[1.0f32]).unwrap();
+    for bad in [&two, &int] {
+        let e = lapis_ops::laplace_apply(&s, &s, &v, bad).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                LapisError::InvalidArgument {
+                    op: "laplace_apply",
+                    name: "lambda",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("one f32 element"), "{e}");
+        assert!(matches!(
+            lapis_ops::laplace_apply_backward(&s, &s, &v, bad, &v),
+            Err(LapisError::InvalidArgument {
+                op: "laplace_apply_backward",
+                name: "lambda",
+                ..
+            })
+        ));
+        assert!(matches!(
+            lapis_ops::laplace_gram(&s, &v, bad),
+            Err(LapisError::InvalidArgument { name: "lambda", .. })
+        ));
+        assert!(matches!(
+            lapis_ops::laplace_apply_phased(&s, &s, &v, 1.0, bad),
+            Err(LapisError::InvalidArgument {
+                op: "laplace_apply_phased",
+                name: "b",
+                ..
+            })
+        ));
+        assert!(matches!(
+            lapis_ops::laplace_apply_phased_backward(&s, &s, &v, bad, &one, &v, &v),
+            Err(LapisError::InvalidArgument {
+                op: "laplace_apply_phased_backward",
+                name: "a",
+                ..
+            })
+        ));
+    }
+    assert!(matches!(
+        lapis_ops::laplace_apply(&s, &s, &v, &neg),
+        Err(LapisError::InvalidArgument { name: "lambda", .. })
+    ));
 }

@@ -364,3 +364,155 @@ fn soft_topk_gradients_match_finite_differences() {
         );
     }
 }
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+/// `k` and `α` are `impl Into<Scalar>` (formerly `RowParam`): an `f32`, a one-element
+/// tensor (`[1]` or `[1, 1]`, shared by every row), or a per-row `[B]` tensor of the same
+/// values give bit-identical results, for every op of the family and its backward.
+#[test]
+fn scalar_forms_agree() {
+    use lapis_ops::Scalar;
+    let dev = device();
+    let (b, n) = (3, 17);
+    let x = up(&dev, &[b, n], &lcg(b * n, 41, -2.0, 2.0));
+    let g = up(&dev, &[b, n], &lcg(b * n, 42, -1.0, 1.0));
+    let (k, a) = (4.5f32, 0.3f32);
+    let k1 = Tensor::from_slice(&dev, &[1], &[k]).unwrap();
+    let k11 = Tensor::from_slice(&dev, &[1, 1], &[k]).unwrap();
+    let kb = Tensor::from_slice(&dev, &[b], &[k; 3]).unwrap();
+    let a1 = Tensor::from_slice(&dev, &[1], &[a]).unwrap();
+    let ab = Tensor::from_slice(&dev, &[b], &[a; 3]).unwrap();
+
+    let want = lapis_ops::soft_topk(&x, k, a).unwrap();
+    let wg = want.backward(&g).unwrap();
+    let forms: [(&str, Scalar, Scalar); 5] = [
+        ("Value", Scalar::Value(k), Scalar::Value(a)),
+        ("[1]", (&k1).into(), (&a1).into()),
+        ("[1, 1] / f32", (&k11).into(), a.into()),
+        ("[B]", (&kb).into(), (&ab).into()),
+        ("RowParam alias", RowParam::from(k), RowParam::from(&a1)),
+    ];
+    for (what, kk, aa) in forms {
+        let out = lapis_ops::soft_topk(&x, kk, aa).unwrap();
+        assert_eq!(bits(&out.p), bits(&want.p), "soft_topk p, {what}");
+        let gr = lapis_ops::soft_topk_backward(&x, kk, aa, &g).unwrap();
+        assert_eq!(
+            (bits(&gr.x), bits(&gr.k), bits(&gr.alpha)),
+            (bits(&wg.x), bits(&wg.k), bits(&wg.alpha)),
+            "soft_topk_backward, {what}"
+        );
+        let tr = lapis_ops::soft_topk_truncated(&x, kk, aa, 2.0, 1.8).unwrap();
+        let tw = lapis_ops::soft_topk_truncated(&x, k, a, 2.0, 1.8).unwrap();
+        assert_eq!(bits(&tr.values), bits(&tw.values), "truncated, {what}");
+        assert_eq!(
+            bits(&lapis_ops::soft_rank(&x, aa).unwrap()),
+            bits(&lapis_ops::soft_rank(&x, a).unwrap()),
+            "soft_rank, {what}"
+        );
+        assert_eq!(
+            bits(&lapis_ops::soft_sort(&x, aa).unwrap()),
+            bits(&lapis_ops::soft_sort(&x, a).unwrap()),
+            "soft_sort, {what}"
+        );
+        let (gx1, ga1) = lapis_ops::soft_rank_backward(&x, aa, &g).unwrap();
+        let (gx2, ga2) = lapis_ops::soft_rank_backward(&x, a, &g).unwrap();
+        assert_eq!((bits(&gx1), bits(&ga1)), (bits(&gx2), bits(&ga2)));
+        let (gx1, ga1) = lapis_ops::soft_sort_backward(&x, aa, &g).unwrap();
+        let (gx2, ga2) = lapis_ops::soft_sort_backward(&x, a, &g).unwrap();
+        assert_eq!((bits(&gx1), bits(&ga1)), (bits(&gx2), bits(&ga2)));
+    }
+}
+
+/// `soft_topk_backward(x, k, α, g)` (recomputing the forward) equals `SoftTopK::backward`
+/// on a forward's result, bit for bit, for per-row and shared parameters and for `[n]`
+/// rows; it rejects a gradient of another shape.
+#[test]
+fn soft_topk_backward_equals_method() {
+    let dev = device();
+    let (b, n) = (2, 9);
+    let x = up(&dev, &[b, n], &lcg(b * n, 51, -1.0, 1.0));
+    let g = up(&dev, &[b, n], &lcg(b * n, 52, -1.0, 1.0));
+    let kb = up(&dev, &[b], &[2.5, 6.0]);
+    let ab = up(&dev, &[b], &[0.2, 0.9]);
+    let via_method = lapis_ops::soft_topk(&x, &kb, &ab)
+        .unwrap()
+        .backward(&g)
+        .unwrap();
+    let via_fn = lapis_ops::soft_topk_backward(&x, &kb, &ab, &g).unwrap();
+    assert_eq!(
+        (bits(&via_fn.x), bits(&via_fn.k), bits(&via_fn.alpha)),
+        (
+            bits(&via_method.x),
+            bits(&via_method.k),
+            bits(&via_method.alpha)
+        )
+    );
+    assert_eq!(via_fn.k.shape(), &[b]);
+    let x1 = up(&dev, &[n], &lcg(n, 53, -1.0, 1.0));
+    let g1 = up(&dev, &[n], &lcg(n, 54, -1.0, 1.0));
+    let m = lapis_ops::soft_topk(&x1, 3.0, 0.4)
+        .unwrap()
+        .backward(&g1)
+        .unwrap();
+    let f = lapis_ops::soft_topk_backward(&x1, 3.0, 0.4, &g1).unwrap();
+    assert_eq!(bits(&f.x), bits(&m.x));
+    assert_eq!(f.x.shape(), &[n]);
+    let bad = up(&dev, &[n, b], &lcg(b * n, 55, -1.0, 1.0));
+    assert!(matches!(
+        lapis_ops::soft_topk_backward(&x, 3.0, 0.4, &bad),
+        Err(lapis_ops::LapisError::ShapeMismatch {
+            op: "soft_topk_backward",
+            ..
+        })
+    ));
+}
+
+/// A tensor `k` or `α` that is neither one f32 element nor f32 `[B]` is a typed error
+/// naming the op and the argument.
+#[test]
+fn tensor_scalars_of_other_shapes_are_typed_errors() {
+    use lapis_ops::LapisError;
+    let dev = device();
+    let x = up(&dev, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let three = up(&dev, &[3], &[1.0, 1.0, 1.0]);
+    let int = Tensor::from_slice(&dev, &[1], &[1u32]).unwrap();
+    let e = lapis_ops::soft_topk(&x, &three, 1.0).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LapisError::InvalidArgument {
+                op: "soft_topk",
+                name: "k",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = lapis_ops::soft_topk(&x, 1.0, &int).unwrap_err();
+    assert!(
+        matches!(e, LapisError::InvalidArgument { name: "alpha", .. }),
+        "{e}"
+    );
+    for r in [
+        lapis_ops::soft_rank(&x, &three),
+        lapis_ops::soft_sort(&x, &three),
+    ] {
+        assert!(matches!(
+            r,
+            Err(LapisError::InvalidArgument { name: "alpha", .. })
+        ));
+    }
+    // Range checks apply to tensor values as to f32s.
+    let k_big = up(&dev, &[1], &[5.0]);
+    assert!(matches!(
+        lapis_ops::soft_topk(&x, &k_big, 1.0),
+        Err(LapisError::InvalidArgument { name: "k", .. })
+    ));
+}
