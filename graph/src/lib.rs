@@ -10,22 +10,25 @@
 //!   ([`Lcm`]) and the LapSum soft top-k family;
 //! - [`gradcheck`]: device gradients of any graph function against central finite
 //!   differences of its f64 reference;
-//! - [`nn`]: the named parameter registry and the layers (LAPLEX included);
-//! - [`optim`]: SGD with momentum, Adam/AdamW, clipping, warmup + cosine;
+//! - [`nn`]: the named parameter registry with typed handles ([`nn::Param`], [`nn::ParamVars`])
+//!   and the layers (LAPLEX included);
+//! - [`optim`]: SGD with momentum, Adam/AdamW (the [`optim::Optimizer`] trait, with its state
+//!   for checkpoints), clipping, warmup + cosine;
 //! - [`checkpoint`]: named tensors as safetensors files, typed errors for broken files.
 //!
 //! It re-exports the tensor layer it builds on.
 //!
 //! ```no_run
 //! use lapis_graph::lapis_ops::{self, Device, Tensor};
-//! use lapis_graph::nn::{Activation, LaplexLinear, Mlp, Params};
+//! use lapis_graph::nn::{Activation, LaplexConfig, LaplexLinear, Mlp, Params};
 //! use lapis_graph::optim::{clip_grad_norm, Adam};
 //! use lapis_graph::{backward, Tape};
 //!
 //! let dev = Device::auto()?;
 //! let mut params = Params::new();
 //! let body = Mlp::new(&mut params, "body", &dev, &[64, 128], Activation::Gelu, 1)?;
-//! let head = LaplexLinear::new(&mut params, "head", &dev, 128, 10, 4, true, 2)?;
+//! let cfg = LaplexConfig::new(128, 10).heads(4).phased().seed(2);
+//! let head = LaplexLinear::new(&mut params, "head", &dev, &cfg)?;
 //! let mut opt = Adam::adamw(1e-3, 1e-2);
 //! opt.set_lr_scale(&params.matching(".s"), 10.0)?; // anchors learn faster (LAPLEX §1.2)
 //!
@@ -41,6 +44,7 @@
 //!         .mul(&tape.constant(y.clone()))?
 //!         .sum_all()?
 //!         .mul_scalar(-1.0 / 32.0)?;
+//!     let _sparse = logits.soft_topk(2.0, 0.1)?; // scalars: an f32, a Tensor or a Var
 //!     let g = backward(&loss)?;
 //!     let mut grads: Vec<Tensor> = vars.iter().map(|v| g.get(v).unwrap().clone()).collect();
 //!     clip_grad_norm(&mut grads, 1.0)?;

@@ -367,11 +367,7 @@ impl Optimizer for Adam {
         } else {
             0
         };
-        self.state = m
-            .into_iter()
-            .zip(v)
-            .map(|(a, b)| a.zip(b))
-            .collect();
+        self.state = m.into_iter().zip(v).map(|(a, b)| a.zip(b)).collect();
         self.t = t;
         Ok(())
     }

@@ -5,11 +5,10 @@
 
 use lapis_graph::gradcheck::{check, uniform_f32, GradCheck};
 use lapis_graph::nn::{LaplexConfig, LaplexLinear, Params};
-use lapis_graph::optim::{clip_grad_norm, Adam};
-use lapis_graph::{backward, Tape, Var};
+use lapis_graph::{Tape, Var};
 use lapis_ops::reference::RefTensor;
 use lapis_ops::{Device, Tensor};
-use lapis_tests::{device, digits, download};
+use lapis_tests::{device, download};
 
 /// `y = W x + b` in f64 from the layer's parameters in registration order (per head
 /// `s, t, α, γ, ρ[, ω, φ]`, then `b`) and `x [B, n]` last.
@@ -110,8 +109,9 @@ fn laplex_forward_matches_dense_weight() {
                 let tape = Tape::new();
                 let vars = params.on_tape(&tape);
                 let y = download(l.forward(&vars, &tape.constant(xt)).unwrap().value());
-                let mut inp: Vec<RefTensor> =
-                    (0..params.len()).map(|i| download(params.at(i).unwrap())).collect();
+                let mut inp: Vec<RefTensor> = (0..params.len())
+                    .map(|i| download(params.at(i).unwrap()))
+                    .collect();
                 inp.push(x.clone());
                 let want = dense_forward(&inp, heads, phased);
                 // |W||x| + |b| scale, from the layer's own dense weight.
@@ -177,7 +177,7 @@ fn laplex_gradients_match_finite_differences() {
         let rep = check(
             &dev,
             &named,
-            |v: &[Var]| l.forward(&v[..np], &v[np]),
+            |v: &[Var]| l.forward(&params.bind(&v[..np])?, &v[np]),
             |x| dense_forward(x, heads, phased),
             &GradCheck::default(),
         )

@@ -168,13 +168,15 @@ fn layer_norm_matches_f64_and_gradients() {
         assert_eq!(params.names(), vec!["ln.weight", "ln.bias"]);
         // Init: γ = 1, β = 0.
         assert!(params
-            .get(0)
+            .at(0)
+            .unwrap()
             .to_vec::<f32>()
             .unwrap()
             .iter()
             .all(|&v| v == 1.0));
         assert!(params
-            .get(1)
+            .at(1)
+            .unwrap()
             .to_vec::<f32>()
             .unwrap()
             .iter()
@@ -189,7 +191,7 @@ fn layer_norm_matches_f64_and_gradients() {
             &format!("layer_norm {shape:?}"),
             &dev,
             &inputs,
-            |v| ln.forward(&v[..2], &v[2]),
+            |v| ln.forward(&params.bind(&v[..2])?, &v[2]),
             |r| layer_norm_f64(&r[2], &r[0], &r[1], f64::from(eps)),
             1e-5,
         );
@@ -269,7 +271,7 @@ fn embedding_gathers_rows_and_gradients() {
         "embedding",
         &dev,
         &[("weight", w.clone())],
-        |v| emb.forward(&v[..1], &ids),
+        |v| emb.forward(&params.bind(&v[..1])?, &ids),
         |r| gather(&r[0]),
         1e-6,
     );
@@ -377,7 +379,9 @@ fn mlp_shapes_names_and_gradients() {
         params.names(),
         vec!["mlp.0.weight", "mlp.0.bias", "mlp.1.weight", "mlp.1.bias"]
     );
-    let shapes: Vec<Vec<usize>> = (0..4).map(|i| params.at(i).unwrap().shape().to_vec()).collect();
+    let shapes: Vec<Vec<usize>> = (0..4)
+        .map(|i| params.at(i).unwrap().shape().to_vec())
+        .collect();
     assert_eq!(shapes, vec![vec![3, 4], vec![4], vec![4, 2], vec![2]]);
     // Linear init: W ~ U(±1/√in).
     for (i, d_in) in [(0, 3.0f32), (2, 4.0)] {
@@ -411,7 +415,7 @@ fn mlp_shapes_names_and_gradients() {
         "mlp 3→4→2 gelu",
         &dev,
         &inputs,
-        |v| mlp.forward(&v[..4], &v[4]),
+        |v| mlp.forward(&params.bind(&v[..4])?, &v[4]),
         mlp_f64,
         1e-5,
     );
@@ -499,7 +503,7 @@ fn attention_matches_f64_reference() {
             &format!("attention causal={causal}"),
             &dev,
             &inputs,
-            |v| att.forward(&v[..8], &v[8]),
+            |v| att.forward(&params.bind(&v[..8])?, &v[8]),
             |r| attention_f64(r, heads, causal),
             1e-5,
         );
@@ -601,7 +605,7 @@ fn patch_embed_matches_f64() {
             &dev,
             &inputs,
             |v| {
-                let y = pe.forward(&v[..2], &v[2])?;
+                let y = pe.forward(&params.bind(&v[..2])?, &v[2])?;
                 assert_eq!(y.shape(), &[shape[0], tokens, dim]);
                 Ok(y)
             },
@@ -685,7 +689,7 @@ fn soft_topk_layer() {
         "soft_topk layer",
         &dev,
         &inputs,
-        |v| stk.forward(&v[..2], &v[2]),
+        |v| stk.forward(&params.bind(&v[..2])?, &v[2]),
         reference,
         1e-5,
     );

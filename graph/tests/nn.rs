@@ -71,9 +71,24 @@ fn handles_belong_to_their_registry() {
     assert!(a.name(hb).is_err());
     let ha = a.find("l.weight").unwrap();
     assert_eq!(a.name(ha).unwrap(), "l.weight");
-    assert!(a.set(ha, lapis_ops::zeros(&dev, &[4, 3], lapis_ops::DType::F32).unwrap()).is_err());
-    a.set(ha, lapis_ops::zeros(&dev, &[4, 5], lapis_ops::DType::F32).unwrap()).unwrap();
-    assert!(a.get(ha).unwrap().to_vec::<f32>().unwrap().iter().all(|&v| v == 0.0));
+    assert!(a
+        .set(
+            ha,
+            lapis_ops::zeros(&dev, &[4, 3], lapis_ops::DType::F32).unwrap()
+        )
+        .is_err());
+    a.set(
+        ha,
+        lapis_ops::zeros(&dev, &[4, 5], lapis_ops::DType::F32).unwrap(),
+    )
+    .unwrap();
+    assert!(a
+        .get(ha)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .all(|&v| v == 0.0));
     assert!(a.at(2).is_err());
     // A clone keeps its registry (same names, same order): its Vars fit the same layers.
     let c = a.clone();

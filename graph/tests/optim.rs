@@ -97,8 +97,11 @@ fn adamw_parameter_groups() {
     let mut reg = Params::new();
     let h: Vec<_> = (0..2)
         .map(|i| {
-            reg.add(format!("p{i}"), lapis_ops::zeros(&dev, &[2], DType::F32).unwrap())
-                .unwrap()
+            reg.add(
+                format!("p{i}"),
+                lapis_ops::zeros(&dev, &[2], DType::F32).unwrap(),
+            )
+            .unwrap()
         })
         .collect();
     opt.set_lr_scale(&h[1..], 10.0).unwrap();

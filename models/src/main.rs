@@ -194,7 +194,14 @@ fn list_methods() {
 
 /// Parses `ID=VALUE`.
 fn parse_bar(s: &str) -> lapis_ops::Result<(String, f64)> {
-    let bad = || LapisError::invalid("reproduce", "bar", s.to_string(), "expected ID=VALUE, e.g. L1=1e-6");
+    let bad = || {
+        LapisError::invalid(
+            "reproduce",
+            "bar",
+            s.to_string(),
+            "expected ID=VALUE, e.g. L1=1e-6",
+        )
+    };
     let (id, v) = s.split_once('=').ok_or_else(bad)?;
     let v: f64 = v.trim().parse().map_err(|_| bad())?;
     Ok((id.trim().to_string(), v))
@@ -223,10 +230,17 @@ fn reproduce(
             "reproduce",
             "name",
             name.to_string(),
-            format!("{} is {}: its issue has not landed yet", m.name, m.status.name()),
+            format!(
+                "{} is {}: its issue has not landed yet",
+                m.name,
+                m.status.name()
+            ),
         ));
     };
-    let bars = bars.iter().map(|b| parse_bar(b)).collect::<lapis_ops::Result<Vec<_>>>()?;
+    let bars = bars
+        .iter()
+        .map(|b| parse_bar(b))
+        .collect::<lapis_ops::Result<Vec<_>>>()?;
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(name));
     let dev = Device::auto()?;
     println!(
@@ -238,7 +252,12 @@ fn reproduce(
     let mut report = run(&ctx)?;
     for (id, v) in &bars {
         let Some(c) = report.claims.iter_mut().find(|c| &c.id == id) else {
-            return Err(LapisError::invalid("reproduce", "bar", id.clone(), "no claim with this id"));
+            return Err(LapisError::invalid(
+                "reproduce",
+                "bar",
+                id.clone(),
+                "no claim with this id",
+            ));
         };
         c.threshold = *v;
         c.passed = match c.cmp {
@@ -246,7 +265,9 @@ fn reproduce(
             lapis_models::reproduce::Cmp::Ge => c.value >= *v,
             lapis_models::reproduce::Cmp::Reported => true,
         };
-        report.notes.push(format!("bar of {id} overridden on the command line: {v}"));
+        report
+            .notes
+            .push(format!("bar of {id} overridden on the command line: {v}"));
     }
     report.print();
     report.write(&out)?;

@@ -63,7 +63,7 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "laplace-engine",
         summary: "exact O(n log n) Laplace-kernel operator, real and phased, with every gradient",
-        spec: "specs/laplace-engine.md",
+        spec: "docs/specs/laplace-engine.md",
         status: Status::Reproducible,
         reproduce: Some(crate::laplace_engine::reproduce),
         command: None,
@@ -72,7 +72,7 @@ pub static METHODS: &[Method] = &[
     Method {
         name: "softtopk-engine",
         summary: "LapSum soft top-k (Σp = k), learnable k and α, truncated form, soft rank",
-        spec: "specs/softtopk-engine.md",
+        spec: "docs/specs/softtopk-engine.md",
         status: Status::Reproducible,
         reproduce: Some(crate::softtopk_engine::reproduce),
         command: None,
@@ -81,52 +81,52 @@ pub static METHODS: &[Method] = &[
     planned(
         "softmoe",
         "mixture of experts routed by truncated soft top-k, learned k per layer",
-        "specs/sparse-methods.md §1",
+        "docs/specs/sparse-methods.md §1",
     ),
     planned(
         "softsae",
         "sparse autoencoder with a soft top-k bottleneck and a learned k per input",
-        "specs/sparse-methods.md §2",
+        "docs/specs/sparse-methods.md §2",
     ),
     planned(
         "cedar",
         "orthogonal rotation of embeddings with a soft-then-hard top-k bottleneck",
-        "specs/sparse-methods.md §3",
+        "docs/specs/sparse-methods.md §3",
     ),
     planned(
         "laplex",
         "trainable Laplace layers (LAPLEX) on digits and at scale",
-        "specs/laplace-methods.md §1–3",
+        "docs/specs/laplace-methods.md §1–3",
     ),
     planned(
         "remix",
         "Laplace covariance of photos, data-free continual learning",
-        "specs/laplace-methods.md §0, §3",
+        "docs/specs/laplace-methods.md §0, §3",
     ),
     planned(
         "dave",
         "distribution-aware attribution via ViT gradient decomposition",
-        "specs/attribution-methods.md §1",
+        "docs/specs/attribution-methods.md §1",
     ),
     planned(
         "diamond",
         "directed inference for artifact mitigation (gradient decomposition)",
-        "specs/attribution-methods.md §2",
+        "docs/specs/attribution-methods.md §2",
     ),
     planned(
         "epic",
         "prototypes for a pretrained classifier (gradient decomposition)",
-        "specs/attribution-methods.md §3",
+        "docs/specs/attribution-methods.md §3",
     ),
     planned(
         "zeus",
         "zero-shot clustering by a transformer trained on a synthetic prior",
-        "specs/cluster-regress-methods.md §1",
+        "docs/specs/cluster-regress-methods.md §1",
     ),
     planned(
         "cec-mmr",
         "multi-modal regression by cross-entropy clustering",
-        "specs/cluster-regress-methods.md §2",
+        "docs/specs/cluster-regress-methods.md §2",
     ),
 ];
 

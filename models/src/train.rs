@@ -117,7 +117,11 @@ impl TrainConfig {
             return bad("log_every", "0".into(), "must be ≥ 1");
         }
         if self.eval_every == Some(0) || self.checkpoint_every == Some(0) {
-            return bad("eval_every/checkpoint_every", "0".into(), "must be ≥ 1 when set");
+            return bad(
+                "eval_every/checkpoint_every",
+                "0".into(),
+                "must be ≥ 1 when set",
+            );
         }
         if let Some(c) = self.clip {
             if !(c.is_finite() && c > 0.0) {
@@ -291,10 +295,13 @@ impl Trainer {
                     ));
                 }
                 log.losses.push((step, l));
-                write_line(&mut metrics, serde_json::json!({
-                    "step": step, "loss": l, "lr": lr, "grad_norm": norm,
-                    "elapsed_s": t0.elapsed().as_secs_f64(),
-                }))?;
+                write_line(
+                    &mut metrics,
+                    serde_json::json!({
+                        "step": step, "loss": l, "lr": lr, "grad_norm": norm,
+                        "elapsed_s": t0.elapsed().as_secs_f64(),
+                    }),
+                )?;
                 bar.set(done as u64, &format!("loss {l:.4}"));
             }
             if cfg.eval_every.is_some_and(|e| done % e == 0) && done < cfg.steps {
@@ -394,7 +401,9 @@ pub fn load_checkpoint(path: &Path, params: &mut Params, opt: &mut dyn Optimizer
         let t = by_name
             .get(name.as_str())
             .ok_or_else(|| fmt(format!("no parameter `{name}`")))?;
-        params.set(h, (*t).clone()).map_err(|e| fmt(e.to_string()))?;
+        params
+            .set(h, (*t).clone())
+            .map_err(|e| fmt(e.to_string()))?;
     }
     opt.load_state(&state, &dev)?;
     Ok(step)

@@ -288,6 +288,11 @@ fn image_grid_errors() {
         image_grid(&p, &big, 1, 100).unwrap_err(),
         LapisError::SizeOverLimit { .. }
     ));
+    // An absurd scale saturates to "too large" instead of wrapping around.
+    assert!(matches!(
+        image_grid(&p, &one, 1, usize::MAX).unwrap_err(),
+        LapisError::SizeOverLimit { .. }
+    ));
     assert!(!p.exists());
 }
 

@@ -65,7 +65,11 @@ fn run_quick(name: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{name} --quick exited {:?}", out.status);
+    assert!(
+        out.status.success(),
+        "{name} --quick exited {:?}",
+        out.status
+    );
     assert!(stdout.contains("gating claims passed"));
     check_report(&dir, name);
     let _ = std::fs::remove_dir_all(&dir);

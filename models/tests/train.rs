@@ -56,7 +56,15 @@ fn mlp_learns_digits() {
     let dev = device();
     let (train, test) = digits();
     let mut params = Params::new();
-    let mlp = Mlp::new(&mut params, "mlp", &dev, &[64, 128, 10], Activation::Relu, 11).unwrap();
+    let mlp = Mlp::new(
+        &mut params,
+        "mlp",
+        &dev,
+        &[64, 128, 10],
+        Activation::Relu,
+        11,
+    )
+    .unwrap();
     let batches = Batches::new(train.len(), 100, 5).unwrap();
     let cfg = TrainConfig {
         schedule: Schedule::WarmupCosine {
@@ -81,7 +89,12 @@ fn mlp_learns_digits() {
                 let x = vars.vars()[0].constant(train.features_tensor(&dev, &rows)?);
                 cross_entropy(&forward(vars, &x)?, &train.labels_tensor(&dev, &rows)?)
             },
-            |p| Ok(vec![("test_acc".into(), test_accuracy(&dev, p, &test, &forward)?)]),
+            |p| {
+                Ok(vec![(
+                    "test_acc".into(),
+                    test_accuracy(&dev, p, &test, &forward)?,
+                )])
+            },
         )
         .unwrap();
     let acc = log.last_eval("test_acc").unwrap();
@@ -132,7 +145,12 @@ fn laplex_headed_model_trains_on_digits() {
                 let x = vars.vars()[0].constant(train.features_tensor(&dev, &rows)?);
                 cross_entropy(&forward(vars, &x)?, &train.labels_tensor(&dev, &rows)?)
             },
-            |p| Ok(vec![("test_acc".into(), test_accuracy(&dev, p, &test, &forward)?)]),
+            |p| {
+                Ok(vec![(
+                    "test_acc".into(),
+                    test_accuracy(&dev, p, &test, &forward)?,
+                )])
+            },
         )
         .unwrap();
     let spe = batches.steps_per_epoch();
@@ -272,7 +290,10 @@ fn unused_parameter_is_a_typed_error() {
         &mut params,
         &mut Adam::new(1e-3),
         None,
-        |vars, _| used.forward(vars, &vars.vars()[0].constant(x.clone()))?.sum_all(),
+        |vars, _| {
+            used.forward(vars, &vars.vars()[0].constant(x.clone()))?
+                .sum_all()
+        },
         |_| Ok(vec![]),
     )
     .unwrap_err()

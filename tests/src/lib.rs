@@ -113,24 +113,3 @@ pub fn cases(default: u32) -> ProptestConfig {
         ..ProptestConfig::default()
     }
 }
-
-/// The shipped digits (`data/images/digits8x8.csv`, provenance in `data/README.md`):
-/// pixels scaled to `[0, 1]` (`/16`), 64 per row, and the labels `0…9`.
-///
-/// # Panics
-/// With the path when the file is missing (it ships with the repository).
-pub fn digits() -> (Vec<f32>, Vec<usize>) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/images/digits8x8.csv");
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("the digits tests need {path} (shipped in data/): {e}"));
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for line in text.lines().skip(1) {
-        let mut it = line
-            .split(',')
-            .map(|v| v.trim().parse::<f32>().expect("a number"));
-        y.push(it.next().expect("label") as usize);
-        x.extend(it.map(|v| v / 16.0));
-    }
-    assert_eq!(x.len(), y.len() * 64, "64 pixels per row");
-    (x, y)
-}

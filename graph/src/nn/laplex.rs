@@ -143,7 +143,12 @@ impl LaplexLinear {
     /// let head = LaplexLinear::new(&mut params, "head", &dev, &cfg)?;
     /// # Ok::<(), lapis_graph::lapis_ops::LapisError>(())
     /// ```
-    pub fn new(params: &mut Params, prefix: &str, dev: &Device, cfg: &LaplexConfig) -> Result<Self> {
+    pub fn new(
+        params: &mut Params,
+        prefix: &str,
+        dev: &Device,
+        cfg: &LaplexConfig,
+    ) -> Result<Self> {
         let LaplexConfig {
             d_in,
             d_out,
@@ -237,9 +242,13 @@ impl LaplexLinear {
             let v = xt.mul(&vars.get(h.alpha)?.reshape(&[self.d_in, 1])?)?;
             let a = vars.get(h.rho)?.softplus()?;
             let y = match (h.omega, h.phi) {
-                (Some(om), Some(ph)) => {
-                    v.laplace_apply_phased(vars.get(h.s)?, vars.get(h.t)?, &a, vars.get(om)?, vars.get(ph)?)?
-                }
+                (Some(om), Some(ph)) => v.laplace_apply_phased(
+                    vars.get(h.s)?,
+                    vars.get(h.t)?,
+                    &a,
+                    vars.get(om)?,
+                    vars.get(ph)?,
+                )?,
                 _ => v.laplace_apply(vars.get(h.s)?, vars.get(h.t)?, &a)?,
             };
             let y = y.mul(&vars.get(h.gamma)?.reshape(&[self.d_out, 1])?)?;

@@ -105,7 +105,9 @@ impl LayerNorm {
         let xc = x.sub(&mu)?;
         let var = xc.mul(&xc)?.mean(ax)?;
         let inv = var.add_scalar(self.eps)?.sqrt()?;
-        xc.div(&inv)?.mul(vars.get(self.gamma)?)?.add(vars.get(self.beta)?)
+        xc.div(&inv)?
+            .mul(vars.get(self.gamma)?)?
+            .add(vars.get(self.beta)?)
     }
 }
 

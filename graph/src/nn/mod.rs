@@ -220,6 +220,34 @@ impl Params {
         }
     }
 
+    /// Stand-ins for this registry's parameters: `vars[i]` plays parameter `i` (same count
+    /// and shapes, else a typed error). For gradient checks and for code that builds its own
+    /// leaves (e.g. perturbed or shared weights) and runs this registry's layers on them.
+    pub fn bind(&self, vars: &[Var]) -> Result<ParamVars> {
+        if vars.len() != self.entries.len() {
+            return Err(LapisError::invalid(
+                "Params::bind",
+                "vars",
+                vars.len(),
+                format!("the registry has {} parameters", self.entries.len()),
+            ));
+        }
+        for ((name, t), v) in self.entries.iter().zip(vars) {
+            if v.shape() != t.shape() {
+                return Err(LapisError::invalid(
+                    "Params::bind",
+                    "vars",
+                    format!("{:?}", v.shape()),
+                    format!("`{name}` is {:?}", t.shape()),
+                ));
+            }
+        }
+        Ok(ParamVars {
+            registry: self.id,
+            vars: vars.to_vec(),
+        })
+    }
+
     /// Handles of the parameters whose name contains `pat` (for per-group learning rates
     /// or weight-decay exclusions).
     pub fn matching(&self, pat: &str) -> Vec<Param> {

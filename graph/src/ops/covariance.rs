@@ -35,7 +35,7 @@ pub struct Lcm {
 impl Lcm {
     /// `Σ = diag(u) + diag(w) K(a; λ) diag(w)` (all on one tape). `lambda` is an `f32`, a
     /// one-element `&Tensor` (untracked constants) or a one-element `&Var`
-    /// ([`ScalarArg`](crate::ScalarArg)).
+    /// ([`ScalarArg`]).
     pub fn new<'a>(a: &Var, lambda: impl Into<ScalarArg<'a>>, u: &Var, w: &Var) -> Result<Self> {
         let lambda = &lambda.into().to_var(a, "Lcm::new", "lambda")?;
         for o in [lambda, u, w] {

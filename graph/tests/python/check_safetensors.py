@@ -3,7 +3,9 @@
 Usage: check_safetensors.py CHECKPOINT EXPECTED_JSON
 
 EXPECTED_JSON maps each tensor name to {"dtype": "F32"|"F16"|"U32", "shape": [...],
-"bits": [...]} (the raw bit patterns, as unsigned integers). The file is loaded with
+"bits": [...]} (the raw bit patterns, as unsigned integers); an optional "__metadata__"
+entry is the header's expected metadata map (compared with `safe_open(..).metadata()`).
+The file is loaded with
 `safetensors.numpy.load_file` and, when PyTorch is installed, with
 `safetensors.torch.load_file` as well. Exit status 0: identical; 1: a difference (printed);
 3: the safetensors package is missing.
@@ -13,6 +15,7 @@ import sys
 
 try:
     import numpy as np
+    from safetensors import safe_open
     from safetensors.numpy import load_file as load_numpy
 except ImportError as e:  # pragma: no cover
     print(f"python safetensors/numpy not available: {e}")
@@ -26,6 +29,13 @@ def main() -> int:
     with open(expected_path) as f:
         expected = json.load(f)
     bad = []
+    want_meta = expected.pop("__metadata__", None)
+    if want_meta is not None:
+        with safe_open(path, framework="np") as f:
+            got_meta = f.metadata()
+        if got_meta != want_meta:
+            bad.append(f"metadata: {got_meta} vs {want_meta}")
+        print(f"metadata: {len(got_meta or {})} entries checked")
     arrays = load_numpy(path)
     if set(arrays) != set(expected):
         bad.append(f"names: {sorted(arrays)} vs {sorted(expected)}")

@@ -53,7 +53,7 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
     let mut rb = ReportBuilder::new(
         ctx,
         "laplace-engine",
-        "specs/laplace-engine.md",
+        "docs/specs/laplace-engine.md",
         serde_json::json!({
             "exact": {"n": n_exact, "m": n_exact, "c": 2, "lambda": 1.3, "phased_lambda": [1.3, 0.7],
                       "anchors": "uniform [0, 10)", "seeds": [ctx.seed + 1, ctx.seed + 2, ctx.seed + 3, ctx.seed + 4]},
@@ -71,7 +71,13 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
         format!("{what} vs dense f64 at n = m = {n_exact}, c = 2 (componentwise, / Σ|terms|)")
     };
     rb.claim(Claim::le("L1", &txt("real forward"), ex.forward, 1e-5, ""));
-    rb.claim(Claim::le("L2", &txt("phased forward (λ = 1.3 + 0.7i)"), ex.phased, 1e-5, ""));
+    rb.claim(Claim::le(
+        "L2",
+        &txt("phased forward (λ = 1.3 + 0.7i)"),
+        ex.phased,
+        1e-5,
+        "",
+    ));
     rb.claim(Claim::le(
         "L3",
         &txt("worst gradient of V̄, s̄, t̄, λ̄ (real and phased)"),
@@ -106,7 +112,10 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
     let (nl, el) = *acc.last().unwrap_or(&(0, f64::NAN));
     rb.claim(Claim::le(
         "L5a",
-        &format!("forward error at n = m = 2^{} vs the O(N) f64 sweep reference", nl.trailing_zeros()),
+        &format!(
+            "forward error at n = m = 2^{} vs the O(N) f64 sweep reference",
+            nl.trailing_zeros()
+        ),
         el,
         1e-5,
         "",
@@ -132,8 +141,11 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
         log_x: true,
         log_y: true,
         series: vec![
-            Series::line("laplace_apply vs f64", acc.iter().map(|&(n, e)| (n as f64, e)).collect())
-                .with_style(SeriesStyle::LinePoints),
+            Series::line(
+                "laplace_apply vs f64",
+                acc.iter().map(|&(n, e)| (n as f64, e)).collect(),
+            )
+            .with_style(SeriesStyle::LinePoints),
             Series::line(
                 "bar 1e-5",
                 vec![(acc_sizes[0] as f64, 1e-5), (nl as f64, 1e-5)],
@@ -164,7 +176,9 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
             fmt_value(t.sort),
             fmt_value(t.fft),
             fmt_value(t.op / t.fft),
-            t.dense.map(|d| fmt_value(t.op / d)).unwrap_or_else(|| "—".into()),
+            t.dense
+                .map(|d| fmt_value(t.op / d))
+                .unwrap_or_else(|| "—".into()),
         ]);
     }
     let time_of = |n: usize| -> Result<f64> {
@@ -188,7 +202,10 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
     let (fwd, fb) = fwd_bwd(dev, n_fb, reps.max(5), ctx.seed)?;
     rb.claim(Claim::le(
         "L7",
-        &format!("forward + backward (all gradients) / forward at n = m = 2^{}", n_fb.trailing_zeros()),
+        &format!(
+            "forward + backward (all gradients) / forward at n = m = 2^{}",
+            n_fb.trailing_zeros()
+        ),
         fb / fwd,
         3.0,
         "×",
@@ -207,7 +224,14 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
     ));
     rb.table(
         "Time vs n (median ms; sources = targets = n, c = 1)",
-        &["n", "laplace_apply", "argsort(2n)", "rfft(n)", "vs fft", "vs dense"],
+        &[
+            "n",
+            "laplace_apply",
+            "argsort(2n)",
+            "rfft(n)",
+            "vs fft",
+            "vs dense",
+        ],
         rows,
     );
     // n log n guide through the operator's largest point.
@@ -230,7 +254,7 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
             Series::line("n log n guide", guide).with_style(SeriesStyle::Dashed),
         ],
         ..LinePlot::new(
-            &format!("Laplace operator time vs n ({})", dev.info().name),
+            format!("Laplace operator time vs n ({})", dev.info().name),
             "n (points)",
             "time (ms)",
         )
@@ -323,9 +347,18 @@ fn exactness(dev: &Device, n: usize, seed: u64) -> Result<Exactness> {
     let forward = comp_err(&y, &want.data, &sc.y);
     let gd = lapis_ops::laplace_apply_backward(&s, &t, &v, lam as f32, &g)?;
     let gw = reference::laplace_apply_grad(&sh, &th, &vr, (lam, 0.0), &gr, None);
-    grads.push(("V̄ (real)".into(), comp_err(&host(&gd.values)?, &gw.v.data, &sc.vbar)));
-    grads.push(("s̄ (real)".into(), comp_err(&host(&gd.sources)?, &gw.s, &sc.sbar)));
-    grads.push(("t̄ (real)".into(), comp_err(&host(&gd.targets)?, &gw.t, &sc.tbar)));
+    grads.push((
+        "V̄ (real)".into(),
+        comp_err(&host(&gd.values)?, &gw.v.data, &sc.vbar),
+    ));
+    grads.push((
+        "s̄ (real)".into(),
+        comp_err(&host(&gd.sources)?, &gw.s, &sc.sbar),
+    ));
+    grads.push((
+        "t̄ (real)".into(),
+        comp_err(&host(&gd.targets)?, &gw.t, &sc.tbar),
+    ));
     grads.push((
         "λ̄ (real)".into(),
         comp_err(&host(&gd.lambda)?, &[gw.lambda_re], &[sc.lam]),
@@ -336,13 +369,24 @@ fn exactness(dev: &Device, n: usize, seed: u64) -> Result<Exactness> {
     let (yr, yi) = lapis_ops::laplace_apply_phased(&s, &t, &v, a as f32, b as f32)?;
     let (wr, wi) = reference::laplace_apply(&sh, &th, &vr, (a, b));
     let scp = scales(&sh, &th, &vh, &gh, c, a, (a * a + b * b).sqrt());
-    let phased = comp_err(&host(&yr)?, &wr.data, &scp.y).max(comp_err(&host(&yi)?, &wi.data, &scp.y));
+    let phased =
+        comp_err(&host(&yr)?, &wr.data, &scp.y).max(comp_err(&host(&yi)?, &wi.data, &scp.y));
     let zero = lapis_ops::zeros(dev, &[n, c], DType::F32)?;
-    let (gp, gb) = lapis_ops::laplace_apply_phased_backward(&s, &t, &v, a as f32, b as f32, &g, &zero)?;
+    let (gp, gb) =
+        lapis_ops::laplace_apply_phased_backward(&s, &t, &v, a as f32, b as f32, &g, &zero)?;
     let gwp = reference::laplace_apply_grad(&sh, &th, &vr, (a, b), &gr, None);
-    grads.push(("V̄ (phased)".into(), comp_err(&host(&gp.values)?, &gwp.v.data, &scp.vbar)));
-    grads.push(("s̄ (phased)".into(), comp_err(&host(&gp.sources)?, &gwp.s, &scp.sbar)));
-    grads.push(("t̄ (phased)".into(), comp_err(&host(&gp.targets)?, &gwp.t, &scp.tbar)));
+    grads.push((
+        "V̄ (phased)".into(),
+        comp_err(&host(&gp.values)?, &gwp.v.data, &scp.vbar),
+    ));
+    grads.push((
+        "s̄ (phased)".into(),
+        comp_err(&host(&gp.sources)?, &gwp.s, &scp.sbar),
+    ));
+    grads.push((
+        "t̄ (phased)".into(),
+        comp_err(&host(&gp.targets)?, &gwp.t, &scp.tbar),
+    ));
     grads.push((
         "ā (phased)".into(),
         comp_err(&host(&gp.lambda)?, &[gwp.lambda_re], &[scp.lam]),
@@ -378,9 +422,11 @@ fn accuracy_at(dev: &Device, n: usize, seed: u64) -> Result<f64> {
     let y = host(&lapis_ops::laplace_apply(&s, &t, &v, 1.0)?)?;
     let (sh, th, vh) = (host(&s)?, host(&t)?, host(&v)?);
     drop((s, t, v));
-    let (want, _) = reference::laplace_apply_sweep(&sh, &th, &RefTensor::new(&[n, 1], vh.clone()), (1.0, 0.0));
+    let (want, _) =
+        reference::laplace_apply_sweep(&sh, &th, &RefTensor::new(&[n, 1], vh.clone()), (1.0, 0.0));
     let va: Vec<f64> = vh.iter().map(|x| x.abs()).collect();
-    let (den, _) = reference::laplace_apply_sweep(&sh, &th, &RefTensor::new(&[n, 1], va), (1.0, 0.0));
+    let (den, _) =
+        reference::laplace_apply_sweep(&sh, &th, &RefTensor::new(&[n, 1], va), (1.0, 0.0));
     Ok(comp_err(&y, &want.data, &den.data))
 }
 
@@ -399,7 +445,9 @@ fn times_at(dev: &Device, n: usize, reps: usize, seed: u64) -> Result<Times> {
     let s = lapis_ops::uniform(dev, &[n], -100.0, 100.0, seed + 21)?;
     let t = lapis_ops::uniform(dev, &[n], -100.0, 100.0, seed + 22)?;
     let v = lapis_ops::normal(dev, &[n, 1], 0.0, 1.0, seed + 23)?;
-    let op = ms(time_op(dev, reps, || lapis_ops::laplace_apply(&s, &t, &v, 0.5))?);
+    let op = ms(time_op(dev, reps, || {
+        lapis_ops::laplace_apply(&s, &t, &v, 0.5)
+    })?);
     let merged = lapis_ops::concat(&[&s, &t], 0)?;
     let sort = ms(time_op(dev, reps, || lapis_ops::argsort(&merged))?);
     let sig = lapis_ops::uniform(dev, &[n.next_power_of_two().max(2)], -1.0, 1.0, seed + 24)?;
@@ -410,7 +458,12 @@ fn times_at(dev: &Device, n: usize, reps: usize, seed: u64) -> Result<Times> {
     } else {
         None
     };
-    Ok(Times { op, sort, fft, dense })
+    Ok(Times {
+        op,
+        sort,
+        fft,
+        dense,
+    })
 }
 
 /// `(forward ms, forward + backward ms)` at `n = m`, `c = 1`.
@@ -419,7 +472,9 @@ fn fwd_bwd(dev: &Device, n: usize, reps: usize, seed: u64) -> Result<(f64, f64)>
     let t = lapis_ops::uniform(dev, &[n], -100.0, 100.0, seed + 32)?;
     let v = lapis_ops::normal(dev, &[n, 1], 0.0, 1.0, seed + 33)?;
     let g = lapis_ops::normal(dev, &[n, 1], 0.0, 1.0, seed + 34)?;
-    let f = ms(time_op(dev, reps, || lapis_ops::laplace_apply(&s, &t, &v, 0.5))?);
+    let f = ms(time_op(dev, reps, || {
+        lapis_ops::laplace_apply(&s, &t, &v, 0.5)
+    })?);
     let fb = ms(time_op(dev, reps, || {
         lapis_ops::laplace_apply(&s, &t, &v, 0.5)?;
         lapis_ops::laplace_apply_backward(&s, &t, &v, 0.5, &g)

@@ -1,6 +1,6 @@
 //! `lapis reproduce <name>`: the harness every method's reproduction runs in.
 //!
-//! A reproduction computes the pass/fail claims of its spec (`specs/*.md`) and returns a
+//! A reproduction computes the pass/fail claims of its spec (`docs/specs/*.md`) and returns a
 //! [`Report`]: the claims (each a measured value against a threshold, gating or only
 //! reported), the configuration and seeds it ran with, the device, the wall time, tables
 //! and the plots it wrote. The CLI prints the report as an aligned table, writes
@@ -216,9 +216,16 @@ pub struct Context {
 
 impl Context {
     /// A context that writes into `out` (created if missing).
-    pub fn new(dev: Device, size: Size, out: impl Into<PathBuf>, quiet: bool, seed: u64) -> Result<Self> {
+    pub fn new(
+        dev: Device,
+        size: Size,
+        out: impl Into<PathBuf>,
+        quiet: bool,
+        seed: u64,
+    ) -> Result<Self> {
         let out = out.into();
-        std::fs::create_dir_all(&out).map_err(|e| file_err(&out, "create the output directory", e))?;
+        std::fs::create_dir_all(&out)
+            .map_err(|e| file_err(&out, "create the output directory", e))?;
         Ok(Context {
             dev,
             size,
@@ -398,7 +405,9 @@ impl Report {
                 [
                     c.id.clone(),
                     c.verdict().to_string(),
-                    format!("{} {}", fmt_value(c.value), c.unit).trim().to_string(),
+                    format!("{} {}", fmt_value(c.value), c.unit)
+                        .trim()
+                        .to_string(),
                     bar,
                     c.text.clone(),
                 ]
@@ -426,11 +435,7 @@ impl Report {
         };
         let _ = writeln!(out, "{}", line(head));
         for r in &rows {
-            let _ = writeln!(
-                out,
-                "{}",
-                line([&r[0], &r[1], &r[2], &r[3], &r[4]])
-            );
+            let _ = writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
         }
         out
     }

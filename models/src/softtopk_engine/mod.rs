@@ -61,7 +61,7 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
     let mut rb = ReportBuilder::new(
         ctx,
         "softtopk-engine",
-        "specs/softtopk-engine.md",
+        "docs/specs/softtopk-engine.md",
         serde_json::json!({
             "sum_row": {"n": n_sum, "k": n_sum / 8, "alpha": 0.5},
             "reference_rows": {"B": 32, "n": 1000, "k": "uniform (1, n − 1) per row", "alpha": "log-uniform [0.05, 2] per row"},
@@ -79,7 +79,10 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
     let sum: f64 = p.iter().sum();
     rb.claim(Claim::le(
         "T1",
-        &format!("|Σp − k| / k on one row of n = 2^{}, k = n/8, α = 0.5", n_sum.trailing_zeros()),
+        &format!(
+            "|Σp − k| / k on one row of n = 2^{}, k = n/8, α = 0.5",
+            n_sum.trailing_zeros()
+        ),
         (sum - k).abs() / k,
         1e-4,
         "",
@@ -195,7 +198,9 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
 
     // Plot: p against x on one row for several α.
     let nplot = 200usize;
-    let xp: Vec<f64> = (0..nplot).map(|i| -3.0 + 6.0 * i as f64 / (nplot - 1) as f64).collect();
+    let xp: Vec<f64> = (0..nplot)
+        .map(|i| -3.0 + 6.0 * i as f64 / (nplot - 1) as f64)
+        .collect();
     let xpt = Tensor::from_slice(dev, &[nplot], &f32v(&xp))?;
     let mut series = Vec::new();
     for alpha in [0.01f32, 0.1, 0.3, 1.0] {
@@ -244,20 +249,32 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
     let (soft, hard, back) = at_claim.unwrap_or((f64::NAN, f64::NAN, f64::NAN));
     rb.claim(Claim::le(
         "T6",
-        &format!("soft top-k time / hard top-k (row argsort) time, {rows_t} rows × 2^{}", n_t.trailing_zeros()),
+        &format!(
+            "soft top-k time / hard top-k (row argsort) time, {rows_t} rows × 2^{}",
+            n_t.trailing_zeros()
+        ),
         soft / hard,
         3.0,
         "×",
     ));
     rb.claim(Claim::reported(
         "T8",
-        &format!("backward time / forward time, {rows_t} rows × 2^{}", n_t.trailing_zeros()),
+        &format!(
+            "backward time / forward time, {rows_t} rows × 2^{}",
+            n_t.trailing_zeros()
+        ),
         back / soft,
         "×",
     ));
     rb.table(
         "Time (median ms)",
-        &["rows × n", "hard top-k", "soft top-k", "backward", "soft / hard"],
+        &[
+            "rows × n",
+            "hard top-k",
+            "soft top-k",
+            "backward",
+            "soft / hard",
+        ],
         rows,
     );
     LinePlot {
@@ -270,7 +287,7 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
             Series::line("soft top-k backward", back_pts).with_style(SeriesStyle::LinePoints),
         ],
         ..LinePlot::new(
-            &format!("Soft vs hard top-k, {rows_t} rows ({})", dev.info().name),
+            format!("Soft vs hard top-k, {rows_t} rows ({})", dev.info().name),
             "n (row length)",
             "time (ms)",
         )
@@ -291,7 +308,9 @@ fn timing(dev: &Device, rows: usize, n: usize, reps: usize, seed: u64) -> Result
         let (_, perm) = lapis_ops::argsort_rows(&x)?;
         lapis_ops::slice(&perm, 1, n - kk, n)
     })?);
-    let soft = ms(time_op(dev, reps, || lapis_ops::soft_topk(&x, kk as f32, 0.5))?);
+    let soft = ms(time_op(dev, reps, || {
+        lapis_ops::soft_topk(&x, kk as f32, 0.5)
+    })?);
     let out = lapis_ops::soft_topk(&x, kk as f32, 0.5)?;
     let back = ms(time_op(dev, reps, || out.backward(&g))?);
     Ok((soft, hard, back))
