@@ -22,6 +22,36 @@
 
 use cubecl::prelude::*;
 
+/// The sorted merge of the swapped operator `K(s, t)` from that of `K(t, s)`, without a
+/// second sort: the sequence reversed with its coordinates negated, `z'_k = −z_{N−1−k}`
+/// (ascending again; every difference exactly the original's), and the indices relabelled
+/// from `[s; t]` to `[t; s]` (`i < n_src` ↦ `N − n_src + i`, else `i − n_src`). Reversing
+/// turns "sources before targets" at ties into "the new sources before the new targets",
+/// so the swapped sweeps keep the tie convention; signed terms change sign with the
+/// coordinates (the caller flips them back).
+#[cube(launch)]
+pub fn laplace_swap_kernel(
+    z: &Array<f32>,
+    perm: &Array<u32>,
+    z_out: &mut Array<f32>,
+    perm_out: &mut Array<u32>,
+    n_src: u32,
+    total: u32,
+) {
+    let k = ABSOLUTE_POS as u32;
+    if k >= total {
+        terminate!();
+    }
+    let j = total - 1 - k;
+    z_out[k as usize] = -z[j as usize];
+    let p = perm[j as usize];
+    if p < n_src {
+        perm_out[k as usize] = total - n_src + p;
+    } else {
+        perm_out[k as usize] = p - n_src;
+    }
+}
+
 /// `u[k, :] = V[perm[k], :]` for sources (`perm[k] < n_src`), 0 for targets.
 #[cube(launch)]
 pub fn laplace_scatter_kernel(

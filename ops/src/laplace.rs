@@ -181,9 +181,45 @@ fn sweeps(
     tie: bool,
     moment: bool,
 ) -> Result<Sweeps> {
-    let total = src.numel() + tgt.numel();
     let (z, perm, u) = merge(src, tgt, vals)?;
-    let r = rate(src.device(), lambda)?;
+    sorted_sweeps(z, perm, u, lambda, tie, moment)
+}
+
+/// The merge of the swapped operator (`K(s, t)` from `K(t, s)`'s sorted merge, no sort):
+/// see [`k::laplace_swap_kernel`]. Coordinates come back negated.
+fn swap_merge(sw: &Sweeps, n_src: usize) -> Result<(Tensor, Tensor)> {
+    swap_perm(&sw.z, &sw.perm, n_src)
+}
+
+/// [`swap_merge`] from the sorted coordinates and permutation.
+fn swap_perm(zs: &Tensor, ps: &Tensor, n_src: usize) -> Result<(Tensor, Tensor)> {
+    let total = ps.numel();
+    let dev = ps.device();
+    let z = Tensor::empty("laplace_apply_backward", dev, &[total], DType::F32)?;
+    let perm = Tensor::empty("laplace_apply_backward", dev, &[total], DType::U32)?;
+    let (n32, t32) = (n_src as u32, total as u32);
+    launch_1d!(dev, total, k::laplace_swap_kernel, |client, R| (
+        arr::<R>(zs),
+        arr::<R>(ps),
+        arr::<R>(&z),
+        arr::<R>(&perm),
+        n32,
+        t32,
+    ));
+    Ok((z, perm))
+}
+
+/// [`sweeps`] on an already sorted merge `(z, perm)` with the values `u` in merged order.
+fn sorted_sweeps(
+    z: Tensor,
+    perm: Tensor,
+    u: Tensor,
+    lambda: f32,
+    tie: bool,
+    moment: bool,
+) -> Result<Sweeps> {
+    let total = z.numel();
+    let r = rate(z.device(), lambda)?;
     let spec = |reverse: bool, tie: bool| DecayScan {
         rate: &r,
         seg_len: total,
@@ -408,15 +444,19 @@ pub fn laplace_apply_backward<'a>(
     // Original orientation: t̄ and λ̄.
     let sw = sweeps(s, t, v, lambda, true, true)?;
     let (signed_t, moment) = weighted(&sw, gy, n, m, c)?;
-    drop(sw);
     let targets = crate::mul_scalar(&signed_t, -lambda)?;
     let lam =
         crate::neg(&crate::sum_all(&moment.expect("moment sweeps requested"))?)?.reshape(&[1])?;
-    // Swapped orientation (targets carry Ȳ): V̄ and s̄.
-    let sw = sweeps(t, s, gy, lambda, true, false)?;
+    // Swapped orientation (targets carry Ȳ): V̄ and s̄, on the same sort reversed with its
+    // coordinates negated (one sort per backward instead of two); the signed sums change
+    // sign with the coordinates, so s̄ = +λ·signed.
+    let (zs, ps) = swap_merge(&sw, n)?;
+    drop(sw);
+    let us = scatter_values(&ps, m, gy)?;
+    let sw = sorted_sweeps(zs, ps, us, lambda, true, false)?;
     let values = gather(&sw, m, n, c, v.shape())?;
     let (signed_s, _) = weighted(&sw, v, m, n, c)?;
-    let sources = crate::mul_scalar(&signed_s, -lambda)?;
+    let sources = crate::mul_scalar(&signed_s, lambda)?;
     Ok(LaplaceGrads {
         values,
         sources,
@@ -451,14 +491,26 @@ fn phased_sweeps(
     tie: bool,
     moment: bool,
 ) -> Result<PhasedSweeps> {
-    let total = src.numel() + tgt.numel();
     let (z, perm, ur) = merge(src, tgt, vr)?;
     let ui = scatter_values(&perm, src.numel(), vi)?;
+    sorted_phased_sweeps(z, perm, (ur, ui), (a, b), tie, moment)
+}
+
+/// [`phased_sweeps`] on an already sorted merge with the values in merged order.
+fn sorted_phased_sweeps(
+    z: Tensor,
+    perm: Tensor,
+    (ur, ui): Cx,
+    (a, b): (f32, f32),
+    tie: bool,
+    moment: bool,
+) -> Result<PhasedSweeps> {
+    let total = z.numel();
     let (l, gl) = decay_scan_complex(&z, (&ur, &ui), (a, b), false, moment)?;
     let (q, gq) = decay_scan_complex(&z, (&ur, &ui), (a, b), true, moment)?;
     let tie_mass = if tie {
         // Tie decays are real: the real and imaginary parts scan separately.
-        let one = rate(src.device(), 1.0)?;
+        let one = rate(z.device(), 1.0)?;
         let spec = DecayScan {
             rate: &one,
             seg_len: total,
@@ -631,6 +683,9 @@ pub fn laplace_apply_phased_backward<'a>(
     let zero_v = crate::zeros(s.device(), v.shape(), DType::F32)?;
     let sw = phased_sweeps(s, t, v, &zero_v, a, b, true, true)?;
     let (signed_t, moment) = phased_weighted(&sw, &conj_g, n, m, c)?;
+    // The swapped orientation reuses this sort, reversed with negated coordinates
+    // (see `swap_merge`): its signed sums come back negated.
+    let (zs, ps) = swap_perm(&sw.z, &sw.perm, n)?;
     drop(sw);
     let targets = re_neg_lambda(&signed_t, m)?;
     // Σ over targets of the complex moment `[m, 2]`: ā = −Re, b̄ = +Im (on the device).
@@ -638,10 +693,14 @@ pub fn laplace_apply_phased_backward<'a>(
     let grad_a = crate::neg(&crate::slice(&msum, 0, 0, 1)?)?;
     let grad_b = crate::slice(&msum, 0, 1, 2)?;
     // Swapped orientation: the sweeps carry conj(G); V̄ = Re, s̄ from weights V.
-    let sw = phased_sweeps(t, s, &conj_g.0, &conj_g.1, a, b, true, false)?;
+    let us = (
+        scatter_values(&ps, m, &conj_g.0)?,
+        scatter_values(&ps, m, &conj_g.1)?,
+    );
+    let sw = sorted_phased_sweeps(zs, ps, us, (a, b), true, false)?;
     let (values, _) = phased_gather(&sw, m, n, c, v.shape())?;
     let (signed_s, _) = phased_weighted(&sw, &(v.clone(), zero_v), m, n, c)?;
-    let sources = re_neg_lambda(&signed_s, n)?;
+    let sources = crate::neg(&re_neg_lambda(&signed_s, n)?)?;
     Ok((
         LaplaceGrads {
             values,
