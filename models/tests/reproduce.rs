@@ -131,3 +131,24 @@ fn unknown_and_planned_names_are_refused() {
         assert!(list.contains(m), "{list}");
     }
 }
+
+/// `--full` on a device that cannot hold a run's buffers is refused with a message that
+/// names the need, the device's limit and what to do.
+#[test]
+fn runs_too_big_for_the_device_are_refused() {
+    use lapis_models::reproduce::{Context, Size};
+    let dev = lapis_ops::Device::auto().expect("a compute device (lavapipe in CI)");
+    let max = dev.info().max_buffer_bytes;
+    let dir = std::env::temp_dir().join(format!("lapis-repro-big-{}", std::process::id()));
+    let ctx = Context::new(dev, Size::Full, &dir, true, 0).unwrap();
+    assert!(ctx.require_bytes("a buffer that fits", max).is_ok());
+    let err = ctx
+        .require_bytes("the 10^9-point operator", max + 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("10^9-point operator") && err.contains("--full"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
