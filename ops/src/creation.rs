@@ -74,6 +74,7 @@ fn random(
     let dt = DType::F32.storage_type();
     let _guard = RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     cubek::random::seed(seed);
+    crate::counters::count_launch(device);
     let res = dispatch!(device, |client, R| {
         let handle = cubecl::std::tensor::TensorHandle::<R>::new_contiguous(
             out.shape().to_vec(),

@@ -32,6 +32,7 @@ pub fn rfft(x: &Tensor) -> Result<(Tensor, Tensor)> {
     let re = Tensor::empty(OP, x.device(), &out_shape, DType::F32)?;
     let im = Tensor::empty(OP, x.device(), &out_shape, DType::F32)?;
     let dt = DType::F32.storage_type();
+    crate::counters::count_launch(x.device());
     let res = dispatch!(x.device(), |client, R| {
         use cubecl::std::tensor::TensorHandle;
         let h = |t: &Tensor| {

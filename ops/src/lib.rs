@@ -58,6 +58,7 @@
 //! # Ok::<(), lapis_ops::LapisError>(())
 //! ```
 
+pub mod counters;
 pub mod covariance;
 pub mod creation;
 pub mod decay_scan;
@@ -83,6 +84,7 @@ pub mod tensor;
 pub mod timing;
 mod validate;
 
+pub use counters::{Counters, PoolUsage};
 pub use covariance::{
     lcm_frobenius, lcm_frobenius_backward, LaplaceCovariance, LcmGrads, OuCovariance, OuNllGrads,
 };

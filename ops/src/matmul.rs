@@ -103,6 +103,7 @@ fn launch_3d(a3: &Tensor, b3: &Tensor) -> Result<Tensor> {
     let a = a3;
     let out = Tensor::empty("matmul", a.device(), &[nb, m, n], a.dtype())?;
     let dt = a.dtype().storage_type();
+    crate::counters::count_launch(a.device());
     let res = dispatch!(a.device(), |client, R| {
         use cubecl::std::tensor::TensorHandle;
         let h = |t: &Tensor| {

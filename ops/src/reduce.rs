@@ -146,6 +146,7 @@ fn launch_direct(
         },
     };
     let strat = strategy(x.device(), x.shape()[axis], out.numel());
+    crate::counters::count_launch(x.device());
     let res = dispatch!(x.device(), |client, R| {
         let input = cubecl::std::tensor::TensorHandle::<R>::new_contiguous(
             x.shape().to_vec(),

@@ -225,6 +225,7 @@ fn bitonic_rows(
     let sorted_bits = Tensor::empty(OP, dev, &[rows * cols], DType::U32)?;
     let perm = Tensor::empty(OP, dev, keys.shape(), DType::U32)?;
     let len = cols.next_power_of_two();
+    crate::counters::count_launch(dev);
     dispatch!(dev, |client, R| kr::bitonic_sort_rows_kernel::launch::<R>(
         client,
         kr::row_sort_cube_count(client, rows),

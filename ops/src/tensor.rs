@@ -47,6 +47,7 @@ macro_rules! dispatch {
 #[macro_export]
 macro_rules! launch_1d {
     ($device:expr, $n:expr, $($kernel:ident)::+, |$client:ident, $R:ident| ($($arg:expr),* $(,)?)) => {
+        $crate::counters::count_launch($device);
         $crate::dispatch!($device, |$client, $R| $($kernel)::+::launch::<$R>(
             $client,
             $crate::lapis_kernels::elementwise_cube_count($client, $n),
@@ -63,6 +64,8 @@ pub struct Tensor {
     handle: Handle,
     shape: Vec<usize>,
     dtype: DType,
+    /// Counts the buffer's bytes as live until the last tensor sharing it drops.
+    live: std::sync::Arc<crate::counters::LiveBuffer>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -118,12 +121,14 @@ impl Tensor {
         handle: Handle,
         shape: Vec<usize>,
         dtype: DType,
+        live: std::sync::Arc<crate::counters::LiveBuffer>,
     ) -> Self {
         Tensor {
             device,
             handle,
             shape,
             dtype,
+            live,
         }
     }
 
@@ -153,6 +158,7 @@ impl Tensor {
             handle,
             shape.to_vec(),
             dtype,
+            crate::counters::track_alloc(device, bytes),
         ))
     }
 
@@ -180,11 +186,13 @@ impl Tensor {
         let handle = alloc("from_slice", bytes.len() as u64, || {
             dispatch!(device, |client, R| client.create_from_slice(bytes))
         })?;
+        crate::counters::count_upload(device);
         Ok(Tensor::from_parts(
             device.clone(),
             handle,
             shape.to_vec(),
             T::DTYPE,
+            crate::counters::track_alloc(device, bytes.len() as u64),
         ))
     }
 
@@ -223,6 +231,7 @@ impl Tensor {
             });
         }
         let n = self.numel();
+        crate::counters::count_read(&self.device, (n * self.dtype.size()) as u64);
         let bytes = dispatch!(&self.device, |client, R| client
             .read_one(self.handle.clone()))
         .map_err(|e| LapisError::kernel("to_vec", format!("{e:?}")))?;
@@ -323,6 +332,7 @@ impl Tensor {
             self.handle.clone(),
             shape.to_vec(),
             self.dtype,
+            self.live.clone(),
         ))
     }
 }
