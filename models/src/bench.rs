@@ -119,3 +119,214 @@ pub fn softtopk(dev: &Device, rows: usize, sizes: &[usize], reps: usize) -> Resu
     }
     Ok(())
 }
+
+/// A training-step workload of `lapis bench step`.
+struct StepModel {
+    name: &'static str,
+    params: lapis_graph::nn::Params,
+    /// Builds the loss of one step on the tape.
+    #[allow(clippy::type_complexity)]
+    loss: Box<dyn Fn(&lapis_graph::nn::ParamVars) -> Result<lapis_graph::Var>>,
+    /// What the step does, for the JSON line.
+    shape: String,
+}
+
+/// The digits MLP (64 → 128 → 10, ReLU, batch 100) on random inputs of the digits' shape.
+fn digits_mlp(dev: &Device) -> Result<StepModel> {
+    use lapis_graph::nn::{Activation, Mlp, Params};
+    let mut params = Params::new();
+    let mlp = Mlp::new(&mut params, "mlp", dev, &[64, 128, 10], Activation::Relu, 1)?;
+    let x = lapis_ops::normal(dev, &[100, 64], 0.0, 1.0, 2)?;
+    let y: Vec<u32> = (0..100).map(|i| (i * 7 % 10) as u32).collect();
+    let y = Tensor::from_slice(dev, &[100], &y)?;
+    Ok(StepModel {
+        name: "digits-mlp",
+        params,
+        loss: Box::new(move |vars| {
+            let z = mlp.forward(vars, &vars.vars()[0].constant(x.clone()))?;
+            crate_losses::cross_entropy(&z, &y)
+        }),
+        shape: "64-128-10 ReLU, batch 100".into(),
+    })
+}
+
+/// Model B of the LAPLEX spec: LAPLEX 64 → 256 → 256 → 10, H = 4, phased, GELU, batch 100.
+fn laplex_digits(dev: &Device) -> Result<StepModel> {
+    use lapis_graph::nn::{LaplexConfig, LaplexLinear, Params};
+    let mut params = Params::new();
+    let cfg = |n, m, s| LaplexConfig::new(n, m).heads(4).phased().seed(s);
+    let l1 = LaplexLinear::new(&mut params, "l1", dev, &cfg(64, 256, 1))?;
+    let l2 = LaplexLinear::new(&mut params, "l2", dev, &cfg(256, 256, 2))?;
+    let l3 = LaplexLinear::new(&mut params, "l3", dev, &cfg(256, 10, 3))?;
+    let x = lapis_ops::normal(dev, &[100, 64], 0.0, 1.0, 4)?;
+    let y: Vec<u32> = (0..100).map(|i| (i * 3 % 10) as u32).collect();
+    let y = Tensor::from_slice(dev, &[100], &y)?;
+    Ok(StepModel {
+        name: "laplex-digits",
+        params,
+        loss: Box::new(move |vars| {
+            let h = l1
+                .forward(vars, &vars.vars()[0].constant(x.clone()))?
+                .gelu()?;
+            let h = l2.forward(vars, &h)?.gelu()?;
+            crate_losses::cross_entropy(&l3.forward(vars, &h)?, &y)
+        }),
+        shape: "LAPLEX 64-256-256-10, H = 4, phased, batch 100".into(),
+    })
+}
+
+/// A dense pre-LN causal transformer over bytes: d = 96, 4 layers, 4 heads, FFN 4d (GELU),
+/// B = 32, T = 64 (the SoftMoE char-LM shape with dense FFNs).
+fn transformer(dev: &Device) -> Result<StepModel> {
+    use lapis_graph::nn::{
+        Activation, Embedding, LayerNorm, Linear, Mlp, MultiHeadAttention, Params,
+    };
+    let (d, layers, heads, b, t, vocab) = (96usize, 4usize, 4usize, 32usize, 64usize, 256usize);
+    let mut params = Params::new();
+    let tok = Embedding::new(&mut params, "tok", dev, vocab, d, 1)?;
+    let pos = Embedding::new(&mut params, "pos", dev, t, d, 2)?;
+    let mut blocks = Vec::new();
+    for l in 0..layers {
+        let p = format!("block{l}");
+        blocks.push((
+            LayerNorm::new(&mut params, &format!("{p}.ln1"), dev, d, 1e-5)?,
+            MultiHeadAttention::new(
+                &mut params,
+                &format!("{p}.att"),
+                dev,
+                d,
+                heads,
+                true,
+                10 + l as u64,
+            )?,
+            LayerNorm::new(&mut params, &format!("{p}.ln2"), dev, d, 1e-5)?,
+            Mlp::new(
+                &mut params,
+                &format!("{p}.ffn"),
+                dev,
+                &[d, 4 * d, d],
+                Activation::Gelu,
+                20 + l as u64,
+            )?,
+        ));
+    }
+    let ln_f = LayerNorm::new(&mut params, "ln_f", dev, d, 1e-5)?;
+    let head = Linear::new(&mut params, "head", dev, d, vocab, true, 30)?;
+    // Random bytes (the step's cost does not depend on the text).
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let bytes: Vec<u32> = (0..b * (t + 1))
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) % vocab as u64) as u32
+        })
+        .collect();
+    let ids: Vec<u32> = (0..b)
+        .flat_map(|r| bytes[r * (t + 1)..r * (t + 1) + t].to_vec())
+        .collect();
+    let next: Vec<u32> = (0..b)
+        .flat_map(|r| bytes[r * (t + 1) + 1..(r + 1) * (t + 1)].to_vec())
+        .collect();
+    let ids = Tensor::from_slice(dev, &[b, t], &ids)?;
+    let next = Tensor::from_slice(dev, &[b * t], &next)?;
+    let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+    let positions = Tensor::from_slice(dev, &[b, t], &positions)?;
+    Ok(StepModel {
+        name: "transformer",
+        params,
+        loss: Box::new(move |vars| {
+            let mut h = tok.forward(vars, &ids)?.add(&pos.forward(vars, &positions)?)?;
+            for (ln1, att, ln2, ffn) in &blocks {
+                h = h.add(&att.forward(vars, &ln1.forward(vars, &h)?)?)?;
+                h = h.add(&ffn.forward(vars, &ln2.forward(vars, &h)?)?)?;
+            }
+            let logits = head.forward(vars, &ln_f.forward(vars, &h)?)?;
+            crate_losses::cross_entropy(&logits.reshape(&[b * t, vocab])?, &next)
+        }),
+        shape: format!("pre-LN causal transformer d = {d}, {layers} layers, {heads} heads, B = {b}, T = {t}, bytes"),
+    })
+}
+
+use lapis_models::losses as crate_losses;
+
+/// `lapis bench step`: per training step (tape, loss, backward, AdamW), the median wall
+/// time and the launches, host reads, uploads and peak live tensor bytes counted by the
+/// device counters ([`lapis_ops::Counters`]), one JSON line per workload. The loss is read
+/// once, after the timed steps (not inside them).
+pub fn step(dev: &Device, workloads: &[String], steps: usize) -> Result<()> {
+    use lapis_graph::optim::Adam;
+    for w in workloads {
+        let mut m = match w.as_str() {
+            "digits-mlp" => digits_mlp(dev)?,
+            "laplex-digits" => laplex_digits(dev)?,
+            "transformer" => transformer(dev)?,
+            other => {
+                return Err(lapis_ops::LapisError::invalid(
+                    "bench step",
+                    "workload",
+                    other.to_string(),
+                    "one of digits-mlp, laplex-digits, transformer",
+                ))
+            }
+        };
+        let mut opt = Adam::adamw(1e-3, 1e-2);
+        let mut one_step = |m: &mut StepModel| -> Result<lapis_graph::Var> {
+            let tape = lapis_graph::Tape::new();
+            let vars = m.params.on_tape(&tape);
+            let loss = (m.loss)(&vars)?;
+            let g = lapis_graph::backward(&loss)?;
+            let grads = vars
+                .iter()
+                .map(|v| {
+                    g.get(v).cloned().ok_or_else(|| {
+                        lapis_ops::LapisError::invalid(
+                            "bench step",
+                            "grad",
+                            "missing",
+                            "every parameter is used",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            opt.step(&mut m.params.tensors_mut(), &grads)?;
+            Ok(loss.detach())
+        };
+        // Warm-up (kernel compilation, pool growth), then timed steps.
+        one_step(&mut m)?;
+        dev.sync()?;
+        dev.reset_counters();
+        let mut times = Vec::with_capacity(steps);
+        let mut last = None;
+        for _ in 0..steps.max(1) {
+            let t0 = std::time::Instant::now();
+            last = Some(one_step(&mut m)?);
+            dev.sync()?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let c = dev.counters();
+        times.sort_by(f64::total_cmp);
+        let n = steps.max(1) as f64;
+        let loss = match last {
+            Some(l) => l.value().to_f32_vec()?[0],
+            None => f32::NAN,
+        };
+        let pool = dev.memory_usage()?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "step", "workload": m.name, "shape": m.shape, "device": dev.to_string(),
+                "params": m.params.numel(), "steps": steps,
+                "ms_per_step": times[times.len() / 2],
+                "launches_per_step": c.launches as f64 / n,
+                "host_reads_per_step": c.host_reads as f64 / n,
+                "uploads_per_step": c.uploads as f64 / n,
+                "peak_live_bytes": c.peak_live_bytes,
+                "pool_reserved_bytes": pool.bytes_reserved,
+                "loss_after": loss,
+            })
+        );
+    }
+    Ok(())
+}

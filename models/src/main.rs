@@ -94,6 +94,16 @@ enum BenchWhat {
         #[arg(long, default_value_t = 5)]
         reps: usize,
     },
+    /// Training steps: ms, launches, host reads, uploads and peak live bytes per step for
+    /// the digits MLP, the LAPLEX digits model (B) and a byte-level transformer.
+    Step {
+        /// Workloads, comma-separated: digits-mlp, laplex-digits, transformer.
+        #[arg(long, default_value = "digits-mlp,laplex-digits,transformer")]
+        workloads: String,
+        /// Timed steps per workload (median reported; one warm-up step first).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+    },
     /// REMIX's covariance: factor, NLL and its backward, vs a sort and a Laplace matvec.
     Covariance {
         /// Dimensions d, e.g. `2^10,2^14,2^18`.
@@ -328,6 +338,12 @@ fn main() -> std::process::ExitCode {
         Command::Bench {
             what: BenchWhat::Covariance { sizes, c, reps },
         } => with_sizes(&sizes, |dev, s| bench::covariance(dev, s, c, reps)),
+        Command::Bench {
+            what: BenchWhat::Step { workloads, steps },
+        } => {
+            let w: Vec<String> = workloads.split(',').map(|s| s.trim().to_string()).collect();
+            Device::auto().and_then(|dev| bench::step(&dev, &w, steps))
+        }
         Command::Bench {
             what: BenchWhat::Softtopk { rows, n, reps },
         } => with_sizes(&n, |dev, s| bench::softtopk(dev, rows, s, reps)),

@@ -1,0 +1,46 @@
+//! `lapis bench step` through the CLI: one JSON line per workload with the per-step figures
+//! the throughput work is measured by (ms, launches, host reads, uploads, peak bytes).
+
+#[test]
+fn bench_step_reports_counters() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lapis"))
+        .args([
+            "bench",
+            "step",
+            "--workloads",
+            "digits-mlp,laplex-digits",
+            "--steps",
+            "1",
+        ])
+        .output()
+        .expect("run lapis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        for key in [
+            "ms_per_step",
+            "launches_per_step",
+            "host_reads_per_step",
+            "peak_live_bytes",
+        ] {
+            assert!(l[key].as_f64().is_some(), "{key} missing in {l}");
+        }
+        assert!(l["launches_per_step"].as_f64().unwrap() >= 10.0, "{l}");
+        assert!(l["loss_after"].as_f64().unwrap().is_finite());
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_lapis"))
+        .args(["bench", "step", "--workloads", "nope"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("digits-mlp"));
+}
