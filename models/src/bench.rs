@@ -330,3 +330,123 @@ pub fn step(dev: &Device, workloads: &[String], steps: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// Peak live tensor bytes of `f`, counted from before its inputs were made: `make` builds
+/// the inputs, `f` runs the op and returns its outputs (kept alive until measured).
+/// `Ok(None)` when a buffer would exceed the device's limit (the size does not fit here).
+fn peak_of<I, O>(
+    dev: &Device,
+    make: impl FnOnce() -> Result<I>,
+    f: impl FnOnce(&I) -> Result<O>,
+) -> Result<Option<u64>> {
+    match peak_inner(dev, make, f) {
+        Ok(p) => Ok(Some(p)),
+        Err(lapis_ops::LapisError::SizeOverLimit { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn peak_inner<I, O>(
+    dev: &Device,
+    make: impl FnOnce() -> Result<I>,
+    f: impl FnOnce(&I) -> Result<O>,
+) -> Result<u64> {
+    dev.sync()?;
+    dev.reset_counters();
+    let base = dev.counters().live_bytes;
+    let inputs = make()?;
+    let out = f(&inputs)?;
+    dev.sync()?;
+    let peak = dev.counters().peak_live_bytes.saturating_sub(base);
+    drop(out);
+    drop(inputs);
+    Ok(peak)
+}
+
+/// `lapis bench memory`: peak bytes per point of the engines (inputs, outputs and every
+/// temporary lapis allocates, from the device counters; cubek's internal workspaces are not
+/// in it), one JSON line per op and size; a point is one source and one target for the
+/// Laplace operator (n = m), one dimension for the LCM, one row element for soft top-k; with the points that fit in 80 GB and 139 GB at
+/// that rate (ignoring the 2^32 − 1 elements per buffer limit of 4-byte indices).
+pub fn memory(dev: &Device, sizes: &[usize]) -> Result<()> {
+    let gb = |g: f64| g * 1e9;
+    for &n in sizes {
+        let mut rows: Vec<(&str, String, Option<u64>)> = Vec::new();
+        for c in [1usize, 8] {
+            let make = || -> Result<(Tensor, Tensor, Tensor)> {
+                Ok((
+                    lapis_ops::uniform(dev, &[n], -100.0, 100.0, 1)?,
+                    lapis_ops::uniform(dev, &[n], -100.0, 100.0, 2)?,
+                    lapis_ops::normal(dev, &[n, c], 0.0, 1.0, 3)?,
+                ))
+            };
+            let fwd = peak_of(dev, make, |(s, t, v)| {
+                lapis_ops::laplace_apply(s, t, v, 0.5)
+            })?;
+            rows.push(("laplace_apply", format!("n = m, c = {c}"), fwd));
+            let make = || -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+                Ok((
+                    lapis_ops::uniform(dev, &[n], -100.0, 100.0, 1)?,
+                    lapis_ops::uniform(dev, &[n], -100.0, 100.0, 2)?,
+                    lapis_ops::normal(dev, &[n, c], 0.0, 1.0, 3)?,
+                    lapis_ops::normal(dev, &[n, c], 0.0, 1.0, 4)?,
+                ))
+            };
+            let bwd = peak_of(dev, make, |(s, t, v, g)| {
+                lapis_ops::laplace_apply_backward(s, t, v, 0.5, g)
+            })?;
+            rows.push(("laplace_apply_backward", format!("n = m, c = {c}"), bwd));
+        }
+        let make_lcm = || -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+            Ok((
+                lapis_ops::uniform(dev, &[n], -1.0, 1.0, 1)?,
+                lapis_ops::uniform(dev, &[n], 0.1, 1.0, 2)?,
+                lapis_ops::uniform(dev, &[n], 0.1, 1.0, 3)?,
+                lapis_ops::normal(dev, &[n, 1], 0.0, 1.0, 4)?,
+            ))
+        };
+        let lam = n as f32 / 200.0;
+        let nll = peak_of(dev, make_lcm, |(a, u, w, r)| {
+            lapis_ops::LaplaceCovariance::new(a, lam, u, w)?.nll(r)
+        })?;
+        rows.push(("lcm_nll", "d, c = 1".into(), nll));
+        let nll_b = peak_of(dev, make_lcm, |(a, u, w, r)| {
+            let cov = lapis_ops::LaplaceCovariance::new(a, lam, u, w)?;
+            let g = lapis_ops::ones(dev, &[1, 1], DType::F32)?;
+            cov.nll_backward(r, &g)
+        })?;
+        rows.push(("lcm_nll_backward", "d, c = 1".into(), nll_b));
+        let k = (n / 8).max(1) as f32;
+        let stk = peak_of(
+            dev,
+            || lapis_ops::normal(dev, &[n], 0.0, 1.0, 5),
+            |x| lapis_ops::soft_topk(x, k, 0.5),
+        )?;
+        rows.push(("soft_topk", "one row, k = n/8".into(), stk));
+        for (op, what, peak) in rows {
+            let Some(peak) = peak else {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "bench": "memory", "op": op, "config": what, "n": n,
+                        "device": dev.to_string(),
+                        "skipped": "a buffer exceeds the device's per-buffer limit",
+                    })
+                );
+                continue;
+            };
+            let per = peak as f64 / n as f64;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": "memory", "op": op, "config": what, "n": n,
+                    "device": dev.to_string(), "peak_bytes": peak,
+                    "bytes_per_point": per,
+                    "points_in_80gb": (gb(80.0) / per).floor(),
+                    "points_in_139gb": (gb(139.0) / per).floor(),
+                })
+            );
+        }
+    }
+    Ok(())
+}

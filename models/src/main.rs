@@ -104,6 +104,13 @@ enum BenchWhat {
         #[arg(long, default_value_t = 5)]
         steps: usize,
     },
+    /// Peak bytes per point of the engines (Laplace operator and backward at c = 1 and 8,
+    /// LCM NLL and backward, soft top-k), with the points that fit in 80 GB and 139 GB.
+    Memory {
+        /// Sizes, e.g. `2^20,2^22`.
+        #[arg(long, default_value = "2^20,2^22")]
+        sizes: String,
+    },
     /// REMIX's covariance: factor, NLL and its backward, vs a sort and a Laplace matvec.
     Covariance {
         /// Dimensions d, e.g. `2^10,2^14,2^18`.
@@ -338,6 +345,9 @@ fn main() -> std::process::ExitCode {
         Command::Bench {
             what: BenchWhat::Covariance { sizes, c, reps },
         } => with_sizes(&sizes, |dev, s| bench::covariance(dev, s, c, reps)),
+        Command::Bench {
+            what: BenchWhat::Memory { sizes },
+        } => with_sizes(&sizes, bench::memory),
         Command::Bench {
             what: BenchWhat::Step { workloads, steps },
         } => {

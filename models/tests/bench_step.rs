@@ -44,3 +44,31 @@ fn bench_step_reports_counters() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("digits-mlp"));
 }
+
+/// `lapis bench memory`: a JSON line per op with bytes per point; the Laplace operator's
+/// inputs and output alone are 16 bytes per point at c = 1 (s, t, V, Y in f32), so its
+/// peak cannot be below that.
+#[test]
+fn bench_memory_reports_bytes_per_point() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lapis"))
+        .args(["bench", "memory", "--sizes", "2^12"])
+        .output()
+        .expect("run lapis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    let lap = lines
+        .iter()
+        .find(|l| l["op"] == "laplace_apply" && l["config"] == "n = m, c = 1")
+        .unwrap();
+    let per = lap["bytes_per_point"].as_f64().unwrap();
+    assert!((16.0..1000.0).contains(&per), "{lap}");
+}
