@@ -255,7 +255,7 @@ use lapis_models::losses as crate_losses;
 /// time and the launches, host reads, uploads and peak live tensor bytes counted by the
 /// device counters ([`lapis_ops::Counters`]), one JSON line per workload. The loss is read
 /// once, after the timed steps (not inside them).
-pub fn step(dev: &Device, workloads: &[String], steps: usize) -> Result<()> {
+pub fn step(dev: &Device, workloads: &[String], steps: usize, profile: bool) -> Result<()> {
     use lapis_graph::optim::Adam;
     for w in workloads {
         let mut m = match w.as_str() {
@@ -313,6 +313,37 @@ pub fn step(dev: &Device, workloads: &[String], steps: usize) -> Result<()> {
             None => f32::NAN,
         };
         let pool = dev.memory_usage()?;
+        if profile {
+            // One more step with every launch timed on its own (a sync per launch).
+            lapis_ops::set_profiling(true);
+            let t0 = std::time::Instant::now();
+            one_step(&mut m)?;
+            dev.sync()?;
+            let total = t0.elapsed().as_secs_f64() * 1e3;
+            lapis_ops::set_profiling(false);
+            let rows = lapis_ops::profile();
+            let kernels: f64 = rows.iter().map(|r| r.time.as_secs_f64() * 1e3).sum();
+            let top: Vec<serde_json::Value> = rows
+                .iter()
+                .take(15)
+                .map(|r| {
+                    serde_json::json!({
+                        "kernel": r.name.replace(" ", ""), "launches": r.count,
+                        "ms": r.time.as_secs_f64() * 1e3,
+                        "share": r.time.as_secs_f64() * 1e3 / kernels.max(1e-9),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": "step-profile", "workload": m.name, "device": dev.to_string(),
+                    "ms_profiled_step": total, "ms_in_kernels": kernels,
+                    "ms_host_side": (total - kernels).max(0.0),
+                    "distinct_kernels": rows.len(), "top": top,
+                })
+            );
+        }
         println!(
             "{}",
             serde_json::json!({

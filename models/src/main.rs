@@ -103,6 +103,9 @@ enum BenchWhat {
         /// Timed steps per workload (median reported; one warm-up step first).
         #[arg(long, default_value_t = 5)]
         steps: usize,
+        /// Also profile one step: time per kernel (a sync per launch), top 15 as JSON.
+        #[arg(long)]
+        profile: bool,
     },
     /// Peak bytes per point of the engines (Laplace operator and backward at c = 1 and 8,
     /// LCM NLL and backward, soft top-k), with the points that fit in 80 GB and 139 GB.
@@ -349,10 +352,15 @@ fn main() -> std::process::ExitCode {
             what: BenchWhat::Memory { sizes },
         } => with_sizes(&sizes, bench::memory),
         Command::Bench {
-            what: BenchWhat::Step { workloads, steps },
+            what:
+                BenchWhat::Step {
+                    workloads,
+                    steps,
+                    profile,
+                },
         } => {
             let w: Vec<String> = workloads.split(',').map(|s| s.trim().to_string()).collect();
-            Device::auto().and_then(|dev| bench::step(&dev, &w, steps))
+            Device::auto().and_then(|dev| bench::step(&dev, &w, steps, profile))
         }
         Command::Bench {
             what: BenchWhat::Softtopk { rows, n, reps },

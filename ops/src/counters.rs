@@ -15,8 +15,10 @@
 //!   [`Device::reset_counters`]. Buffers cubek allocates internally are not in this figure;
 //!   CubeCL's own pool figures are in [`Device::memory_usage`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::device::{Device, DeviceKind};
 
@@ -197,5 +199,81 @@ impl Device {
             bytes_in_use: u.bytes_in_use,
             bytes_reserved: u.bytes_reserved,
         })
+    }
+}
+
+// ---- profile ------------------------------------------------------------------------
+
+static PROFILING: AtomicBool = AtomicBool::new(false);
+static PROFILE: Mutex<Option<HashMap<&'static str, (u64, Duration)>>> = Mutex::new(None);
+
+/// One row of a [`profile`]: a kernel (or a cubek call) by name, how often it ran and the
+/// wall time spent in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProfileRow {
+    /// The kernel's path (`laplace::laplace_gather_kernel`) or the cubek call (`cubek::matmul`).
+    pub name: &'static str,
+    /// Launches.
+    pub count: u64,
+    /// Wall time, launch to completion.
+    pub time: Duration,
+}
+
+/// Starts (`true`) or stops per-kernel profiling. While on, every launch waits for the
+/// device to finish it (a sync per launch) so its time can be attributed: the totals are
+/// slower than unprofiled runs, and what they show is where the time goes. Starting clears
+/// the previous profile.
+pub fn set_profiling(on: bool) {
+    if on {
+        if let Ok(mut p) = PROFILE.lock() {
+            *p = Some(HashMap::new());
+        }
+    }
+    PROFILING.store(on, Ordering::Relaxed);
+}
+
+/// The profile collected since [`set_profiling`]`(true)`, slowest first.
+pub fn profile() -> Vec<ProfileRow> {
+    let mut rows: Vec<ProfileRow> = match PROFILE.lock() {
+        Ok(p) => p
+            .as_ref()
+            .map(|m| {
+                m.iter()
+                    .map(|(name, (count, time))| ProfileRow {
+                        name,
+                        count: *count,
+                        time: *time,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    rows.sort_by(|a, b| b.time.cmp(&a.time));
+    rows
+}
+
+/// With profiling on, a timer for one launch (`None` when off: no cost but the flag load).
+#[doc(hidden)]
+pub fn profile_start(dev: &Device) -> Option<Instant> {
+    if PROFILING.load(Ordering::Relaxed) {
+        let _ = dev.sync();
+        Some(Instant::now())
+    } else {
+        None
+    }
+}
+
+/// Ends a launch's timer: waits for the device and adds the time under `name`.
+#[doc(hidden)]
+pub fn profile_end(dev: &Device, name: &'static str, start: Option<Instant>) {
+    if let Some(t0) = start {
+        let _ = dev.sync();
+        let dt = t0.elapsed();
+        if let Ok(mut p) = PROFILE.lock() {
+            let e = p.get_or_insert_with(HashMap::new).entry(name).or_default();
+            e.0 += 1;
+            e.1 += dt;
+        }
     }
 }

@@ -75,6 +75,7 @@ fn random(
     let _guard = RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     cubek::random::seed(seed);
     crate::counters::count_launch(device);
+    let prof = crate::counters::profile_start(device);
     let res = dispatch!(device, |client, R| {
         let handle = cubecl::std::tensor::TensorHandle::<R>::new_contiguous(
             out.shape().to_vec(),
@@ -87,6 +88,7 @@ fn random(
             cubek::random::random_uniform(client, a, b, handle.binding(), dt)
         }
     });
+    crate::counters::profile_end(device, "cubek::random", prof);
     res.map_err(|e| LapisError::kernel(op, format!("{e:?}")))?;
     Ok(out)
 }

@@ -33,6 +33,7 @@ pub fn rfft(x: &Tensor) -> Result<(Tensor, Tensor)> {
     let im = Tensor::empty(OP, x.device(), &out_shape, DType::F32)?;
     let dt = DType::F32.storage_type();
     crate::counters::count_launch(x.device());
+    let prof = crate::counters::profile_start(x.device());
     let res = dispatch!(x.device(), |client, R| {
         use cubecl::std::tensor::TensorHandle;
         let h = |t: &Tensor| {
@@ -47,6 +48,7 @@ pub fn rfft(x: &Tensor) -> Result<(Tensor, Tensor)> {
             dt,
         )
     });
+    crate::counters::profile_end(x.device(), "cubek::fft", prof);
     res.map_err(|e| LapisError::kernel(OP, format!("{e:?}")))?;
     Ok((re, im))
 }

@@ -84,7 +84,7 @@ pub mod tensor;
 pub mod timing;
 mod validate;
 
-pub use counters::{Counters, PoolUsage};
+pub use counters::{profile, set_profiling, Counters, PoolUsage, ProfileRow};
 pub use covariance::{
     lcm_frobenius, lcm_frobenius_backward, LaplaceCovariance, LcmGrads, OuCovariance, OuNllGrads,
 };

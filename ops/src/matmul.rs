@@ -104,6 +104,7 @@ fn launch_3d(a3: &Tensor, b3: &Tensor) -> Result<Tensor> {
     let out = Tensor::empty("matmul", a.device(), &[nb, m, n], a.dtype())?;
     let dt = a.dtype().storage_type();
     crate::counters::count_launch(a.device());
+    let prof = crate::counters::profile_start(a.device());
     let res = dispatch!(a.device(), |client, R| {
         use cubecl::std::tensor::TensorHandle;
         let h = |t: &Tensor| {
@@ -121,6 +122,7 @@ fn launch_3d(a3: &Tensor, b3: &Tensor) -> Result<Tensor> {
             &mut elems,
         )
     });
+    crate::counters::profile_end(a.device(), "cubek::matmul", prof);
     res.map_err(|e| LapisError::kernel("matmul", format!("{e:?}")))?;
     Ok(out)
 }

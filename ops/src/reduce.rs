@@ -147,6 +147,7 @@ fn launch_direct(
     };
     let strat = strategy(x.device(), x.shape()[axis], out.numel());
     crate::counters::count_launch(x.device());
+    let prof = crate::counters::profile_start(x.device());
     let res = dispatch!(x.device(), |client, R| {
         let input = cubecl::std::tensor::TensorHandle::<R>::new_contiguous(
             x.shape().to_vec(),
@@ -168,6 +169,7 @@ fn launch_direct(
             dtypes,
         )
     });
+    crate::counters::profile_end(x.device(), "cubek::reduce", prof);
     res.map_err(|e| LapisError::kernel(op_name, e))?;
     Ok(out)
 }

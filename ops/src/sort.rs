@@ -226,6 +226,7 @@ fn bitonic_rows(
     let perm = Tensor::empty(OP, dev, keys.shape(), DType::U32)?;
     let len = cols.next_power_of_two();
     crate::counters::count_launch(dev);
+    let prof = crate::counters::profile_start(dev);
     dispatch!(dev, |client, R| kr::bitonic_sort_rows_kernel::launch::<R>(
         client,
         kr::row_sort_cube_count(client, rows),
@@ -237,6 +238,7 @@ fn bitonic_rows(
         cols as u32,
         len.trailing_zeros(),
     ));
+    crate::counters::profile_end(dev, "sort_rows::bitonic_sort_rows_kernel", prof);
     Ok((decode(&sorted_bits, keys.shape())?, perm))
 }
 

@@ -46,15 +46,18 @@ macro_rules! dispatch {
 /// the client, grid and cube dim. `client` and `R` are bound for use inside `args`.
 #[macro_export]
 macro_rules! launch_1d {
-    ($device:expr, $n:expr, $($kernel:ident)::+, |$client:ident, $R:ident| ($($arg:expr),* $(,)?)) => {
+    ($device:expr, $n:expr, $($kernel:ident)::+, |$client:ident, $R:ident| ($($arg:expr),* $(,)?)) => {{
         $crate::counters::count_launch($device);
-        $crate::dispatch!($device, |$client, $R| $($kernel)::+::launch::<$R>(
+        let __t0 = $crate::counters::profile_start($device);
+        let __res = $crate::dispatch!($device, |$client, $R| $($kernel)::+::launch::<$R>(
             $client,
             $crate::lapis_kernels::elementwise_cube_count($client, $n),
             $crate::lapis_kernels::elementwise_cube_dim(),
             $($arg),*
-        ))
-    };
+        ));
+        $crate::counters::profile_end($device, stringify!($($kernel)::+), __t0);
+        __res
+    }};
 }
 
 /// A dense tensor on a device. Cheap to clone (the buffer is reference-counted).
