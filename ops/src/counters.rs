@@ -249,7 +249,7 @@ pub fn profile() -> Vec<ProfileRow> {
             .unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    rows.sort_by(|a, b| b.time.cmp(&a.time));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.time));
     rows
 }
 

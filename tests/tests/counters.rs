@@ -74,4 +74,26 @@ fn counters_count_launches_reads_uploads_and_live_bytes() {
     dev.reset_counters();
     let z = dev.counters();
     assert_eq!((z.launches, z.host_reads, z.uploads), (0, 0, 0));
+
+    // Profiling: each launch timed by kernel name while on; nothing recorded when off.
+    lapis_ops::set_profiling(true);
+    let x = lapis_ops::ones(&dev, &[256], lapis_ops::DType::F32).unwrap();
+    let _y = lapis_ops::exp(&lapis_ops::exp(&x).unwrap()).unwrap();
+    let _m = lapis_ops::matmul(&a, &a).unwrap();
+    lapis_ops::set_profiling(false);
+    let rows = lapis_ops::profile();
+    let launches: u64 = rows.iter().map(|r| r.count).sum();
+    assert!(launches >= 3, "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r.name == "cubek::matmul" && r.count == 1),
+        "{rows:?}"
+    );
+    assert!(
+        rows.windows(2).all(|w| w[0].time >= w[1].time),
+        "slowest first"
+    );
+    let _z = lapis_ops::exp(&x).unwrap();
+    let after: u64 = lapis_ops::profile().iter().map(|r| r.count).sum();
+    assert_eq!(after, launches, "profiling off records nothing");
 }
