@@ -37,6 +37,15 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             rhs: b.shape().to_vec(),
         });
     }
+    if b.rank() == 2 && a.rank() > 2 {
+        // A shared rank-2 `b` (a Linear layer's weight): fold a's batch axes into its rows,
+        // `[B…·m, k] @ [k, n]`, instead of broadcasting `b` to every batch (a copy of
+        // B… × k × n elements per call).
+        let rows = a.numel() / ka;
+        let mut out_shape = a.shape()[..a.rank() - 1].to_vec();
+        out_shape.push(n);
+        return matmul(&a.reshape(&[rows, ka])?, b)?.reshape(&out_shape);
+    }
     let (ba, bb) = (&a.shape()[..a.rank() - 2], &b.shape()[..b.rank() - 2]);
     let batch =
         crate::elementwise::broadcast_shape(ba, bb).ok_or_else(|| LapisError::ShapeMismatch {
@@ -148,6 +157,16 @@ pub fn matmul_backward(a: &Tensor, b: &Tensor, g: &Tensor) -> Result<(Tensor, Te
         crate::transpose(x, r - 2, r - 1)
     };
     let ga = matmul(g, &mt(b)?)?;
+    if b.rank() == 2 && a.rank() > 2 && g.rank() == a.rank() {
+        // Shared rank-2 `b`: `B̄ = Σ_batch Aᵀ Ȳ = A_foldedᵀ Ȳ_folded` with the batch axes
+        // folded into the rows (one `[k, M] @ [M, n]` product, no batched product to sum).
+        let (k, n) = (b.shape()[0], b.shape()[1]);
+        let rows = a.numel() / k;
+        if g.numel() == rows * n {
+            let gb = matmul(&mt(&a.reshape(&[rows, k])?)?, &g.reshape(&[rows, n])?)?;
+            return Ok((crate::elementwise::sum_to_shape(&ga, a.shape())?, gb));
+        }
+    }
     let gb = matmul(&mt(a)?, g)?;
     Ok((
         crate::elementwise::sum_to_shape(&ga, a.shape())?,
