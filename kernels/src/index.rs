@@ -118,3 +118,56 @@ pub fn index_add_kernel<F: Float>(
     }
     out[p as usize] = F::cast_from(acc);
 }
+
+/// index-add on indices sorted once (stably) beforehand: `sorted` are the indices in
+/// ascending order and `perm[q]` the position in `src` of the q-th of them. Each output
+/// element finds the run of its row by two binary searches and sums that run only:
+/// O(k·inner + len·inner·log k) work instead of O(len·k·inner). Within a run `perm` is
+/// ascending (stable sort), so the sum is taken in the same order as [`index_add_kernel`]'s.
+#[cube(launch)]
+pub fn index_add_sorted_kernel<F: Float>(
+    sorted: &Array<u32>,
+    perm: &Array<u32>,
+    src: &Array<F>,
+    out: &mut Array<F>,
+    outer: u32,
+    len: u32,
+    k: u32,
+    inner: u32,
+    #[define(F)] _dtype: StorageType,
+) {
+    let p = ABSOLUTE_POS as u32;
+    if p >= outer * len * inner {
+        terminate!();
+    }
+    let i = p % inner;
+    let r = (p / inner) % len;
+    let o = p / (len * inner);
+    // lo = first q with sorted[q] >= r; hi = first q with sorted[q] > r.
+    let mut lo = 0u32;
+    let mut top = k;
+    while lo < top {
+        let mid = (lo + top) / 2;
+        if sorted[mid as usize] < r {
+            lo = mid + 1;
+        } else {
+            top = mid;
+        }
+    }
+    let mut hi = lo;
+    top = k;
+    while hi < top {
+        let mid = (hi + top) / 2;
+        if sorted[mid as usize] <= r {
+            hi = mid + 1;
+        } else {
+            top = mid;
+        }
+    }
+    let mut acc = 0.0f32;
+    for q in lo..hi {
+        let j = perm[q as usize];
+        acc += f32::cast_from(src[((o * k + j) * inner + i) as usize]);
+    }
+    out[p as usize] = F::cast_from(acc);
+}

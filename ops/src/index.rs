@@ -190,8 +190,27 @@ pub fn index_add(src: &Tensor, axis: usize, idx: &Tensor, len: usize) -> Result<
     let out = Tensor::empty("index_add", src.device(), &out_shape, src.dtype())?;
     let n = out.numel();
     let dt = src.dtype().storage_type();
-    launch_1d!(src.device(), n, k::index_add_kernel, |client, R| (
-        arr::<R>(idx),
+    if kk <= 8 {
+        // A few indices: scanning them all per output element is cheaper than a sort.
+        launch_1d!(src.device(), n, k::index_add_kernel, |client, R| (
+            arr::<R>(idx),
+            arr::<R>(src),
+            arr::<R>(&out),
+            outer as u32,
+            len as u32,
+            kk as u32,
+            inner as u32,
+            dt,
+        ));
+        return Ok(out);
+    }
+    // Sort the indices once (stable radix over the bits of `len`), then each output element
+    // sums only the run of its row.
+    let bits = usize::BITS - (len.max(2) - 1).leading_zeros();
+    let (sorted, perm) = crate::sort::sort_u32(idx, bits)?;
+    launch_1d!(src.device(), n, k::index_add_sorted_kernel, |client, R| (
+        arr::<R>(&sorted),
+        arr::<R>(&perm),
         arr::<R>(src),
         arr::<R>(&out),
         outer as u32,

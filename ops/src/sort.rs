@@ -40,6 +40,16 @@ fn iota(dev: &Device, n: usize) -> Result<Tensor> {
     Ok(out)
 }
 
+/// Stable sort of u32 keys below `2^bits_used` (radix passes over those bits only):
+/// `(sorted keys, permutation)`. The keys are copied (the radix passes reuse their input).
+pub(crate) fn sort_u32(keys: &Tensor, bits_used: u32) -> Result<(Tensor, Tensor)> {
+    radix_pairs(
+        crate::copy(keys)?,
+        iota(keys.device(), keys.numel())?,
+        bits_used.clamp(4, 32).div_ceil(4) * 4,
+    )
+}
+
 /// Stable radix sort of `(bits, payload)` pairs on digits `shift ∈ {0, 4, …}` below
 /// `bits_used`; returns the sorted pair.
 fn radix_pairs(bits: Tensor, payload: Tensor, bits_used: u32) -> Result<(Tensor, Tensor)> {
