@@ -167,7 +167,7 @@ pub fn ou_nll_rho_grad_kernel(
 /// `P⁻_k = s_k² + ρ_{k−1}² P_{k−1}` (`P⁻_0 = 1`), `S_k = w_k² P⁻_k + u_k`,
 /// `P_k = P⁻_k u_k / S_k`, for `k ∈ [start, end)` (continuing from `p[start − 1]`). It does
 /// not depend on the data, is nonlinear, and runs in one unit (O(d) work, depth d) — used
-/// for short chains; long ones use the chunked form of [`riccati_compose_kernel`]. Every
+/// for short chains; long ones use the chunked form of [`riccati_compose_kernel()`]. Every
 /// other LCM step is elementwise or a linear scan. All three quantities stay in `[0, 1]`
 /// (resp. `[u, u + w²]`), so f32 is safe here where the tridiagonal `C⁻¹ + diag(w²/u)` would
 /// lose digits to its `1/(1 − ρ²)` entries.
@@ -239,10 +239,10 @@ fn riccati_run(
 /// M_k = [[a, b], [c, e]] = [[u ρ², u s²], [w² ρ², w² s² + u]]     (ρ = ρ_{k−1}, s² = 1 − ρ²)
 /// ```
 ///
-/// and maps compose as 2 × 2 matrix products. Pass 1 ([`riccati_compose_kernel`], one unit
-/// per chunk) multiplies each chunk's matrices; pass 2 ([`riccati_carry_kernel`], one unit)
+/// and maps compose as 2 × 2 matrix products. Pass 1 ([`riccati_compose_kernel()`], one unit
+/// per chunk) multiplies each chunk's matrices; pass 2 ([`riccati_carry_kernel()`], one unit)
 /// applies the chunk maps in turn to get the `P` entering every chunk; pass 3
-/// ([`riccati_chunk_kernel`], one unit per chunk) runs the plain recursion from there. Every
+/// ([`riccati_chunk_kernel()`], one unit per chunk) runs the plain recursion from there. Every
 /// matrix entry is ≥ 0 (no cancellation), each product is rescaled by its largest entry
 /// (the map is homogeneous), and `P ∈ [0, 1]`, so the composed maps are as accurate as the
 /// sequential recursion (a few ulps per step, contracted downstream).
@@ -315,7 +315,7 @@ pub fn riccati_carry_kernel(mats: &Array<f32>, entry: &mut Array<f32>, chunks: u
 }
 
 /// Pass 3 of the chunked Riccati recursion: each chunk runs the recursion of
-/// [`lcm_riccati_kernel`] from its entry value.
+/// [`lcm_riccati_kernel()`] from its entry value.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn riccati_chunk_kernel(

@@ -206,7 +206,7 @@ pub fn binary_kernel<F: Float>(
     out[i] = F::cast_from(binary_math(va, vb, op));
 }
 
-/// `out[i] = op(a[i], b[i])` for `i < n`: the same-shape fast path of [`binary_kernel`].
+/// `out[i] = op(a[i], b[i])` for `i < n`: the same-shape fast path of [`binary_kernel()`].
 #[cube(launch)]
 pub fn binary_same_kernel<F: Float>(
     a: &Array<F>,

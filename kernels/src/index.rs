@@ -123,7 +123,7 @@ pub fn index_add_kernel<F: Float>(
 /// ascending order and `perm[q]` the position in `src` of the q-th of them. Each output
 /// element finds the run of its row by two binary searches and sums that run only:
 /// O(k·inner + len·inner·log k) work instead of O(len·k·inner). Within a run `perm` is
-/// ascending (stable sort), so the sum is taken in the same order as [`index_add_kernel`]'s.
+/// ascending (stable sort), so the sum is taken in the same order as [`index_add_kernel()`]'s.
 #[cube(launch)]
 pub fn index_add_sorted_kernel<F: Float>(
     sorted: &Array<u32>,

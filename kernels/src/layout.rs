@@ -43,7 +43,7 @@ pub fn strided_copy_kernel<F: Numeric>(
 }
 
 /// `dst[dst_offset + i] = src[src_offset + i]` for `i < n`: the contiguous fast path of
-/// [`strided_copy_kernel`] (plain copies, slices and concats along the outermost axis).
+/// [`strided_copy_kernel()`] (plain copies, slices and concats along the outermost axis).
 #[cube(launch)]
 pub fn copy_range_kernel<F: Numeric>(
     src: &Array<F>,

@@ -3,7 +3,7 @@
 //! positions; `row = pos / n`, `j = pos % n`. The caller sorts each row ascending
 //! (`o_0 ≤ … ≤ o_{n−1}`) and runs two anchored decay scans per row
 //! ([`crate::decay_scan`], rate `1/α`, every long-range decay computed from coordinates, so
-//! the error does not grow with n); [`stk_prepare_kernel`] gives the one-step decays used
+//! the error does not grow with n); [`stk_prepare_kernel()`] gives the one-step decays used
 //! next to them:
 //!
 //! ```text
@@ -14,7 +14,7 @@
 //! Every factor is ≤ 1, so no sum overflows for any spread or temperature. Then
 //! `S(o_j) = Σ_i F((o_i − o_j)/α) = ½P_j + (n − 1 − j) − ½ dq_j Q_{j+1}` (decreasing in j),
 //! the threshold `b` with `S(b) = k` has a closed form inside the bracketing interval
-//! ([`threshold`]), and `p_i = F((x_i − b)/α)` with the Laplace CDF
+//! ([`threshold()`]), and `p_i = F((x_i − b)/α)` with the Laplace CDF
 //! `F(z) = ½e^z (z ≤ 0), 1 − ½e^{−z} (z > 0)`.
 
 use cubecl::prelude::*;
@@ -134,7 +134,7 @@ pub fn threshold(
     }
 }
 
-/// One unit per row: `b[row]` from the row's count (a float sum of [`stk_count_kernel`]).
+/// One unit per row: `b[row]` from the row's count (a float sum of [`stk_count_kernel()`]).
 #[cube(launch)]
 pub fn stk_threshold_kernel(
     o: &Array<f32>,
@@ -275,7 +275,7 @@ pub fn stk_untruncate_kernel(
 
 /// LapSum soft sort: output `(row, i)` is the `b` with `Σ_j F((b − o_j)/α) = i + ½`, i.e. the
 /// soft top-k threshold for `k_i = n − i − ½` (ascending in i). The bracketing interval is
-/// found by a binary search over the row's decreasing `S(o_j)`; then [`threshold`].
+/// found by a binary search over the row's decreasing `S(o_j)`; then [`threshold()`].
 /// Also writes, for the backward, `F_i = Σ_j f((b_i − o_j)/α)` and the ratio
 /// `A_i/F_i = Σ_j f_ij (b_i − o_j)/α / F_i` (from the moment scans
 /// `ML_j = Σ_{i≤j} e^{−(o_j−o_i)/α}(o_j − o_i)/α` and its mirror `MR`); both use exponentials relative to the nearer interval end,
@@ -379,7 +379,7 @@ pub fn stk_prob_density_kernel(
 
 /// One safeguarded Newton step on `Σ_i F((x_i − b)/α) = k` per row: `res = Σp − k`,
 /// `slope = Σf/α` (`∂Σp/∂b = −slope`), candidate `b + res/slope` with the step clamped to
-/// `±4α` (0 where the slope is 0). [`stk_pick_kernel`] keeps it only if it lowers `|res|`.
+/// `±4α` (0 where the slope is 0). [`stk_pick_kernel()`] keeps it only if it lowers `|res|`.
 #[cube(launch)]
 pub fn stk_newton_kernel(
     b: &Array<f32>,

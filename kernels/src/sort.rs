@@ -1,14 +1,14 @@
 //! Stable LSD radix sort of 32-bit keys with a u32 payload (argsort).
 //!
 //! f32 keys are first mapped to u32 so that unsigned order is float order
-//! ([`encode_f32_kernel`]): positive floats get the sign bit set, negative floats have all
+//! ([`encode_f32_kernel()`]): positive floats get the sign bit set, negative floats have all
 //! bits flipped, and every NaN becomes `u32::MAX` (so NaNs sort last, after +∞, in their
 //! input order). Then 8 passes of 4-bit digits, each in three launches, portable because
 //! no workgroup waits on another (lavapipe gives no forward-progress guarantee):
-//! 1. [`radix_count_kernel`]: one unit per chunk counts its digits into `counts[digit·P + p]`;
-//! 2. [`radix_offsets_kernel`]: one unit per digit turns its row of counts into exclusive
+//! 1. [`radix_count_kernel()`]: one unit per chunk counts its digits into `counts[digit·P + p]`;
+//! 2. [`radix_offsets_kernel()`]: one unit per digit turns its row of counts into exclusive
 //!    offsets (chunk order) and writes the digit total;
-//! 3. [`radix_scatter_kernel`]: one unit per chunk walks its chunk in order and writes each
+//! 3. [`radix_scatter_kernel()`]: one unit per chunk walks its chunk in order and writes each
 //!    element at `Σ_{b' < digit} total[b'] + offset[digit, p] + (rank within chunk)`;
 //!    walking in order makes every pass stable, hence the whole sort.
 //!
@@ -35,7 +35,7 @@ pub fn encode_f32_kernel(keys: &Array<f32>, bits: &mut Array<u32>, n: u32) {
     bits[i] = select(x.is_nan(), 0xFFFF_FFFFu32, enc);
 }
 
-/// Inverse of [`encode_f32_kernel`] (NaN comes back as a quiet NaN).
+/// Inverse of [`encode_f32_kernel()`] (NaN comes back as a quiet NaN).
 #[cube(launch)]
 pub fn decode_f32_kernel(bits: &Array<u32>, keys: &mut Array<f32>, n: u32) {
     let i = ABSOLUTE_POS;
