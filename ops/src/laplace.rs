@@ -415,6 +415,114 @@ pub fn laplace_apply_split<'a>(
     gather_lo(&sw, Some(&zlo), n, m, c, &shape)
 }
 
+/// The sorted merge of a Laplace operator's anchors (`[s; t]` stably sorted, sources before
+/// targets at ties): kept by [`laplace_apply_sorted`] so that
+/// [`laplace_apply_backward_sorted`] does not sort again. Holds two `n + m` buffers.
+#[derive(Clone, Debug)]
+pub struct LaplaceSort {
+    z: Tensor,
+    perm: Tensor,
+    n: usize,
+    m: usize,
+    /// The rate `(a, b)` of the forward (`b = 0` for the real operator).
+    rate: (f32, f32),
+    phased: bool,
+}
+
+impl LaplaceSort {
+    /// Refuses a sort from the other kind of forward (real vs phased).
+    fn expect(&self, op: &'static str, phased: bool) -> Result<()> {
+        if self.phased != phased {
+            return Err(LapisError::invalid(
+                op,
+                "sort",
+                if self.phased { "phased" } else { "real" },
+                "comes from the other kind of forward (real vs phased)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks `v` against the forward's sizes; returns `c`.
+    fn channels(&self, op: &'static str, v: &Tensor) -> Result<usize> {
+        crate::validate::same_device(op, &self.z, v)?;
+        let n = self.n;
+        let c = match v.shape() {
+            [a] if *a == n => 1,
+            [a, c] if *a == n => *c,
+            _ => {
+                return Err(LapisError::shape(
+                    op,
+                    v.shape(),
+                    format!("the forward's values were [{n}] or [{n}, c]"),
+                ))
+            }
+        };
+        if v.dtype() != DType::F32 {
+            return Err(LapisError::DType {
+                op,
+                got: v.dtype(),
+                msg: "the Laplace operator takes f32".into(),
+            });
+        }
+        Ok(c)
+    }
+}
+
+/// [`laplace_apply`] that also returns its sort, for [`laplace_apply_backward_sorted`] (what
+/// the tape does: one sort per forward and backward pair instead of two).
+pub fn laplace_apply_sorted<'a>(
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    lambda: impl Into<Scalar<'a>>,
+) -> Result<(Tensor, LaplaceSort)> {
+    const OP: &str = "laplace_apply";
+    let lambda = lambda.into().host_value(OP, "lambda", Some(s))?;
+    let (n, m, c) = check(OP, s, t, v, lambda)?;
+    let sw = sweeps(s, t, v, lambda, false, false)?;
+    let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    let y = gather(&sw, n, m, c, &shape)?;
+    Ok((
+        y,
+        LaplaceSort {
+            z: sw.z,
+            perm: sw.perm,
+            n,
+            m,
+            rate: (lambda, 0.0),
+            phased: false,
+        },
+    ))
+}
+
+/// [`laplace_apply_backward`] on the sort of the forward ([`laplace_apply_sorted`]): the
+/// same gradients (bitwise: the same sorted sequence, the same kernels), without sorting
+/// the anchors again or re-checking them (the forward did). `v` must be the forward's
+/// values and `gy` of the forward's output shape.
+pub fn laplace_apply_backward_sorted(
+    sort: &LaplaceSort,
+    v: &Tensor,
+    gy: &Tensor,
+) -> Result<LaplaceGrads> {
+    const OP: &str = "laplace_apply_backward";
+    sort.expect(OP, false)?;
+    let (n, m, lambda) = (sort.n, sort.m, sort.rate.0);
+    let c = sort.channels(OP, v)?;
+    crate::validate::same_device(OP, &sort.z, gy)?;
+    let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    if gy.shape() != want.as_slice() || gy.dtype() != DType::F32 {
+        return Err(LapisError::ShapeMismatch {
+            op: OP,
+            lhs: want,
+            rhs: gy.shape().to_vec(),
+        });
+    }
+    let u = scatter_values(&sort.perm, n, v)?;
+    let sw = sorted_sweeps(sort.z.clone(), sort.perm.clone(), u, lambda, true, true)?;
+    grads_from(sw, v, gy, n, m, c, lambda)
+}
+
 /// Gram mode `y = K(x, x) v` (`lambda` as in [`laplace_apply`]).
 pub fn laplace_gram<'a>(x: &Tensor, v: &Tensor, lambda: impl Into<Scalar<'a>>) -> Result<Tensor> {
     laplace_apply(x, x, v, lambda)
@@ -443,6 +551,20 @@ pub fn laplace_apply_backward<'a>(
     }
     // Original orientation: t̄ and λ̄.
     let sw = sweeps(s, t, v, lambda, true, true)?;
+    grads_from(sw, v, gy, n, m, c, lambda)
+}
+
+/// Every gradient from the original orientation's backward sweeps (tie mass and moments);
+/// the swapped orientation reuses their sort.
+fn grads_from(
+    sw: Sweeps,
+    v: &Tensor,
+    gy: &Tensor,
+    n: usize,
+    m: usize,
+    c: usize,
+    lambda: f32,
+) -> Result<LaplaceGrads> {
     let (signed_t, moment) = weighted(&sw, gy, n, m, c)?;
     let targets = crate::mul_scalar(&signed_t, -lambda)?;
     let lam =
@@ -640,6 +762,72 @@ pub fn laplace_apply_phased<'a>(
     phased_gather(&sw, n, m, c, &shape)
 }
 
+/// [`laplace_apply_phased`] that also returns its sort, for
+/// [`laplace_apply_phased_backward_sorted`] (one sort per forward and backward pair).
+pub fn laplace_apply_phased_sorted<'a>(
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    a: impl Into<Scalar<'a>>,
+    b: impl Into<Scalar<'a>>,
+) -> Result<((Tensor, Tensor), LaplaceSort)> {
+    const OP: &str = "laplace_apply_phased";
+    let a = a.into().host_value(OP, "a", Some(s))?;
+    let b = b.into().host_value(OP, "b", Some(s))?;
+    let (n, m, c) = check(OP, s, t, v, a)?;
+    if !b.is_finite() {
+        return Err(LapisError::invalid(OP, "b", b, "the phase must be finite"));
+    }
+    let zero = crate::zeros(s.device(), v.shape(), DType::F32)?;
+    let sw = phased_sweeps(s, t, v, &zero, a, b, false, false)?;
+    let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    let y = phased_gather(&sw, n, m, c, &shape)?;
+    Ok((
+        y,
+        LaplaceSort {
+            z: sw.z,
+            perm: sw.perm,
+            n,
+            m,
+            rate: (a, b),
+            phased: true,
+        },
+    ))
+}
+
+/// [`laplace_apply_phased_backward`] on the forward's sort
+/// ([`laplace_apply_phased_sorted`]): bitwise the same gradients, no second sort and no
+/// re-check of the anchors.
+pub fn laplace_apply_phased_backward_sorted(
+    sort: &LaplaceSort,
+    v: &Tensor,
+    gy_re: &Tensor,
+    gy_im: &Tensor,
+) -> Result<(LaplaceGrads, Tensor)> {
+    const OP: &str = "laplace_apply_phased_backward";
+    sort.expect(OP, true)?;
+    let (n, m) = (sort.n, sort.m);
+    let c = sort.channels(OP, v)?;
+    let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    for g in [gy_re, gy_im] {
+        crate::validate::same_device(OP, &sort.z, g)?;
+        if g.shape() != want.as_slice() || g.dtype() != DType::F32 {
+            return Err(LapisError::ShapeMismatch {
+                op: OP,
+                lhs: want.clone(),
+                rhs: g.shape().to_vec(),
+            });
+        }
+    }
+    let zero_v = crate::zeros(v.device(), v.shape(), DType::F32)?;
+    let us = (
+        scatter_values(&sort.perm, n, v)?,
+        scatter_values(&sort.perm, n, &zero_v)?,
+    );
+    let sw = sorted_phased_sweeps(sort.z.clone(), sort.perm.clone(), us, sort.rate, true, true)?;
+    phased_grads_from(sw, v, zero_v, gy_re, gy_im, n, m, c, sort.rate)
+}
+
 /// Gradients of the phased operator for real `V`, `s`, `t`, `a`, `b`, with the loss
 /// `ℓ = Σ Ḡr·Re Y + Σ Ḡi·Im Y` (`gy_re`, `gy_im` of `Y`'s shape). With `G = Ḡr + iḠi`,
 /// `∂ℓ/∂p = Re Σ conj(G) ∂Y/∂p` for every real `p`; [`LaplaceGrads::lambda`] holds `∂ℓ/∂a`
@@ -672,6 +860,26 @@ pub fn laplace_apply_phased_backward<'a>(
             });
         }
     }
+    // Original orientation: t̄, ā, b̄.
+    let zero_v = crate::zeros(s.device(), v.shape(), DType::F32)?;
+    let sw = phased_sweeps(s, t, v, &zero_v, a, b, true, true)?;
+    phased_grads_from(sw, v, zero_v, gy_re, gy_im, n, m, c, (a, b))
+}
+
+/// Every phased gradient from the original orientation's backward sweeps; the swapped
+/// orientation reuses their sort.
+#[allow(clippy::too_many_arguments)]
+fn phased_grads_from(
+    sw: PhasedSweeps,
+    v: &Tensor,
+    zero_v: Tensor,
+    gy_re: &Tensor,
+    gy_im: &Tensor,
+    n: usize,
+    m: usize,
+    c: usize,
+    (a, b): (f32, f32),
+) -> Result<(LaplaceGrads, Tensor)> {
     let conj_g = (gy_re.clone(), crate::neg(gy_im)?);
     // −λ·S for S = (Sr, Si): real part −(a·Sr − b·Si).
     let re_neg_lambda = |sgn: &Tensor, len: usize| -> Result<Tensor> {
@@ -679,9 +887,6 @@ pub fn laplace_apply_phased_backward<'a>(
         let si = crate::slice(sgn, 1, 1, 2)?.reshape(&[len])?;
         crate::sub(&crate::mul_scalar(&si, b)?, &crate::mul_scalar(&sr, a)?)
     };
-    // Original orientation: t̄, ā, b̄.
-    let zero_v = crate::zeros(s.device(), v.shape(), DType::F32)?;
-    let sw = phased_sweeps(s, t, v, &zero_v, a, b, true, true)?;
     let (signed_t, moment) = phased_weighted(&sw, &conj_g, n, m, c)?;
     // The swapped orientation reuses this sort, reversed with negated coordinates
     // (see `swap_merge`): its signed sums come back negated.

@@ -107,8 +107,10 @@ pub use index::{
 pub use kinds::{BinaryOp, ReduceOp, UnaryOp};
 pub use lapis_kernels;
 pub use laplace::{
-    laplace_apply, laplace_apply_backward, laplace_apply_phased, laplace_apply_phased_backward,
-    laplace_apply_split, laplace_gram, laplace_gram_backward, LaplaceGrads,
+    laplace_apply, laplace_apply_backward, laplace_apply_backward_sorted, laplace_apply_phased,
+    laplace_apply_phased_backward, laplace_apply_phased_backward_sorted,
+    laplace_apply_phased_sorted, laplace_apply_sorted, laplace_apply_split, laplace_gram,
+    laplace_gram_backward, LaplaceGrads, LaplaceSort,
 };
 pub use layout::{
     broadcast_to, broadcast_to_backward, concat, concat_backward, copy, permute, permute_backward,

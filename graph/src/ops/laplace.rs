@@ -40,13 +40,14 @@ impl Var {
         let lambda = &lambda.into().to_var(self, "laplace_apply", "lambda")?;
         let lam = scalar("laplace_apply", "lambda", lambda)?;
         let ls = lambda.shape().to_vec();
-        let (sv, tv, vv) = (s.value().clone(), t.value().clone(), self.value().clone());
-        let y = ops::laplace_apply(&sv, &tv, &vv, lam)?;
+        let vv = self.value().clone();
+        // The forward's sort is kept for the backward (one sort per step, not two).
+        let (y, sort) = ops::laplace_apply_sorted(s.value(), t.value(), &vv, lam)?;
         Ok(self.record(
             &[self, s, t, lambda],
             y,
             Box::new(move |g| {
-                let gr = ops::laplace_apply_backward(&sv, &tv, &vv, lam, g)?;
+                let gr = ops::laplace_apply_backward_sorted(&sort, &vv, g)?;
                 Ok(vec![
                     Some(gr.values),
                     Some(gr.sources),
@@ -91,8 +92,9 @@ impl Var {
         if !ph.is_finite() {
             return Err(LapisError::invalid(OP, "phi", ph, "must be finite"));
         }
-        let (sv, tv, vv) = (s.value().clone(), t.value().clone(), self.value().clone());
-        let (yr, yi) = ops::laplace_apply_phased(&sv, &tv, &vv, av, bv)?;
+        let vv = self.value().clone();
+        // The forward's sort is kept for the backward (one sort per step, not two).
+        let ((yr, yi), sort) = ops::laplace_apply_phased_sorted(s.value(), t.value(), &vv, av, bv)?;
         let (c, sn) = (ph.cos(), ph.sin());
         // Re(e^{iφ}(Yr + iYi)) = cos φ Yr − sin φ Yi
         let y = ops::sub(&ops::mul_scalar(&yr, c)?, &ops::mul_scalar(&yi, sn)?)?;
@@ -102,8 +104,7 @@ impl Var {
             Box::new(move |g| {
                 let gre = ops::mul_scalar(g, c)?;
                 let gim = ops::mul_scalar(g, -sn)?;
-                let (gr, gb) =
-                    ops::laplace_apply_phased_backward(&sv, &tv, &vv, av, bv, &gre, &gim)?;
+                let (gr, gb) = ops::laplace_apply_phased_backward_sorted(&sort, &vv, &gre, &gim)?;
                 // ∂/∂φ Re(e^{iφ}Y) = −sin φ Yr − cos φ Yi
                 let dphi = ops::add(&ops::mul_scalar(&yr, -sn)?, &ops::mul_scalar(&yi, -c)?)?;
                 let gphi = ops::sum_all(&ops::mul(g, &dphi)?)?;

@@ -455,3 +455,74 @@ fn tensor_scalars_must_hold_one_f32() {
         Err(LapisError::InvalidArgument { name: "lambda", .. })
     ));
 }
+
+/// The backward on the forward's sort (`laplace_apply_sorted` +
+/// `laplace_apply_backward_sorted`, and the phased pair; what the tape uses) gives bit-identical outputs and
+/// gradients to `laplace_apply` + `laplace_apply_backward`, for uniform, tie-heavy and
+/// widely spread anchors, `V [n]` and `[n, c]`; values of another shape are a typed error.
+#[test]
+fn backward_on_the_forward_sort_is_identical() {
+    let dev = device();
+    for (case, &(n, m, c, kind)) in [
+        (1usize, 1usize, 1usize, 0u8),
+        (37, 50, 3, 1),
+        (300, 129, 1, 2),
+        (1000, 1000, 2, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 100 + case as u64;
+        let s = up1(&dev, &coords(n, kind, seed));
+        let t = up1(&dev, &coords(m, kind, seed + 1));
+        let vr = vals(n, c, seed + 2);
+        let gr = vals(m, c, seed + 3);
+        let (v, g) = if c == 1 {
+            (up1(&dev, &vr.data), up1(&dev, &gr.data))
+        } else {
+            (upload(&dev, &vr), upload(&dev, &gr))
+        };
+        let lam = 0.7f32;
+        let y = lapis_ops::laplace_apply(&s, &t, &v, lam).unwrap();
+        let (ys, sort) = lapis_ops::laplace_apply_sorted(&s, &t, &v, lam).unwrap();
+        assert_eq!(bits(&y), bits(&ys), "forward, case {case}");
+        let a = lapis_ops::laplace_apply_backward(&s, &t, &v, lam, &g).unwrap();
+        let b = lapis_ops::laplace_apply_backward_sorted(&sort, &v, &g).unwrap();
+        for (what, x, z) in [
+            ("values", &a.values, &b.values),
+            ("sources", &a.sources, &b.sources),
+            ("targets", &a.targets, &b.targets),
+            ("lambda", &a.lambda, &b.lambda),
+        ] {
+            assert_eq!(bits(x), bits(z), "{what}, case {case}");
+        }
+        let wrong = lapis_ops::zeros(&dev, &[n + 1], lapis_ops::DType::F32).unwrap();
+        assert!(lapis_ops::laplace_apply_backward_sorted(&sort, &wrong, &g).is_err());
+
+        // Phased: the same, with both upstream parts nonzero.
+        let (a, b) = (0.7f32, 1.9f32);
+        let g2 = lapis_ops::affine(&g, -0.5, 0.25).unwrap();
+        let (pr, pi) = lapis_ops::laplace_apply_phased(&s, &t, &v, a, b).unwrap();
+        let ((qr, qi), psort) = lapis_ops::laplace_apply_phased_sorted(&s, &t, &v, a, b).unwrap();
+        assert_eq!(
+            (bits(&pr), bits(&pi)),
+            (bits(&qr), bits(&qi)),
+            "phased forward, case {case}"
+        );
+        let (ga, gb) = lapis_ops::laplace_apply_phased_backward(&s, &t, &v, a, b, &g, &g2).unwrap();
+        let (ha, hb) =
+            lapis_ops::laplace_apply_phased_backward_sorted(&psort, &v, &g, &g2).unwrap();
+        for (what, x, z) in [
+            ("values", &ga.values, &ha.values),
+            ("sources", &ga.sources, &ha.sources),
+            ("targets", &ga.targets, &ha.targets),
+            ("a", &ga.lambda, &ha.lambda),
+            ("b", &gb, &hb),
+        ] {
+            assert_eq!(bits(x), bits(z), "phased {what}, case {case}");
+        }
+        // A sort from the other kind of forward is refused.
+        assert!(lapis_ops::laplace_apply_backward_sorted(&psort, &v, &g).is_err());
+        assert!(lapis_ops::laplace_apply_phased_backward_sorted(&sort, &v, &g, &g2).is_err());
+    }
+}
