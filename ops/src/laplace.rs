@@ -130,6 +130,30 @@ fn check(
     Ok((n, m, c))
 }
 
+/// Checks upstream gradients: on `like`'s device, f32, of the output's shape (`[m]` for
+/// `V [n]`, else `[m, c]`).
+fn check_upstream(
+    op: &'static str,
+    like: &Tensor,
+    v: &Tensor,
+    m: usize,
+    c: usize,
+    gys: &[&Tensor],
+) -> Result<()> {
+    let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    for g in gys {
+        crate::validate::same_device(op, like, g)?;
+        if g.shape() != want.as_slice() || g.dtype() != DType::F32 {
+            return Err(LapisError::ShapeMismatch {
+                op,
+                lhs: want,
+                rhs: g.shape().to_vec(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The sweeps on the merged sorted sequence.
 struct Sweeps {
     z: Tensor,
@@ -509,15 +533,7 @@ pub fn laplace_apply_backward_sorted(
     sort.expect(OP, false)?;
     let (n, m, lambda) = (sort.n, sort.m, sort.rate.0);
     let c = sort.channels(OP, v)?;
-    crate::validate::same_device(OP, &sort.z, gy)?;
-    let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    if gy.shape() != want.as_slice() || gy.dtype() != DType::F32 {
-        return Err(LapisError::ShapeMismatch {
-            op: OP,
-            lhs: want,
-            rhs: gy.shape().to_vec(),
-        });
-    }
+    check_upstream(OP, &sort.z, v, m, c, &[gy])?;
     let u = scatter_values(&sort.perm, n, v)?;
     let sw = sorted_sweeps(sort.z.clone(), sort.perm.clone(), u, lambda, true, true)?;
     grads_from(sw, v, gy, n, m, c, lambda)
@@ -540,15 +556,7 @@ pub fn laplace_apply_backward<'a>(
     const OP: &str = "laplace_apply_backward";
     let lambda = lambda.into().host_value(OP, "lambda", Some(s))?;
     let (n, m, c) = check(OP, s, t, v, lambda)?;
-    crate::validate::same_device(OP, s, gy)?;
-    let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    if gy.shape() != want.as_slice() || gy.dtype() != DType::F32 {
-        return Err(LapisError::ShapeMismatch {
-            op: OP,
-            lhs: want,
-            rhs: gy.shape().to_vec(),
-        });
-    }
+    check_upstream(OP, s, v, m, c, &[gy])?;
     // Original orientation: t̄ and λ̄.
     let sw = sweeps(s, t, v, lambda, true, true)?;
     grads_from(sw, v, gy, n, m, c, lambda)
@@ -808,17 +816,7 @@ pub fn laplace_apply_phased_backward_sorted(
     sort.expect(OP, true)?;
     let (n, m) = (sort.n, sort.m);
     let c = sort.channels(OP, v)?;
-    let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    for g in [gy_re, gy_im] {
-        crate::validate::same_device(OP, &sort.z, g)?;
-        if g.shape() != want.as_slice() || g.dtype() != DType::F32 {
-            return Err(LapisError::ShapeMismatch {
-                op: OP,
-                lhs: want.clone(),
-                rhs: g.shape().to_vec(),
-            });
-        }
-    }
+    check_upstream(OP, &sort.z, v, m, c, &[gy_re, gy_im])?;
     let zero_v = crate::zeros(v.device(), v.shape(), DType::F32)?;
     let us = (
         scatter_values(&sort.perm, n, v)?,
@@ -849,17 +847,7 @@ pub fn laplace_apply_phased_backward<'a>(
     if !b.is_finite() {
         return Err(LapisError::invalid(OP, "b", b, "the phase must be finite"));
     }
-    let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    for g in [gy_re, gy_im] {
-        crate::validate::same_device(OP, s, g)?;
-        if g.shape() != want.as_slice() || g.dtype() != DType::F32 {
-            return Err(LapisError::ShapeMismatch {
-                op: OP,
-                lhs: want.clone(),
-                rhs: g.shape().to_vec(),
-            });
-        }
-    }
+    check_upstream(OP, s, v, m, c, &[gy_re, gy_im])?;
     // Original orientation: t̄, ā, b̄.
     let zero_v = crate::zeros(s.device(), v.shape(), DType::F32)?;
     let sw = phased_sweeps(s, t, v, &zero_v, a, b, true, true)?;

@@ -784,6 +784,11 @@ pub fn lcm_frobenius_backward(
         u: ubar,
         w: wbar,
         a: abar,
-        lambda: 2.0 * lq.to_scalar()? - k2 * lz.to_scalar()?,
+        // One read for λ̄ (combined on the device).
+        lambda: crate::sub(
+            &crate::affine(&lq, 2.0, 0.0)?,
+            &crate::affine(&lz, k2, 0.0)?,
+        )?
+        .to_scalar()?,
     })
 }
