@@ -68,8 +68,9 @@ fn step_count(state: &[(String, Tensor)], name: &str) -> Result<i32> {
 }
 
 /// Scales every gradient by `min(1, max_norm / ‖g‖₂)` (global norm over all of them) and
-/// returns the norm before clipping.
-pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> Result<f32> {
+/// returns the norm before clipping as a `[1]` device tensor. Everything stays on the
+/// device (no host read; read the norm when you log it).
+pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> Result<Tensor> {
     if !(max_norm.is_finite() && max_norm > 0.0) {
         return Err(LapisError::invalid(
             "clip_grad_norm",
@@ -78,26 +79,32 @@ pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> Result<f32> {
             "must be finite and > 0",
         ));
     }
-    if grads.is_empty() {
-        return Ok(0.0);
-    }
-    // Per-tensor sums of squares on the device, one download for all of them.
+    let Some(first) = grads.first() else {
+        return Err(LapisError::invalid(
+            "clip_grad_norm",
+            "grads",
+            "an empty list",
+            "needs at least one gradient",
+        ));
+    };
+    let dev = first.device().clone();
+    // Per-tensor sums of squares, then their sum: all on the device.
     let parts = grads
         .iter()
-        .map(|g| lapis_ops::sum_all(&lapis_ops::mul(g, g)?))
+        .map(|g| lapis_ops::sum_all(&lapis_ops::mul(g, g)?)?.reshape(&[1]))
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<&Tensor> = parts.iter().collect();
-    let sq: f64 = lapis_ops::concat(&refs, 0)?
-        .to_f32_vec()?
-        .iter()
-        .map(|&v| v as f64)
-        .sum();
-    let norm = sq.sqrt() as f32;
-    if norm > max_norm {
-        let s = max_norm / norm;
-        for g in grads.iter_mut() {
-            *g = lapis_ops::affine(g, s, 0.0)?;
-        }
+    let norm = lapis_ops::sqrt(&lapis_ops::sum_all(&lapis_ops::concat(&refs, 0)?)?)?.reshape(&[1])?;
+    // s = min(1, c/‖g‖) (‖g‖ = 0 gives +∞ → 1).
+    let c = lapis_ops::fill(&dev, &[1], max_norm, lapis_ops::DType::F32)?;
+    let one = lapis_ops::ones(&dev, &[1], lapis_ops::DType::F32)?;
+    let scale = lapis_ops::minimum(&lapis_ops::div(&c, &norm)?, &one)?;
+    for g in grads.iter_mut() {
+        *g = if g.dtype() == scale.dtype() {
+            lapis_ops::mul(g, &scale)?
+        } else {
+            lapis_ops::mul(g, &lapis_ops::to_dtype(&scale, g.dtype())?)?
+        };
     }
     Ok(norm)
 }

@@ -515,8 +515,8 @@ pub fn cdscan_aggregate_kernel(
     c: u32,
     chunk: u32,
     num_chunks: u32,
-    a: f32,
-    b: f32,
+    rate_a: &Array<f32>,
+    rate_b: &Array<f32>,
     #[comptime] reverse: bool,
     #[comptime] moment: bool,
     #[comptime] ug_zero: bool,
@@ -525,6 +525,8 @@ pub fn cdscan_aggregate_kernel(
     if unit >= num_chunks * c {
         terminate!();
     }
+    let a = rate_a[0];
+    let b = rate_b[0];
     let p = unit / c;
     let ch = unit % c;
     let start = p * chunk;
@@ -564,8 +566,8 @@ pub fn cdscan_apply_kernel(
     c: u32,
     chunk: u32,
     num_chunks: u32,
-    a: f32,
-    b: f32,
+    rate_a: &Array<f32>,
+    rate_b: &Array<f32>,
     #[comptime] reverse: bool,
     #[comptime] moment: bool,
     #[comptime] ug_zero: bool,
@@ -575,6 +577,8 @@ pub fn cdscan_apply_kernel(
     if unit >= num_chunks * c {
         terminate!();
     }
+    let a = rate_a[0];
+    let b = rate_b[0];
     let p = unit / c;
     let ch = unit % c;
     let start = p * chunk;

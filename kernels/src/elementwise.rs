@@ -222,14 +222,3 @@ pub fn binary_same_kernel<F: Float>(
     }
     out[i] = F::cast_from(binary_math(f32::cast_from(a[i]), f32::cast_from(b[i]), op));
 }
-
-/// `flag[i] = 1` where `x[i]` is NaN or ±∞, else 0 (argument checks: sum the flags).
-#[cube(launch)]
-pub fn nonfinite_kernel(x: &Array<f32>, flag: &mut Array<f32>, n: u32) {
-    let i = ABSOLUTE_POS;
-    if i >= n as usize {
-        terminate!();
-    }
-    let v = x[i];
-    flag[i] = select(v.is_nan() || v.is_inf(), 1.0f32, 0.0f32);
-}

@@ -52,7 +52,9 @@ pub fn laplace_swap_kernel(
     }
 }
 
-/// `u[k, :] = V[perm[k], :]` for sources (`perm[k] < n_src`), 0 for targets.
+/// `u[k, :] = V[perm[k], :]` for sources (`perm[k] < n_src`), 0 for targets. With rows
+/// (independent operators sorted row by row, `seg = n_src + m` per row, `perm` holding
+/// indices within the row), row `r` reads `V[r, perm[k], :]`; one operator is `seg = total`.
 #[cube(launch)]
 pub fn laplace_scatter_kernel(
     perm: &Array<u32>,
@@ -61,6 +63,7 @@ pub fn laplace_scatter_kernel(
     n_src: u32,
     total: u32,
     c: u32,
+    seg: u32,
 ) {
     let unit = ABSOLUTE_POS as u32;
     if unit >= total * c {
@@ -68,10 +71,11 @@ pub fn laplace_scatter_kernel(
     }
     let k = unit / c;
     let ch = unit % c;
+    let r = k / seg;
     let src = perm[k as usize];
     let mut v = 0.0f32;
     if src < n_src {
-        v = values[(src * c + ch) as usize];
+        v = values[((r * n_src + src) * c + ch) as usize];
     }
     u[unit as usize] = v;
 }
@@ -109,7 +113,8 @@ fn next_decay_im(z: &Array<f32>, k: u32, total: u32, a: f32, b: f32) -> f32 {
 }
 
 /// `Y[j, ch] = L[k, ch] + e^{−λ(z_{k+1} − z_k)} Q[k+1, ch]` for every target
-/// `j = perm[k] − n_src`.
+/// `j = perm[k] − n_src`. With rows (`seg` per row, as in [`laplace_scatter_kernel()`]), row
+/// `r` writes `Y[r, j, ch]` at its own rate `rate[r]`, and nothing crosses a row's end.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn laplace_gather_kernel(
@@ -122,7 +127,8 @@ pub fn laplace_gather_kernel(
     n_src: u32,
     total: u32,
     c: u32,
-    lambda: f32,
+    rate: &Array<f32>,
+    seg: u32,
     #[comptime] with_lo: bool,
 ) {
     let unit = ABSOLUTE_POS as u32;
@@ -131,10 +137,12 @@ pub fn laplace_gather_kernel(
     }
     let k = unit / c;
     let ch = unit % c;
+    let row = k / seg;
+    let lambda = rate[row as usize];
     let p = perm[k as usize];
     if p >= n_src {
         let mut r = 0.0f32;
-        if k + 1 < total {
+        if (k + 1) % seg != 0 {
             let mut dn = next_decay(z, k, total, lambda);
             if comptime![with_lo] {
                 // Split coordinates: the gap is (hi + lo) − (hi + lo).
@@ -144,12 +152,14 @@ pub fn laplace_gather_kernel(
             }
             r = dn * q[(unit + c) as usize];
         }
-        y[((p - n_src) * c + ch) as usize] = l[unit as usize] + r;
+        let m = seg - n_src;
+        y[((row * m + p - n_src) * c + ch) as usize] = l[unit as usize] + r;
     }
 }
 
-/// Per target `j` at position `k`: `signed[j] = Σ_c W[j,c]·(L − T − R)[k,c]` and
-/// `moment[j] = Σ_c W[j,c]·(gL + gQ)[k,c]` (moment only when `with_moment`).
+/// Per target `j` at position `k`: `signed[j] = scale·λ·Σ_c W[j,c]·(L − T − R)[k,c]` (the
+/// anchor gradient with `scale = ±1`) and `moment[j] = Σ_c W[j,c]·(gL + gQ)[k,c]` (moment
+/// only when `with_moment`). `rate[0]` is λ.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn laplace_weighted_kernel(
@@ -166,13 +176,15 @@ pub fn laplace_weighted_kernel(
     n_src: u32,
     total: u32,
     c: u32,
-    lambda: f32,
+    rate: &Array<f32>,
+    scale: f32,
     #[comptime] with_moment: bool,
 ) {
     let k = ABSOLUTE_POS as u32;
     if k >= total {
         terminate!();
     }
+    let lambda = rate[0];
     let p = perm[k as usize];
     if p >= n_src {
         let j = p - n_src;
@@ -191,7 +203,7 @@ pub fn laplace_weighted_kernel(
                 mo += wv * (gl[q_idx as usize] + gq[q_idx as usize]);
             }
         }
-        signed[j as usize] = s;
+        signed[j as usize] = scale * lambda * s;
         if comptime![with_moment] {
             moment[j as usize] = mo;
         }
@@ -214,13 +226,15 @@ pub fn laplace_gather_phased_kernel(
     n_src: u32,
     total: u32,
     c: u32,
-    ra: f32,
-    rb: f32,
+    rate_a: &Array<f32>,
+    rate_b: &Array<f32>,
 ) {
     let unit = ABSOLUTE_POS as u32;
     if unit >= total * c {
         terminate!();
     }
+    let ra = rate_a[0];
+    let rb = rate_b[0];
     let k = unit / c;
     let ch = unit % c;
     let p = perm[k as usize];
@@ -241,9 +255,10 @@ pub fn laplace_gather_phased_kernel(
     }
 }
 
-/// Phased weighted sums per target `j` at position `k`, with complex weights `w`:
-/// `signed[j] = Σ_c w·(L − T − R)` and `moment[j] = Σ_c w·(gL + gQ)` (complex; outputs
-/// are planar `[m, 2]`: re, im).
+/// Phased weighted sums per target `j` at position `k`, with complex weights `w`: with
+/// `S = Σ_c w·(L − T − R)`, `signed[j] = scale·Re(λ·S)` (`[m]`, the anchor gradient with
+/// `scale = ±1`), and `moment[j] = Σ_c w·(gL + gQ)` (complex, planar `[m, 2]`: re, im).
+/// `λ = rate_a[0] + i·rate_b[0]`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn laplace_weighted_phased_kernel(
@@ -264,14 +279,17 @@ pub fn laplace_weighted_phased_kernel(
     n_src: u32,
     total: u32,
     c: u32,
-    ra: f32,
-    rb: f32,
+    rate_a: &Array<f32>,
+    rate_b: &Array<f32>,
+    scale: f32,
     #[comptime] with_moment: bool,
 ) {
     let k = ABSOLUTE_POS as u32;
     if k >= total {
         terminate!();
     }
+    let ra = rate_a[0];
+    let rb = rate_b[0];
     let p = perm[k as usize];
     if p >= n_src {
         let j = p - n_src;
@@ -307,11 +325,54 @@ pub fn laplace_weighted_phased_kernel(
                 mi += a * gi + b * gr;
             }
         }
-        signed[(j * 2) as usize] = sr;
-        signed[(j * 2 + 1) as usize] = si;
+        signed[j as usize] = scale * (ra * sr - rb * si);
         if comptime![with_moment] {
             moment[(j * 2) as usize] = mr;
             moment[(j * 2 + 1) as usize] = mi;
         }
     }
+}
+
+/// A phased head's output: `y = Re(e^{iφ}(yr + i·yi)) = cos φ·yr − sin φ·yi`, `φ = phi[0]`.
+#[cube(launch)]
+pub fn phase_real_kernel(
+    yr: &Array<f32>,
+    yi: &Array<f32>,
+    phi: &Array<f32>,
+    y: &mut Array<f32>,
+    n: u32,
+) {
+    let i = ABSOLUTE_POS as u32;
+    if i >= n {
+        terminate!();
+    }
+    let p = phi[0];
+    y[i as usize] = p.cos() * yr[i as usize] - p.sin() * yi[i as usize];
+}
+
+/// The VJP of [`phase_real_kernel()`] for `ȳ = g`: `ḡr = cos φ·g`, `ḡi = −sin φ·g`, and the
+/// per-element terms of `φ̄ = Σ g·(−sin φ·yr − cos φ·yi)` (summed by the caller).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn phase_real_backward_kernel(
+    g: &Array<f32>,
+    yr: &Array<f32>,
+    yi: &Array<f32>,
+    phi: &Array<f32>,
+    g_re: &mut Array<f32>,
+    g_im: &mut Array<f32>,
+    dphi: &mut Array<f32>,
+    n: u32,
+) {
+    let i = ABSOLUTE_POS as u32;
+    if i >= n {
+        terminate!();
+    }
+    let p = phi[0];
+    let c = p.cos();
+    let s = p.sin();
+    let gv = g[i as usize];
+    g_re[i as usize] = c * gv;
+    g_im[i as usize] = -s * gv;
+    dphi[i as usize] = -gv * (s * yr[i as usize] + c * yi[i as usize]);
 }

@@ -32,6 +32,7 @@
 //! - Indices are u32: one buffer holds at most `u32::MAX` elements; `lapis-ops`
 //!   checks this before any launch.
 
+pub mod checks;
 pub mod covariance;
 pub mod decay_scan;
 pub mod elementwise;

@@ -138,15 +138,8 @@ fn check_labels(
             ),
         ));
     }
-    let host = labels.to_vec::<u32>()?;
-    if let Some((pos, &bad)) = host.iter().enumerate().find(|(_, &y)| y as usize >= c) {
-        return Err(LapisError::invalid(
-            op,
-            "labels",
-            bad,
-            format!("label at position {pos} is out of range: labels must be < C = {c}"),
-        ));
-    }
+    // The range is a deferred device check: a label ≥ C surfaces at the next read.
+    lapis_ops::checks::check_index(op, "labels", labels, c)?;
     labels.reshape(&[b, 1])
 }
 

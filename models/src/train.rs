@@ -286,6 +286,10 @@ impl Trainer {
             let done = step + 1;
             if done % cfg.log_every == 0 || done == cfg.steps {
                 let l = f64::from(loss.value().to_f32_vec()?[0]);
+                let norm = match &norm {
+                    Some(t) => Some(t.to_scalar()?),
+                    None => None,
+                };
                 if !l.is_finite() {
                     return Err(LapisError::invalid(
                         "Trainer::run",

@@ -1,5 +1,39 @@
 //! `lapis bench step` through the CLI: one JSON line per workload with the per-step figures
 //! the throughput work is measured by (ms, launches, host reads, uploads, peak bytes).
+//! Each run is its own process, so the process-wide device counters see only its work.
+
+/// One full training step (tape, loss, backward, AdamW; the loss is not read) of the MLP,
+/// the LAPLEX-headed digits model (phased, H = 4) and the byte-level transformer reads
+/// nothing back to the host: every scalar parameter stays on the device and every value
+/// check is a deferred device check.
+#[test]
+fn training_steps_do_not_read_back() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lapis"))
+        .args([
+            "bench",
+            "step",
+            "--workloads",
+            "digits-mlp,laplex-digits,transformer",
+            "--steps",
+            "1",
+        ])
+        .output()
+        .expect("run lapis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for l in &lines {
+        assert_eq!(l["host_reads_per_step"].as_f64(), Some(0.0), "{l}");
+    }
+}
 
 #[test]
 fn bench_step_reports_counters() {

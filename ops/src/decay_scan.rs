@@ -321,8 +321,8 @@ fn cscan_level(
     (ur, ui): (&Tensor, &Tensor),
     ug: Option<(&Tensor, &Tensor)>,
     c: usize,
-    a: f32,
-    b: f32,
+    a: &Tensor,
+    b: &Tensor,
     reverse: bool,
     moment: bool,
 ) -> Result<(Complex, Option<Complex>)> {
@@ -355,8 +355,8 @@ fn cscan_level(
             c32,
             ch32,
             p32,
-            a,
-            b,
+            arr::<R>(a),
+            arr::<R>(b),
             reverse,
             moment,
             ug_zero,
@@ -403,8 +403,8 @@ fn cscan_level(
         c32,
         ch32,
         p32,
-        a,
-        b,
+        arr::<R>(a),
+        arr::<R>(b),
         reverse,
         moment,
         ug_zero,
@@ -413,18 +413,19 @@ fn cscan_level(
     Ok(((ohr, ohi), moment.then_some((ogr, ogi))))
 }
 
-/// Complex anchored scan, one segment, rate `a + ib` (`a ≥ 0`, `b` finite, host scalars):
-/// planar values `(ur, ui)` of one shape `[N]` or `[N, c]`; returns `h` and, with
-/// `moment`, `g` (see the module docs).
-pub fn decay_scan_complex(
+/// Complex anchored scan, one segment, rate `a + ib` (`a ≥ 0`, `b` finite; each an `f32`
+/// or a one-element f32 tensor, see [`Scalar`](crate::Scalar): a tensor rate stays on the
+/// device and is checked there, see [`crate::checks`]): planar values `(ur, ui)` of one
+/// shape `[N]` or `[N, c]`; returns `h` and, with `moment`, `g` (see the module docs).
+pub fn decay_scan_complex<'a>(
     z: &Tensor,
     (ur, ui): (&Tensor, &Tensor),
-    (a, b): (f32, f32),
+    (a, b): (impl Into<crate::Scalar<'a>>, impl Into<crate::Scalar<'a>>),
     reverse: bool,
     moment: bool,
 ) -> Result<(Complex, Option<Complex>)> {
     const OP: &str = "decay_scan_complex";
-    let c = check_zu(OP, z, ur)?;
+    check_zu(OP, z, ur)?;
     check_zu(OP, z, ui)?;
     if ur.shape() != ui.shape() {
         return Err(LapisError::ShapeMismatch {
@@ -433,12 +434,26 @@ pub fn decay_scan_complex(
             rhs: ui.shape().to_vec(),
         });
     }
-    if !(a >= 0.0 && a.is_finite()) {
-        return Err(LapisError::invalid(OP, "a", a, "must be finite and ≥ 0"));
-    }
-    if !b.is_finite() {
-        return Err(LapisError::invalid(OP, "b", b, "must be finite"));
-    }
+    use crate::checks::Accept;
+    let a = a
+        .into()
+        .device_value(OP, "a", z, Accept::NonNegative, "must be finite and ≥ 0")?;
+    let b = b
+        .into()
+        .device_value(OP, "b", z, Accept::Finite, "must be finite")?;
+    decay_scan_complex_on(z, (ur, ui), (&a, &b), reverse, moment)
+}
+
+/// [`decay_scan_complex`] with the rate as checked `[1]` device tensors (no check here).
+pub(crate) fn decay_scan_complex_on(
+    z: &Tensor,
+    (ur, ui): (&Tensor, &Tensor),
+    (a, b): (&Tensor, &Tensor),
+    reverse: bool,
+    moment: bool,
+) -> Result<(Complex, Option<Complex>)> {
+    const OP: &str = "decay_scan_complex";
+    let c = if ur.rank() == 2 { ur.shape()[1] } else { 1 };
     let n = z.numel();
     if n == 0 || c == 0 {
         let e = || Tensor::empty(OP, z.device(), ur.shape(), DType::F32);

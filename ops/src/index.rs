@@ -1,10 +1,10 @@
 //! Indexing ops along one axis: gather (torch.gather), index-select, scatter-add
 //! (torch.scatter_add) and index-add (the adjoint of index-select).
 //!
-//! Indices are u32 tensors. They are checked on the host before launch (one download of
-//! the index tensor): an index `≥ shape[axis]` returns
-//! [`LapisError::InvalidArgument`] naming the first bad position, never an out-of-bounds
-//! access. Scatter-add is deterministic (see `lapis_kernels::index`).
+//! Indices are u32 tensors. Their range is checked on the device, without a read
+//! ([`crate::checks`]): an index `≥ shape[axis]` makes the next read of device data (or
+//! [`crate::Device::check`]) return [`LapisError::InvalidArgument`] naming the op and
+//! `index`; the kernels clamp it meanwhile, so there is never an out-of-bounds access. Scatter-add is deterministic (see `lapis_kernels::index`).
 
 use lapis_kernels::index as k;
 
@@ -13,18 +13,11 @@ use crate::launch_1d;
 use crate::tensor::{arr, Tensor};
 use crate::validate;
 
+/// u32 indices, each `< len`: the range is a deferred device check (no read; see
+/// [`crate::checks`]), and the kernels clamp an out-of-range index meanwhile.
 fn check_indices(op: &'static str, idx: &Tensor, len: usize) -> Result<()> {
     validate::index(op, idx)?;
-    let host = idx.to_vec::<u32>()?;
-    if let Some((pos, &bad)) = host.iter().enumerate().find(|(_, &v)| v as usize >= len) {
-        return Err(LapisError::invalid(
-            op,
-            "index",
-            bad,
-            format!("at flat position {pos}: must be < {len}"),
-        ));
-    }
-    Ok(())
+    crate::checks::check_index(op, "index", idx, len)
 }
 
 /// `idx` has `x`'s rank and, off `axis`, the same sizes (lapis requires equality where

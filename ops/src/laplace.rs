@@ -21,13 +21,16 @@
 //! Phased (complex) λ = a + i·b, `a > 0`: [`laplace_apply_phased`] and
 //! [`laplace_apply_phased_backward`] (same sweeps in complex arithmetic; conventions there).
 //!
-//! **Scalar arguments.** Every rate (`λ`, `a`, `b`) is an `impl Into<`[`Scalar`]`>`: an `f32`
-//! or a one-element f32 [`Tensor`] (a learnable rate's value, say). Today a tensor rate is
-//! read on the host once per call (the kernels take it as a launch argument); a later
-//! change keeps it on the device. A tensor with more than one element, or not f32, is a
-//! [`LapisError::InvalidArgument`] naming the op and the argument. The rate gradients
-//! ([`LaplaceGrads::lambda`], the phased frequency gradient) are `[1]` device tensors,
-//! never read back inside the op.
+//! **Scalar arguments and host reads.** Every rate (`λ`, `a`, `b`) is an
+//! `impl Into<`[`Scalar`]`>`: an `f32` or a one-element f32 [`Tensor`] (a learnable rate's
+//! value, say). A tensor rate stays on the device: the kernels read it there, and its
+//! range (`λ > 0`, `a > 0`, `b` finite) is a deferred device check, as is the finiteness
+//! of the coordinates ([`crate::checks`]: a failure surfaces as the typed error naming
+//! the op and the argument at the next read of device data). A host `f32` is checked at
+//! once and uploaded. A tensor with more than one element, or not f32, is a
+//! [`LapisError::InvalidArgument`] at once. The rate gradients ([`LaplaceGrads::lambda`],
+//! the phased frequency gradient) are `[1]` device tensors. No op here reads device data
+//! back to the host; the host only needs the sizes.
 //!
 //! **Accuracy at scale.** The sweeps are anchored decay scans ([`crate::decay_scan()`]):
 //! every long-range decay is one `exp` of a coordinate difference, never a product of
@@ -43,7 +46,8 @@
 
 use lapis_kernels::laplace as k;
 
-use crate::decay_scan::{decay_scan, decay_scan_complex, DecayScan};
+use crate::checks::Accept;
+use crate::decay_scan::{decay_scan, decay_scan_complex_on, DecayScan};
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
 use crate::launch_1d;
@@ -64,15 +68,9 @@ pub struct LaplaceGrads {
     pub lambda: Tensor,
 }
 
-/// Checks f32, 1-D anchors, `V` of `[n]` or `[n, c]`, λ finite > 0, finite coordinates
-/// and sizes; returns `(n, m, c)`.
-fn check(
-    op: &'static str,
-    s: &Tensor,
-    t: &Tensor,
-    v: &Tensor,
-    lambda: f32,
-) -> Result<(usize, usize, usize)> {
+/// Checks f32, 1-D anchors, `V` of `[n]` or `[n, c]` and sizes; returns `(n, m, c)`. (The
+/// coordinates' finiteness is checked on the device by [`merge`].)
+fn check(op: &'static str, s: &Tensor, t: &Tensor, v: &Tensor) -> Result<(usize, usize, usize)> {
     crate::validate::same_device(op, s, t)?;
     crate::validate::same_device(op, s, v)?;
     for x in [s, t, v] {
@@ -83,14 +81,6 @@ fn check(
                 msg: "the Laplace operator takes f32".into(),
             });
         }
-    }
-    if !(lambda.is_finite() && lambda > 0.0) {
-        return Err(LapisError::invalid(
-            op,
-            "lambda",
-            lambda,
-            "must be finite and > 0",
-        ));
     }
     if s.rank() != 1 || t.rank() != 1 {
         let bad = if s.rank() != 1 { s } else { t };
@@ -117,17 +107,24 @@ fn check(
             limit: u32::MAX as u64,
         });
     }
-    for (name, x) in [("sources", s), ("targets", t)] {
-        if crate::validate::count_nonfinite(x)? > 0.0 {
-            return Err(LapisError::invalid(
-                op,
-                name,
-                "non-finite entries",
-                "coordinates must be finite",
-            ));
-        }
-    }
     Ok((n, m, c))
+}
+
+/// The rate `λ` (or `a`) as a checked `[1]` device tensor: finite and `> 0`.
+fn rate_arg<'a>(
+    op: &'static str,
+    name: &'static str,
+    x: impl Into<Scalar<'a>>,
+    like: &Tensor,
+) -> Result<Tensor> {
+    x.into()
+        .device_value(op, name, like, Accept::Positive, "must be finite and > 0")
+}
+
+/// The phase `b` as a checked `[1]` device tensor: finite.
+fn phase_arg<'a>(op: &'static str, x: impl Into<Scalar<'a>>, like: &Tensor) -> Result<Tensor> {
+    x.into()
+        .device_value(op, "b", like, Accept::Finite, "the phase must be finite")
 }
 
 /// Checks upstream gradients: on `like`'s device, f32, of the output's shape (`[m]` for
@@ -158,7 +155,8 @@ fn check_upstream(
 struct Sweeps {
     z: Tensor,
     perm: Tensor,
-    lambda: f32,
+    /// `λ`, `[1]`.
+    lambda: Tensor,
     l: Tensor,
     q: Tensor,
     /// Tie mass and first moments `(gL, gQ)` (gradients only).
@@ -166,9 +164,24 @@ struct Sweeps {
     moments: Option<(Tensor, Tensor)>,
 }
 
-/// Sorts the merged anchors and scatters the source values: `(z, perm, u [N, c])`.
-fn merge(src: &Tensor, tgt: &Tensor, vals: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let (z, perm) = crate::argsort(&crate::concat(&[src, tgt], 0)?)?;
+/// Sorts the merged anchors and scatters the source values: `(z, perm, u [N, c])`. The
+/// coordinates' finiteness is a deferred device check (one launch on the merged anchors).
+fn merge(
+    op: &'static str,
+    src: &Tensor,
+    tgt: &Tensor,
+    vals: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let merged = crate::concat(&[src, tgt], 0)?;
+    crate::checks::check_f32_split(
+        op,
+        ("sources", "targets"),
+        &merged,
+        src.numel(),
+        Accept::Finite,
+        "coordinates must be finite",
+    )?;
+    let (z, perm) = crate::argsort(&merged)?;
     let u = scatter_values(&perm, src.numel(), vals)?;
     Ok((z, perm, u))
 }
@@ -188,24 +201,21 @@ fn scatter_values(perm: &Tensor, n: usize, vals: &Tensor) -> Result<Tensor> {
         n32,
         t32,
         c32,
+        t32,
     ));
     Ok(u)
 }
 
-/// One rate `λ` as a device tensor `[1]` (uploaded, never read back).
-fn rate(dev: &crate::Device, lambda: f32) -> Result<Tensor> {
-    Tensor::from_slice(dev, &[1], &[lambda])
-}
-
 fn sweeps(
+    op: &'static str,
     src: &Tensor,
     tgt: &Tensor,
     vals: &Tensor,
-    lambda: f32,
+    lambda: &Tensor,
     tie: bool,
     moment: bool,
 ) -> Result<Sweeps> {
-    let (z, perm, u) = merge(src, tgt, vals)?;
+    let (z, perm, u) = merge(op, src, tgt, vals)?;
     sorted_sweeps(z, perm, u, lambda, tie, moment)
 }
 
@@ -238,14 +248,13 @@ fn sorted_sweeps(
     z: Tensor,
     perm: Tensor,
     u: Tensor,
-    lambda: f32,
+    lambda: &Tensor,
     tie: bool,
     moment: bool,
 ) -> Result<Sweeps> {
     let total = z.numel();
-    let r = rate(z.device(), lambda)?;
     let spec = |reverse: bool, tie: bool| DecayScan {
-        rate: &r,
+        rate: lambda,
         seg_len: total,
         reverse,
         moment: moment && !tie,
@@ -263,7 +272,7 @@ fn sorted_sweeps(
     Ok(Sweeps {
         z,
         perm,
-        lambda,
+        lambda: lambda.clone(),
         l,
         q,
         tie_mass,
@@ -303,20 +312,23 @@ fn gather_lo(
             n32,
             t32,
             c32,
-            sw.lambda,
+            arr::<R>(&sw.lambda),
+            t32,
             with_lo,
         )
     );
     Ok(y)
 }
 
-/// Per target: `(Σ_c W·(L − T − R), Σ_c W·(gL + gQ))` (the second only with moments).
+/// Per target: `(scale·λ·Σ_c W·(L − T − R), Σ_c W·(gL + gQ))` (the second only with
+/// moments).
 fn weighted(
     sw: &Sweeps,
     w: &Tensor,
     n: usize,
     m: usize,
     c: usize,
+    scale: f32,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let dev = sw.l.device();
     let total = n + m;
@@ -346,14 +358,15 @@ fn weighted(
         n32,
         t32,
         c32,
-        sw.lambda,
+        arr::<R>(&sw.lambda),
+        scale,
         with_moment,
     ));
     Ok((signed, with_moment.then_some(moment)))
 }
 
 /// `Y[j, :] = Σ_i exp(−λ|t_j − s_i|) V[i, :]`: `s [n]`, `t [m]`, `V [n]` or `[n, c]` (f32),
-/// `λ > 0` (an `f32` or a one-element f32 tensor, see [`Scalar`]; read on the host once);
+/// `λ > 0` (an `f32` or a one-element f32 tensor, see [`Scalar`]; kept on the device);
 /// returns `[m]` or `[m, c]` like `V`.
 pub fn laplace_apply<'a>(
     s: &Tensor,
@@ -362,9 +375,9 @@ pub fn laplace_apply<'a>(
     lambda: impl Into<Scalar<'a>>,
 ) -> Result<Tensor> {
     const OP: &str = "laplace_apply";
-    let lambda = lambda.into().host_value(OP, "lambda", Some(s))?;
-    let (n, m, c) = check(OP, s, t, v, lambda)?;
-    let sw = sweeps(s, t, v, lambda, false, false)?;
+    let (n, m, c) = check(OP, s, t, v)?;
+    let lambda = rate_arg(OP, "lambda", lambda, s)?;
+    let sw = sweeps(OP, s, t, v, &lambda, false, false)?;
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
     gather(&sw, n, m, c, &shape)
 }
@@ -386,9 +399,9 @@ pub fn laplace_apply_split<'a>(
     lambda: impl Into<Scalar<'a>>,
 ) -> Result<Tensor> {
     const OP: &str = "laplace_apply_split";
-    let lambda = lambda.into().host_value(OP, "lambda", Some(s.0))?;
-    let (n, m, c) = check(OP, s.0, t.0, v, lambda)?;
-    for (name, hi, lo) in [("sources_lo", s.0, s.1), ("targets_lo", t.0, t.1)] {
+    let (n, m, c) = check(OP, s.0, t.0, v)?;
+    let lambda = rate_arg(OP, "lambda", lambda, s.0)?;
+    for (hi, lo) in [s, t] {
         crate::validate::same_device(OP, hi, lo)?;
         if lo.shape() != hi.shape() || lo.dtype() != DType::F32 {
             return Err(LapisError::ShapeMismatch {
@@ -397,26 +410,21 @@ pub fn laplace_apply_split<'a>(
                 rhs: lo.shape().to_vec(),
             });
         }
-        if crate::validate::count_nonfinite(lo)? > 0.0 {
-            return Err(LapisError::invalid(
-                OP,
-                name,
-                "non-finite entries",
-                "coordinates must be finite",
-            ));
-        }
     }
     let hi = crate::concat(&[s.0, t.0], 0)?;
     let lo = crate::concat(&[s.1, t.1], 0)?;
+    for (names, x) in [(("sources", "targets"), &hi), (("sources_lo", "targets_lo"), &lo)] {
+        let msg = "coordinates must be finite";
+        crate::checks::check_f32_split(OP, names, x, n, Accept::Finite, msg)?;
+    }
     // Lexicographic (hi, lo) order: stable by lo, then stable by hi.
     let (_, p1) = crate::argsort(&lo)?;
     let (z, p2) = crate::argsort(&crate::index::take_rows_unchecked(&hi, &p1)?)?;
     let perm = crate::index::take_rows_unchecked(&p1, &p2)?;
     let zlo = crate::index::take_rows_unchecked(&lo, &perm)?;
     let u = scatter_values(&perm, n, v)?;
-    let r = rate(s.0.device(), lambda)?;
     let spec = |reverse: bool| DecayScan {
-        rate: &r,
+        rate: &lambda,
         seg_len: n + m,
         reverse,
         moment: false,
@@ -429,7 +437,7 @@ pub fn laplace_apply_split<'a>(
     let sw = Sweeps {
         z,
         perm,
-        lambda,
+        lambda: lambda.clone(),
         l,
         q,
         tie_mass: None,
@@ -448,19 +456,20 @@ pub struct LaplaceSort {
     perm: Tensor,
     n: usize,
     m: usize,
-    /// The rate `(a, b)` of the forward (`b = 0` for the real operator).
-    rate: (f32, f32),
-    phased: bool,
+    /// The rate of the forward, `[1]` device tensors: `(λ, None)` for the real operator,
+    /// `(a, Some(b))` for the phased one.
+    rate: (Tensor, Option<Tensor>),
 }
 
 impl LaplaceSort {
     /// Refuses a sort from the other kind of forward (real vs phased).
     fn expect(&self, op: &'static str, phased: bool) -> Result<()> {
-        if self.phased != phased {
+        let is_phased = self.rate.1.is_some();
+        if is_phased != phased {
             return Err(LapisError::invalid(
                 op,
                 "sort",
-                if self.phased { "phased" } else { "real" },
+                if is_phased { "phased" } else { "real" },
                 "comes from the other kind of forward (real vs phased)",
             ));
         }
@@ -502,9 +511,9 @@ pub fn laplace_apply_sorted<'a>(
     lambda: impl Into<Scalar<'a>>,
 ) -> Result<(Tensor, LaplaceSort)> {
     const OP: &str = "laplace_apply";
-    let lambda = lambda.into().host_value(OP, "lambda", Some(s))?;
-    let (n, m, c) = check(OP, s, t, v, lambda)?;
-    let sw = sweeps(s, t, v, lambda, false, false)?;
+    let (n, m, c) = check(OP, s, t, v)?;
+    let lambda = rate_arg(OP, "lambda", lambda, s)?;
+    let sw = sweeps(OP, s, t, v, &lambda, false, false)?;
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
     let y = gather(&sw, n, m, c, &shape)?;
     Ok((
@@ -514,8 +523,7 @@ pub fn laplace_apply_sorted<'a>(
             perm: sw.perm,
             n,
             m,
-            rate: (lambda, 0.0),
-            phased: false,
+            rate: (lambda, None),
         },
     ))
 }
@@ -531,12 +539,12 @@ pub fn laplace_apply_backward_sorted(
 ) -> Result<LaplaceGrads> {
     const OP: &str = "laplace_apply_backward";
     sort.expect(OP, false)?;
-    let (n, m, lambda) = (sort.n, sort.m, sort.rate.0);
+    let (n, m, lambda) = (sort.n, sort.m, &sort.rate.0);
     let c = sort.channels(OP, v)?;
     check_upstream(OP, &sort.z, v, m, c, &[gy])?;
     let u = scatter_values(&sort.perm, n, v)?;
     let sw = sorted_sweeps(sort.z.clone(), sort.perm.clone(), u, lambda, true, true)?;
-    grads_from(sw, v, gy, n, m, c, lambda)
+    grads_from(sw, v, gy, n, m, c)
 }
 
 /// Gram mode `y = K(x, x) v` (`lambda` as in [`laplace_apply`]).
@@ -554,12 +562,12 @@ pub fn laplace_apply_backward<'a>(
     gy: &Tensor,
 ) -> Result<LaplaceGrads> {
     const OP: &str = "laplace_apply_backward";
-    let lambda = lambda.into().host_value(OP, "lambda", Some(s))?;
-    let (n, m, c) = check(OP, s, t, v, lambda)?;
+    let (n, m, c) = check(OP, s, t, v)?;
+    let lambda = rate_arg(OP, "lambda", lambda, s)?;
     check_upstream(OP, s, v, m, c, &[gy])?;
     // Original orientation: t̄ and λ̄.
-    let sw = sweeps(s, t, v, lambda, true, true)?;
-    grads_from(sw, v, gy, n, m, c, lambda)
+    let sw = sweeps(OP, s, t, v, &lambda, true, true)?;
+    grads_from(sw, v, gy, n, m, c)
 }
 
 /// Every gradient from the original orientation's backward sweeps (tie mass and moments);
@@ -571,10 +579,9 @@ fn grads_from(
     n: usize,
     m: usize,
     c: usize,
-    lambda: f32,
 ) -> Result<LaplaceGrads> {
-    let (signed_t, moment) = weighted(&sw, gy, n, m, c)?;
-    let targets = crate::mul_scalar(&signed_t, -lambda)?;
+    let (targets, moment) = weighted(&sw, gy, n, m, c, -1.0)?;
+    let lambda = sw.lambda.clone();
     let lam =
         crate::neg(&crate::sum_all(&moment.expect("moment sweeps requested"))?)?.reshape(&[1])?;
     // Swapped orientation (targets carry Ȳ): V̄ and s̄, on the same sort reversed with its
@@ -583,10 +590,9 @@ fn grads_from(
     let (zs, ps) = swap_merge(&sw, n)?;
     drop(sw);
     let us = scatter_values(&ps, m, gy)?;
-    let sw = sorted_sweeps(zs, ps, us, lambda, true, false)?;
+    let sw = sorted_sweeps(zs, ps, us, &lambda, true, false)?;
     let values = gather(&sw, m, n, c, v.shape())?;
-    let (signed_s, _) = weighted(&sw, v, m, n, c)?;
-    let sources = crate::mul_scalar(&signed_s, lambda)?;
+    let (sources, _) = weighted(&sw, v, m, n, c, 1.0)?;
     Ok(LaplaceGrads {
         values,
         sources,
@@ -602,7 +608,8 @@ type Cx = (Tensor, Tensor);
 struct PhasedSweeps {
     z: Tensor,
     perm: Tensor,
-    rate: (f32, f32),
+    /// `(a, b)`, `[1]` each.
+    rate: (Tensor, Tensor),
     l: Cx,
     q: Cx,
     tie_mass: Option<Cx>,
@@ -612,18 +619,18 @@ struct PhasedSweeps {
 
 #[allow(clippy::too_many_arguments)]
 fn phased_sweeps(
+    op: &'static str,
     src: &Tensor,
     tgt: &Tensor,
     vr: &Tensor,
     vi: &Tensor,
-    a: f32,
-    b: f32,
+    rate: (&Tensor, &Tensor),
     tie: bool,
     moment: bool,
 ) -> Result<PhasedSweeps> {
-    let (z, perm, ur) = merge(src, tgt, vr)?;
+    let (z, perm, ur) = merge(op, src, tgt, vr)?;
     let ui = scatter_values(&perm, src.numel(), vi)?;
-    sorted_phased_sweeps(z, perm, (ur, ui), (a, b), tie, moment)
+    sorted_phased_sweeps(z, perm, (ur, ui), rate, tie, moment)
 }
 
 /// [`phased_sweeps`] on an already sorted merge with the values in merged order.
@@ -631,18 +638,18 @@ fn sorted_phased_sweeps(
     z: Tensor,
     perm: Tensor,
     (ur, ui): Cx,
-    (a, b): (f32, f32),
+    (a, b): (&Tensor, &Tensor),
     tie: bool,
     moment: bool,
 ) -> Result<PhasedSweeps> {
     let total = z.numel();
-    let (l, gl) = decay_scan_complex(&z, (&ur, &ui), (a, b), false, moment)?;
-    let (q, gq) = decay_scan_complex(&z, (&ur, &ui), (a, b), true, moment)?;
+    let (l, gl) = decay_scan_complex_on(&z, (&ur, &ui), (a, b), false, moment)?;
+    let (q, gq) = decay_scan_complex_on(&z, (&ur, &ui), (a, b), true, moment)?;
     let tie_mass = if tie {
-        // Tie decays are real: the real and imaginary parts scan separately.
-        let one = rate(z.device(), 1.0)?;
+        // Tie decays are real (and ignore the rate): the real and imaginary parts scan
+        // separately.
         let spec = DecayScan {
-            rate: &one,
+            rate: a,
             seg_len: total,
             reverse: false,
             moment: false,
@@ -661,7 +668,7 @@ fn sorted_phased_sweeps(
     Ok(PhasedSweeps {
         z,
         perm,
-        rate: (a, b),
+        rate: (a.clone(), b.clone()),
         l,
         q,
         tie_mass,
@@ -691,24 +698,26 @@ fn phased_gather(sw: &PhasedSweeps, n: usize, m: usize, c: usize, shape: &[usize
             n32,
             t32,
             c32,
-            sw.rate.0,
-            sw.rate.1,
+            arr::<R>(&sw.rate.0),
+            arr::<R>(&sw.rate.1),
         )
     );
     Ok((yr, yi))
 }
 
-/// Per target: complex `Σ_c w·(L − T − R)` and (with moments) `Σ_c w·(gL + gQ)`, each `[m, 2]`.
+/// Per target: `scale·Re(λ·Σ_c w·(L − T − R))` (`[m]`) and (with moments) the complex
+/// `Σ_c w·(gL + gQ)` (`[m, 2]`).
 fn phased_weighted(
     sw: &PhasedSweeps,
     w: &Cx,
     n: usize,
     m: usize,
     c: usize,
+    scale: f32,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let dev = sw.perm.device();
     let total = n + m;
-    let signed = Tensor::empty("laplace_backward", dev, &[m, 2], DType::F32)?;
+    let signed = Tensor::empty("laplace_backward", dev, &[m], DType::F32)?;
     let moment = Tensor::empty("laplace_backward", dev, &[m, 2], DType::F32)?;
     let t = sw
         .tie_mass
@@ -739,8 +748,9 @@ fn phased_weighted(
             n32,
             t32,
             c32,
-            sw.rate.0,
-            sw.rate.1,
+            arr::<R>(&sw.rate.0),
+            arr::<R>(&sw.rate.1),
+            scale,
             with_moment,
         )
     );
@@ -758,16 +768,36 @@ pub fn laplace_apply_phased<'a>(
     b: impl Into<Scalar<'a>>,
 ) -> Result<(Tensor, Tensor)> {
     const OP: &str = "laplace_apply_phased";
-    let a = a.into().host_value(OP, "a", Some(s))?;
-    let b = b.into().host_value(OP, "b", Some(s))?;
-    let (n, m, c) = check(OP, s, t, v, a)?;
-    if !b.is_finite() {
-        return Err(LapisError::invalid(OP, "b", b, "the phase must be finite"));
-    }
+    Ok(laplace_apply_phased_sorted_op(OP, s, t, v, a.into(), b.into())?.0)
+}
+
+/// The phased forward with its sort (shared by [`laplace_apply_phased`] and
+/// [`laplace_apply_phased_sorted`]).
+fn laplace_apply_phased_sorted_op(
+    op: &'static str,
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    a: Scalar<'_>,
+    b: Scalar<'_>,
+) -> Result<((Tensor, Tensor), LaplaceSort)> {
+    let (n, m, c) = check(op, s, t, v)?;
+    let a = rate_arg(op, "a", a, s)?;
+    let b = phase_arg(op, b, s)?;
     let zero = crate::zeros(s.device(), v.shape(), DType::F32)?;
-    let sw = phased_sweeps(s, t, v, &zero, a, b, false, false)?;
+    let sw = phased_sweeps(op, s, t, v, &zero, (&a, &b), false, false)?;
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    phased_gather(&sw, n, m, c, &shape)
+    let y = phased_gather(&sw, n, m, c, &shape)?;
+    Ok((
+        y,
+        LaplaceSort {
+            z: sw.z,
+            perm: sw.perm,
+            n,
+            m,
+            rate: (a, Some(b)),
+        },
+    ))
 }
 
 /// [`laplace_apply_phased`] that also returns its sort, for
@@ -780,27 +810,7 @@ pub fn laplace_apply_phased_sorted<'a>(
     b: impl Into<Scalar<'a>>,
 ) -> Result<((Tensor, Tensor), LaplaceSort)> {
     const OP: &str = "laplace_apply_phased";
-    let a = a.into().host_value(OP, "a", Some(s))?;
-    let b = b.into().host_value(OP, "b", Some(s))?;
-    let (n, m, c) = check(OP, s, t, v, a)?;
-    if !b.is_finite() {
-        return Err(LapisError::invalid(OP, "b", b, "the phase must be finite"));
-    }
-    let zero = crate::zeros(s.device(), v.shape(), DType::F32)?;
-    let sw = phased_sweeps(s, t, v, &zero, a, b, false, false)?;
-    let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    let y = phased_gather(&sw, n, m, c, &shape)?;
-    Ok((
-        y,
-        LaplaceSort {
-            z: sw.z,
-            perm: sw.perm,
-            n,
-            m,
-            rate: (a, b),
-            phased: true,
-        },
-    ))
+    laplace_apply_phased_sorted_op(OP, s, t, v, a.into(), b.into())
 }
 
 /// [`laplace_apply_phased_backward`] on the forward's sort
@@ -822,8 +832,10 @@ pub fn laplace_apply_phased_backward_sorted(
         scatter_values(&sort.perm, n, v)?,
         scatter_values(&sort.perm, n, &zero_v)?,
     );
-    let sw = sorted_phased_sweeps(sort.z.clone(), sort.perm.clone(), us, sort.rate, true, true)?;
-    phased_grads_from(sw, v, zero_v, gy_re, gy_im, n, m, c, sort.rate)
+    let b = sort.rate.1.as_ref().expect("a phased sort holds b");
+    let rate = (&sort.rate.0, b);
+    let sw = sorted_phased_sweeps(sort.z.clone(), sort.perm.clone(), us, rate, true, true)?;
+    phased_grads_from(sw, v, zero_v, gy_re, gy_im, n, m, c)
 }
 
 /// Gradients of the phased operator for real `V`, `s`, `t`, `a`, `b`, with the loss
@@ -841,17 +853,14 @@ pub fn laplace_apply_phased_backward<'a>(
     gy_im: &Tensor,
 ) -> Result<(LaplaceGrads, Tensor)> {
     const OP: &str = "laplace_apply_phased_backward";
-    let a = a.into().host_value(OP, "a", Some(s))?;
-    let b = b.into().host_value(OP, "b", Some(s))?;
-    let (n, m, c) = check(OP, s, t, v, a)?;
-    if !b.is_finite() {
-        return Err(LapisError::invalid(OP, "b", b, "the phase must be finite"));
-    }
+    let (n, m, c) = check(OP, s, t, v)?;
+    let a = rate_arg(OP, "a", a, s)?;
+    let b = phase_arg(OP, b, s)?;
     check_upstream(OP, s, v, m, c, &[gy_re, gy_im])?;
     // Original orientation: t̄, ā, b̄.
     let zero_v = crate::zeros(s.device(), v.shape(), DType::F32)?;
-    let sw = phased_sweeps(s, t, v, &zero_v, a, b, true, true)?;
-    phased_grads_from(sw, v, zero_v, gy_re, gy_im, n, m, c, (a, b))
+    let sw = phased_sweeps(OP, s, t, v, &zero_v, (&a, &b), true, true)?;
+    phased_grads_from(sw, v, zero_v, gy_re, gy_im, n, m, c)
 }
 
 /// Every phased gradient from the original orientation's backward sweeps; the swapped
@@ -866,21 +875,15 @@ fn phased_grads_from(
     n: usize,
     m: usize,
     c: usize,
-    (a, b): (f32, f32),
 ) -> Result<(LaplaceGrads, Tensor)> {
     let conj_g = (gy_re.clone(), crate::neg(gy_im)?);
-    // −λ·S for S = (Sr, Si): real part −(a·Sr − b·Si).
-    let re_neg_lambda = |sgn: &Tensor, len: usize| -> Result<Tensor> {
-        let sr = crate::slice(sgn, 1, 0, 1)?.reshape(&[len])?;
-        let si = crate::slice(sgn, 1, 1, 2)?.reshape(&[len])?;
-        crate::sub(&crate::mul_scalar(&si, b)?, &crate::mul_scalar(&sr, a)?)
-    };
-    let (signed_t, moment) = phased_weighted(&sw, &conj_g, n, m, c)?;
+    // t̄ = Re(−λ·S) for the signed sums S (the kernel applies −λ).
+    let (targets, moment) = phased_weighted(&sw, &conj_g, n, m, c, -1.0)?;
     // The swapped orientation reuses this sort, reversed with negated coordinates
     // (see `swap_merge`): its signed sums come back negated.
     let (zs, ps) = swap_perm(&sw.z, &sw.perm, n)?;
+    let rate = sw.rate.clone();
     drop(sw);
-    let targets = re_neg_lambda(&signed_t, m)?;
     // Σ over targets of the complex moment `[m, 2]`: ā = −Re, b̄ = +Im (on the device).
     let msum = crate::sum(&moment.expect("moments requested"), 0)?.reshape(&[2])?;
     let grad_a = crate::neg(&crate::slice(&msum, 0, 0, 1)?)?;
@@ -890,10 +893,9 @@ fn phased_grads_from(
         scatter_values(&ps, m, &conj_g.0)?,
         scatter_values(&ps, m, &conj_g.1)?,
     );
-    let sw = sorted_phased_sweeps(zs, ps, us, (a, b), true, false)?;
+    let sw = sorted_phased_sweeps(zs, ps, us, (&rate.0, &rate.1), true, false)?;
     let (values, _) = phased_gather(&sw, m, n, c, v.shape())?;
-    let (signed_s, _) = phased_weighted(&sw, &(v.clone(), zero_v), m, n, c)?;
-    let sources = crate::neg(&re_neg_lambda(&signed_s, n)?)?;
+    let (sources, _) = phased_weighted(&sw, &(v.clone(), zero_v), m, n, c, 1.0)?;
     Ok((
         LaplaceGrads {
             values,
@@ -916,4 +918,142 @@ pub fn laplace_gram_backward<'a>(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let g = laplace_apply_backward(x, x, v, lambda, gy)?;
     Ok((g.values, crate::add(&g.sources, &g.targets)?, g.lambda))
+}
+
+/// Checks `yr`, `yi` (and `g`) share a shape and device, f32.
+fn check_phase(op: &'static str, yr: &Tensor, others: &[&Tensor]) -> Result<()> {
+    for x in others {
+        crate::validate::same_device(op, yr, x)?;
+        if x.shape() != yr.shape() || x.dtype() != DType::F32 || yr.dtype() != DType::F32 {
+            return Err(LapisError::ShapeMismatch {
+                op,
+                lhs: yr.shape().to_vec(),
+                rhs: x.shape().to_vec(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A phased head's real output `Re(e^{iφ}(Y_re + i·Y_im)) = cos φ·Y_re − sin φ·Y_im`, in one
+/// launch (LAPLEX: `φ = −π/2` gives `Im Y`). `phi` is an `f32` or a one-element tensor
+/// (kept on the device; checked finite there, see [`crate::checks`]).
+pub fn phase_real<'a>(yr: &Tensor, yi: &Tensor, phi: impl Into<Scalar<'a>>) -> Result<Tensor> {
+    const OP: &str = "phase_real";
+    check_phase(OP, yr, &[yi])?;
+    let phi = phi
+        .into()
+        .device_value(OP, "phi", yr, Accept::Finite, "must be finite")?;
+    let y = Tensor::empty(OP, yr.device(), yr.shape(), DType::F32)?;
+    let n = y.numel();
+    launch_1d!(yr.device(), n, k::phase_real_kernel, |client, R| (
+        arr::<R>(yr),
+        arr::<R>(yi),
+        arr::<R>(&phi),
+        arr::<R>(&y),
+        n as u32,
+    ));
+    Ok(y)
+}
+
+/// The VJP of [`phase_real`] for `ȳ = g`: `(Ȳ_re, Ȳ_im, φ̄)` with `Ȳ_re = cos φ·g`,
+/// `Ȳ_im = −sin φ·g` and `φ̄ = Σ g·(−sin φ·Y_re − cos φ·Y_im)`, a `[1]` device tensor
+/// (one launch and one reduction).
+pub fn phase_real_backward<'a>(
+    yr: &Tensor,
+    yi: &Tensor,
+    phi: impl Into<Scalar<'a>>,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    const OP: &str = "phase_real_backward";
+    check_phase(OP, yr, &[yi, g])?;
+    let phi = phi
+        .into()
+        .device_value(OP, "phi", yr, Accept::Finite, "must be finite")?;
+    let dev = yr.device();
+    let mk = || Tensor::empty(OP, dev, yr.shape(), DType::F32);
+    let (gre, gim, dphi) = (mk()?, mk()?, mk()?);
+    let n = g.numel();
+    launch_1d!(dev, n, k::phase_real_backward_kernel, |client, R| (
+        arr::<R>(g),
+        arr::<R>(yr),
+        arr::<R>(yi),
+        arr::<R>(&phi),
+        arr::<R>(&gre),
+        arr::<R>(&gim),
+        arr::<R>(&dphi),
+        n as u32,
+    ));
+    let gphi = crate::sum_all(&dphi)?.reshape(&[1])?;
+    Ok((gre, gim, gphi))
+}
+
+/// `B` independent Laplace operators in one pass (rows): `Y[r] = K(t_r, s_r; λ_r) V[r]` for
+/// `s [B, n]`, `t [B, m]`, `V [B, n, c]` and rates `λ [B]` (a device tensor, checked `> 0`
+/// on the device). The merged anchors are sorted row by row ([`crate::argsort_rows`]: one
+/// cube per row for short rows) and swept as `B` segments of one anchored scan, so the
+/// launches do not grow with `B`. Forward only; used by [`crate::soft_sort_backward`].
+pub(crate) fn laplace_apply_rows(
+    op: &'static str,
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    lambda: &Tensor,
+) -> Result<Tensor> {
+    let (b, n, m, c) = match (s.shape(), t.shape(), v.shape()) {
+        ([b, n], [b2, m], [b3, n2, c]) if b == b2 && b == b3 && n == n2 => (*b, *n, *m, *c),
+        _ => {
+            return Err(LapisError::ShapeMismatch {
+                op,
+                lhs: s.shape().to_vec(),
+                rhs: t.shape().to_vec(),
+            })
+        }
+    };
+    let seg = n + m;
+    let total = b * seg;
+    let merged = crate::concat(&[s, t], 1)?;
+    crate::checks::check_f32(op, "anchors", &merged, Accept::Finite, "must be finite")?;
+    crate::checks::check_f32(op, "lambda", lambda, Accept::Positive, "must be finite and > 0")?;
+    let (z, perm) = crate::argsort_rows(&merged)?;
+    let (z, perm) = (z.reshape(&[total])?, perm.reshape(&[total])?);
+    let dev = s.device();
+    let u = Tensor::empty(op, dev, &[total, c], DType::F32)?;
+    let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
+    launch_1d!(dev, total * c, k::laplace_scatter_kernel, |client, R| (
+        arr::<R>(&perm),
+        arr::<R>(v),
+        arr::<R>(&u),
+        n32,
+        t32,
+        c32,
+        s32,
+    ));
+    let spec = |reverse: bool| DecayScan {
+        rate: lambda,
+        seg_len: seg,
+        reverse,
+        moment: false,
+        tie: false,
+        factors: None,
+        coords_lo: None,
+    };
+    let (l, _) = decay_scan(&z, &u, &spec(false))?;
+    let (q, _) = decay_scan(&z, &u, &spec(true))?;
+    let y = Tensor::empty(op, dev, &[b, m, c], DType::F32)?;
+    launch_1d!(dev, total * c, k::laplace_gather_kernel, |client, R| (
+        arr::<R>(&z),
+        arr::<R>(&z),
+        arr::<R>(&perm),
+        arr::<R>(&l),
+        arr::<R>(&q),
+        arr::<R>(&y),
+        n32,
+        t32,
+        c32,
+        arr::<R>(lambda),
+        s32,
+        false,
+    ));
+    Ok(y)
 }

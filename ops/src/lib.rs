@@ -58,6 +58,7 @@
 //! # Ok::<(), lapis_ops::LapisError>(())
 //! ```
 
+pub mod checks;
 pub mod counters;
 pub mod covariance;
 pub mod creation;
@@ -84,6 +85,7 @@ pub mod tensor;
 pub mod timing;
 mod validate;
 
+pub use checks::{set_strict_checks, strict_checks};
 pub use counters::{profile, set_profiling, Counters, PoolUsage, ProfileRow};
 pub use covariance::{
     lcm_frobenius, lcm_frobenius_backward, LaplaceCovariance, LcmGrads, OuCovariance, OuNllGrads,
@@ -110,7 +112,7 @@ pub use laplace::{
     laplace_apply, laplace_apply_backward, laplace_apply_backward_sorted, laplace_apply_phased,
     laplace_apply_phased_backward, laplace_apply_phased_backward_sorted,
     laplace_apply_phased_sorted, laplace_apply_sorted, laplace_apply_split, laplace_gram,
-    laplace_gram_backward, LaplaceGrads, LaplaceSort,
+    laplace_gram_backward, phase_real, phase_real_backward, LaplaceGrads, LaplaceSort,
 };
 pub use layout::{
     broadcast_to, broadcast_to_backward, concat, concat_backward, copy, permute, permute_backward,

@@ -78,6 +78,37 @@ impl Scalar<'_> {
     }
 }
 
+impl Scalar<'_> {
+    /// The value as a `[1]` f32 tensor on `like`'s device, for argument `name` of `op`,
+    /// never read back: a [`Scalar::Value`] is checked on the host against `accept` (an
+    /// immediate error naming the argument) and uploaded; a [`Scalar::Tensor`] must hold
+    /// one f32 element on `like`'s device and is checked on the device (a deferred check,
+    /// see [`crate::checks`]). `msg` says what is accepted.
+    pub(crate) fn device_value(
+        self,
+        op: &'static str,
+        name: &'static str,
+        like: &Tensor,
+        accept: crate::checks::Accept,
+        msg: &str,
+    ) -> Result<Tensor> {
+        match self {
+            Scalar::Value(v) => {
+                if !accept.accepts(v) {
+                    return Err(LapisError::invalid(op, name, v, msg));
+                }
+                Tensor::from_slice(like.device(), &[1], &[v])
+            }
+            Scalar::Tensor(t) => {
+                check_one(op, name, t)?;
+                crate::validate::same_device(op, like, t)?;
+                crate::checks::check_f32(op, name, t, accept, msg)?;
+                t.reshape(&[1])
+            }
+        }
+    }
+}
+
 /// `t` holds exactly one f32 element (typed error naming `op` and `name` otherwise).
 pub(crate) fn check_one(op: &'static str, name: &'static str, t: &Tensor) -> Result<()> {
     if t.numel() != 1 || t.dtype() != DType::F32 {

@@ -19,10 +19,14 @@
 //!
 //! **Policies.** Rows are `[B, n]` (or `[n]`, one row); `k` and `α` are
 //! `impl Into<`[`Scalar`]`>` (the type of every scalar argument of the ops, formerly
-//! [`RowParam`] here): an `f32`, a one-element f32 tensor (shared by every row; read on the
-//! host once per call today, device-resident in a later change), or a per-row f32 `[B]`
-//! tensor. Any other tensor is a typed error naming the op and the argument. Non-finite entries of `x` are rejected (typed error: NaN has
-//! no place in an order), as are `k ∉ (0, n)` and `α ≤ 0` or non-finite. Results are finite
+//! [`RowParam`] here): an `f32`, a one-element f32 tensor (shared by every row), or a
+//! per-row f32 `[B]` tensor. Any other tensor is a typed error naming the op and the
+//! argument. Non-finite entries of `x` (NaN has no place in an order), `k ∉ (0, n)` and
+//! `α ≤ 0` or non-finite are typed errors too: an `f32` is checked at once; device data
+//! (`x`, tensor `k` and `α`) by deferred device checks ([`crate::checks`]: the error
+//! surfaces at the next read of device data), so no op here reads back to the host — except
+//! [`soft_topk_truncated`] with a tensor `k`, whose output width `⌈c·max k⌉` is an
+//! allocation size and costs one read. Results are finite
 //! for finite input of any magnitude (tested with |x| up to 1e30) and α from 1e-6 to 1e6
 //! relative to the spread. Rows are sorted by [`argsort_rows`](crate::argsort_rows).
 //!
@@ -32,6 +36,7 @@
 
 use lapis_kernels::softtopk as k;
 
+use crate::checks::Accept;
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
 use crate::launch_1d;
@@ -111,54 +116,35 @@ fn rows(op: &'static str, x: &Tensor) -> Result<(Tensor, usize, usize)> {
         [b, n] => (*b, *n),
         _ => return Err(LapisError::shape(op, x.shape(), "x must be [n] or [B, n]")),
     };
-    let bad = crate::validate::count_nonfinite(x)?;
-    if bad > 0.0 {
-        return Err(LapisError::invalid(
-            op,
-            "x",
-            format!("{bad} non-finite entries"),
-            "entries must be finite (NaN/inf have no place in an order)",
-        ));
-    }
+    let msg = "entries must be finite (NaN/inf have no place in an order)";
+    crate::checks::check_f32(op, "x", x, Accept::Finite, msg)?;
     Ok((x.reshape(&[b, n])?, b, n))
 }
 
-/// A one-element f32 tensor read on the host (once; shared by every row), anything else
-/// as given.
-fn shared<'a>(
-    op: &'static str,
-    name: &'static str,
-    v: Scalar<'a>,
-    x: &Tensor,
-) -> Result<Scalar<'a>> {
-    Ok(match v {
-        Scalar::Tensor(t) if t.numel() == 1 && t.dtype() == DType::F32 => {
-            Scalar::Value(v.host_value(op, name, Some(x))?)
-        }
-        v => v,
-    })
-}
-
-/// A [`Scalar`] as a `[B]` tensor, with its min and max (host values, for the checks). A
-/// one-element tensor is shared by every row ([`shared`]); a `[B]` tensor gives one value
-/// per row.
+/// A [`Scalar`] as a `[B]` device tensor, with its value when it came from the host. An
+/// `f32` is checked at once against `accept` and filled; a one-element tensor is shared by
+/// every row (broadcast on the device); a `[B]` tensor gives one value per row. Tensor
+/// values are checked on the device (a deferred check, see [`crate::checks`]): no read.
 fn per_row(
     op: &'static str,
     name: &'static str,
     v: Scalar<'_>,
     x: &Tensor,
     b: usize,
-) -> Result<(Tensor, f32, f32)> {
-    match shared(op, name, v, x)? {
+    accept: Accept,
+    msg: &str,
+) -> Result<(Tensor, Option<f32>)> {
+    match v {
         Scalar::Value(s) => {
-            if !s.is_finite() {
-                return Err(LapisError::invalid(op, name, s, "must be finite"));
+            if !accept.accepts(s) {
+                return Err(LapisError::invalid(op, name, s, msg));
             }
-            Ok((crate::fill(x.device(), &[b], s, DType::F32)?, s, s))
+            Ok((crate::fill(x.device(), &[b], s, DType::F32)?, Some(s)))
         }
         Scalar::Tensor(t) => {
             crate::validate::same_device(op, x, t)?;
-            if t.shape() != [b] || t.dtype() != DType::F32 {
+            let one = t.numel() == 1;
+            if !(one || t.shape() == [b]) || t.dtype() != DType::F32 {
                 return Err(LapisError::invalid(
                     op,
                     name,
@@ -166,31 +152,20 @@ fn per_row(
                     format!("must be an f32 scalar (one element) or one f32 per row [{b}]"),
                 ));
             }
-            if crate::validate::count_nonfinite(t)? > 0.0 {
-                return Err(LapisError::invalid(
-                    op,
-                    name,
-                    "non-finite",
-                    "must be finite",
-                ));
-            }
-            let lo = crate::min_all(t)?.to_scalar()?;
-            let hi = crate::max_all(t)?.to_scalar()?;
-            Ok((t.clone(), lo, hi))
+            crate::checks::check_f32(op, name, t, accept, msg)?;
+            let t = if one && b != 1 {
+                crate::broadcast_to(&t.reshape(&[1])?, &[b])?
+            } else {
+                t.reshape(&[b])?
+            };
+            Ok((t, None))
         }
     }
 }
 
-fn check_alpha(op: &'static str, lo: f32, hi: f32) -> Result<()> {
-    if !(lo > 0.0 && hi.is_finite()) {
-        return Err(LapisError::invalid(
-            op,
-            "alpha",
-            if lo > 0.0 { hi } else { lo },
-            "must be finite and > 0",
-        ));
-    }
-    Ok(())
+/// `α` per row: finite and `> 0`.
+fn alpha_rows(op: &'static str, alpha: Scalar<'_>, x: &Tensor, b: usize) -> Result<Tensor> {
+    Ok(per_row(op, "alpha", alpha, x, b, Accept::Positive, "must be finite and > 0")?.0)
 }
 
 /// Sorts the rows of `x2 [B, n]` and runs the two scans.
@@ -263,17 +238,10 @@ fn closed_form(
 ) -> Result<(Tensor, Tensor, Tensor, Tensor, usize, usize)> {
     const OP: &str = "soft_topk";
     let (x2, b, n) = rows(OP, x)?;
-    let (kt, klo, khi) = per_row(OP, "k", k, x, b)?;
-    if !(klo > 0.0 && khi < n as f32) {
-        return Err(LapisError::invalid(
-            OP,
-            "k",
-            if klo > 0.0 { khi } else { klo },
-            format!("every k must lie in (0, n) = (0, {n})"),
-        ));
-    }
-    let (at, alo, ahi) = per_row(OP, "alpha", alpha, x, b)?;
-    check_alpha(OP, alo, ahi)?;
+    let k_ok = Accept::Between(0.0, n as f32);
+    let k_msg = format!("every k must lie in (0, n) = (0, {n})");
+    let (kt, _) = per_row(OP, "k", k, x, b, k_ok, &k_msg)?;
+    let at = alpha_rows(OP, alpha, x, b)?;
     let dev = x.device();
     let total = b * n;
     let s = scan_rows(&x2, &at, n, false)?;
@@ -479,6 +447,10 @@ pub struct SoftTopKTruncated {
 /// largest entry's index and its value if kept, else 0. Defaults in SoftMoE:
 /// `c_cap = 2`, `c_τ = 1.8`. Gradients ([`SoftTopKTruncated::backward`]) flow through kept
 /// entries only (the mask is constant).
+///
+/// **Host read:** `cap` sizes the output, so a tensor `k` is read once (its maximum); pass
+/// an `f32` `k` (or a tensor whose maximum is known, as an `f32`) to keep a step free of
+/// reads.
 pub fn soft_topk_truncated<'a>(
     x: &Tensor,
     k: impl Into<Scalar<'a>>,
@@ -503,11 +475,18 @@ pub fn soft_topk_truncated<'a>(
             "must be finite and ≥ 0",
         ));
     }
-    let k = shared(OP, "k", k.into(), x)?;
+    let k = k.into();
     let dense = soft_topk(x, k, alpha)?;
     let (b, n) = (dense.x.shape()[0], dense.x.shape()[1]);
     let dev = x.device();
-    let (kt, _, khi) = per_row(OP, "k", k, x, b)?;
+    let k_ok = Accept::Between(0.0, n as f32);
+    let (kt, k_host) = per_row(OP, "k", k, x, b, k_ok, "every k must lie in (0, n)")?;
+    // The cap is an allocation size: a tensor k is read here (its row maximum, one host
+    // read); an f32 k costs none.
+    let khi = match k_host {
+        Some(v) => v,
+        None => crate::max_all(&kt)?.to_scalar()?,
+    };
     let cap = ((c_cap * khi).ceil() as usize).clamp(1, n);
     // Descending order of p = descending x; a stable sort of −x puts ties in index order.
     let (_, perm_desc) = crate::argsort_rows(&crate::neg(&dense.x)?)?;
@@ -581,8 +560,7 @@ impl SoftTopKTruncated {
 pub fn soft_rank<'a>(x: &Tensor, alpha: impl Into<Scalar<'a>>) -> Result<Tensor> {
     const OP: &str = "soft_rank";
     let (x2, b, n) = rows(OP, x)?;
-    let (at, alo, ahi) = per_row(OP, "alpha", alpha.into(), x, b)?;
-    check_alpha(OP, alo, ahi)?;
+    let at = alpha_rows(OP, alpha.into(), x, b)?;
     let dev = x.device();
     let total = b * n;
     let s = scan_rows(&x2, &at, n, false)?;
@@ -630,8 +608,7 @@ pub fn soft_rank_backward<'a>(
         });
     }
     crate::validate::same_device(OP, x, g)?;
-    let (at, alo, ahi) = per_row(OP, "alpha", alpha.into(), x, b)?;
-    check_alpha(OP, alo, ahi)?;
+    let at = alpha_rows(OP, alpha.into(), x, b)?;
     let dev = x.device();
     let total = b * n;
     let s = scan_rows(&x2, &at, n, true)?;
@@ -677,8 +654,7 @@ struct SoftSorted {
 
 fn soft_sort_impl(op: &'static str, x: &Tensor, alpha: Scalar<'_>) -> Result<SoftSorted> {
     let (x2, b, n) = rows(op, x)?;
-    let (at, alo, ahi) = per_row(op, "alpha", alpha, x, b)?;
-    check_alpha(op, alo, ahi)?;
+    let at = alpha_rows(op, alpha, x, b)?;
     let dev = x.device();
     let total = b * n;
     let s = scan_rows(&x2, &at, n, true)?;
@@ -724,7 +700,7 @@ pub fn soft_sort<'a>(x: &Tensor, alpha: impl Into<Scalar<'a>>) -> Result<Tensor>
 /// differentiation of `Σ_j F((b_i − x_j)/α) = i + ½`: with `f_ij = F'((b_i − x_j)/α)` and
 /// `F_i = Σ_j f_ij`, `∂x_j = Σ_i g_i f_ij / F_i` (a Laplace-kernel matvec per row, sources
 /// `b`, targets `x`, rate `1/α`) and `∂α = Σ_i g_i Σ_j f_ij (b_i − x_j)/α / F_i`.
-/// The matvec runs row by row (one `laplace_apply` per row).
+/// The matvecs of all rows run as one batched pass (rows as segments of one sweep).
 pub fn soft_sort_backward<'a>(
     x: &Tensor,
     alpha: impl Into<Scalar<'a>>,
@@ -744,15 +720,14 @@ pub fn soft_sort_backward<'a>(
     let g2 = g.reshape(&[b, n])?;
     let da = crate::sum(&crate::mul(&g2, &s.ratio)?, 1)?.reshape(&[b])?;
     let w = crate::div(&g2, &crate::affine(&s.fsum, 2.0, 0.0)?)?;
-    let alphas = s.alpha.to_vec::<f32>()?;
-    let mut parts = Vec::with_capacity(b);
-    for (row, a) in alphas.iter().enumerate() {
-        let src = crate::slice(&s.values, 0, row, row + 1)?.reshape(&[n])?;
-        let tgt = crate::slice(&s.x2, 0, row, row + 1)?.reshape(&[n])?;
-        let v = crate::slice(&w, 0, row, row + 1)?.reshape(&[n, 1])?;
-        parts.push(crate::laplace_apply(&src, &tgt, &v, 1.0 / a)?.reshape(&[1, n])?);
-    }
-    let refs: Vec<&Tensor> = parts.iter().collect();
-    let dx = crate::concat(&refs, 0)?;
+    // One batched Laplace pass over the rows (rate 1/α per row), no loop on the host.
+    let rate = crate::div(&crate::ones(x.device(), &[b], DType::F32)?, &s.alpha)?;
+    let dx = crate::laplace::laplace_apply_rows(
+        OP,
+        &s.values,
+        &s.x2,
+        &w.reshape(&[b, n, 1])?,
+        &rate,
+    )?;
     Ok((dx.reshape(x.shape())?, da))
 }

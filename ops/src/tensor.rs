@@ -225,7 +225,19 @@ impl Tensor {
     }
 
     /// Downloads the tensor as `T`, which must match its dtype.
+    ///
+    /// First resolves the deferred value checks pending on this thread
+    /// ([`crate::checks`]): if an op was given bad data (a non-finite coordinate, an index
+    /// out of range, …), this returns that op's typed error instead of the data.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        if crate::checks::pending(&self.device) > 0 {
+            crate::checks::resolve(&self.device)?;
+        }
+        self.read_raw()
+    }
+
+    /// [`Tensor::to_vec`] without resolving the pending checks (the checks' own read).
+    pub(crate) fn read_raw<T: Element>(&self) -> Result<Vec<T>> {
         if T::DTYPE != self.dtype {
             return Err(LapisError::DType {
                 op: "to_vec",

@@ -86,23 +86,6 @@ pub(crate) fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usiz
     (outer, shape[axis], inner)
 }
 
-/// Number of NaN/±∞ entries of an f32 tensor (one kernel and one reduction).
-pub(crate) fn count_nonfinite(x: &Tensor) -> Result<f32> {
-    let n = x.numel();
-    let flag = Tensor::empty("nonfinite", x.device(), &[n], DType::F32)?;
-    crate::launch_1d!(
-        x.device(),
-        n,
-        lapis_kernels::elementwise::nonfinite_kernel,
-        |client, R| (
-            crate::tensor::arr::<R>(x),
-            crate::tensor::arr::<R>(&flag),
-            n as u32,
-        )
-    );
-    crate::sum_all(&flag)?.to_scalar()
-}
-
 /// `a` and `b` have the same shape (a gradient and the value it is the gradient of).
 pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() == b.shape() {

@@ -113,3 +113,20 @@ pub fn cases(default: u32) -> ProptestConfig {
         ..ProptestConfig::default()
     }
 }
+
+/// The typed error of a call whose bad *device data* is checked on the device
+/// ([`lapis_ops::checks`]): returned by the call itself in strict mode, otherwise by the
+/// next [`Device::check`] (what the next read of device data would return). Panics when
+/// the call succeeded and no check failed: bad input must never pass silently.
+pub fn deferred_err<T: std::fmt::Debug>(
+    dev: &Device,
+    r: lapis_ops::Result<T>,
+) -> lapis_ops::LapisError {
+    match r {
+        Err(e) => e,
+        Ok(v) => match dev.check() {
+            Err(e) => e,
+            Ok(()) => panic!("bad input passed every check; the op returned {v:?}"),
+        },
+    }
+}

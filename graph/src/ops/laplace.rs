@@ -9,25 +9,23 @@
 //! `φ̄ = Σ Ȳ ⊙ Re(i e^{iφ} K V)`.
 //!
 //! The rates and the phase are [`ScalarArg`]s: an `f32`, a one-element [`Tensor`] (both
-//! untracked constants) or a one-element [`Var`] (tracked if it is). Their values are read
-//! on the host once per call (as `lapis_ops` does today); their gradients stay on the
-//! device.
+//! untracked constants) or a one-element [`Var`] (tracked if it is). They stay on the
+//! device in forward and backward (the kernels read them there; their ranges are deferred
+//! device checks, see [`lapis_ops::checks`]), and so do their gradients: neither op reads
+//! device data back to the host.
+//!
+//! [`Tensor`]: lapis_ops::Tensor
 
-use lapis_ops::{self as ops, LapisError, Result};
+use lapis_ops::{self as ops, Result};
 
 use super::scalar::ScalarArg;
 use crate::var::Var;
 
-/// The host value of a one-element f32 Var (typed error naming `op` and `name` otherwise).
-fn scalar(op: &'static str, name: &'static str, v: &Var) -> Result<f32> {
-    ops::Scalar::Tensor(v.value()).host_value(op, name, None)
-}
-
 impl Var {
     /// `Y = K(t, s; λ) V` with `self` the values `V [n]` or `[n, c]`, anchors `s [n]`,
     /// `t [m]` and the rate `lambda` (> 0): an `f32`, a one-element `&Tensor` or a
-    /// one-element `&Var` ([`ScalarArg`]; its value is read on the host). `V`, `s`, `t` and a
-    /// Var `lambda` may be tracked.
+    /// one-element `&Var` ([`ScalarArg`]; kept on the device). `V`, `s`, `t` and a Var
+    /// `lambda` may be tracked.
     pub fn laplace_apply<'a>(
         &self,
         s: &Var,
@@ -38,11 +36,10 @@ impl Var {
             self.same_tape(o, "laplace_apply")?;
         }
         let lambda = &lambda.into().to_var(self, "laplace_apply", "lambda")?;
-        let lam = scalar("laplace_apply", "lambda", lambda)?;
         let ls = lambda.shape().to_vec();
         let vv = self.value().clone();
         // The forward's sort is kept for the backward (one sort per step, not two).
-        let (y, sort) = ops::laplace_apply_sorted(s.value(), t.value(), &vv, lam)?;
+        let (y, sort) = ops::laplace_apply_sorted(s.value(), t.value(), &vv, lambda.value())?;
         Ok(self.record(
             &[self, s, t, lambda],
             y,
@@ -66,7 +63,7 @@ impl Var {
 
     /// `Re(e^{iφ} K(t, s; a + ib) V)` for real `V [n]` or `[n, c]`: the phased operator with
     /// rate `a > 0`, frequency `b` and phase `φ`, each an `f32`, a one-element `&Tensor` or
-    /// a one-element `&Var` ([`ScalarArg`]; values read on the host). All six inputs may be
+    /// a one-element `&Var` ([`ScalarArg`]; kept on the device). All six inputs may be
     /// tracked (the scalars when they are Vars).
     pub fn laplace_apply_phased<'a>(
         &self,
@@ -83,31 +80,21 @@ impl Var {
         let a = &a.into().to_var(self, OP, "a")?;
         let b = &b.into().to_var(self, OP, "b")?;
         let phi = &phi.into().to_var(self, OP, "phi")?;
-        let (av, bv, ph) = (
-            scalar(OP, "a", a)?,
-            scalar(OP, "b", b)?,
-            scalar(OP, "phi", phi)?,
-        );
         let shapes = [a.shape().to_vec(), b.shape().to_vec(), phi.shape().to_vec()];
-        if !ph.is_finite() {
-            return Err(LapisError::invalid(OP, "phi", ph, "must be finite"));
-        }
         let vv = self.value().clone();
         // The forward's sort is kept for the backward (one sort per step, not two).
-        let ((yr, yi), sort) = ops::laplace_apply_phased_sorted(s.value(), t.value(), &vv, av, bv)?;
-        let (c, sn) = (ph.cos(), ph.sin());
-        // Re(e^{iφ}(Yr + iYi)) = cos φ Yr − sin φ Yi
-        let y = ops::sub(&ops::mul_scalar(&yr, c)?, &ops::mul_scalar(&yi, sn)?)?;
+        let ((yr, yi), sort) =
+            ops::laplace_apply_phased_sorted(s.value(), t.value(), &vv, a.value(), b.value())?;
+        // Re(e^{iφ}(Yr + iYi)) = cos φ Yr − sin φ Yi, one launch.
+        let ph = phi.value().clone();
+        let y = ops::phase_real(&yr, &yi, &ph)?;
         Ok(self.record(
             &[self, s, t, a, b, phi],
             y,
             Box::new(move |g| {
-                let gre = ops::mul_scalar(g, c)?;
-                let gim = ops::mul_scalar(g, -sn)?;
+                // (cos φ Ȳ, −sin φ Ȳ) and φ̄ = Σ Ȳ (−sin φ Yr − cos φ Yi), one launch + a sum.
+                let (gre, gim, gphi) = ops::phase_real_backward(&yr, &yi, &ph, g)?;
                 let (gr, gb) = ops::laplace_apply_phased_backward_sorted(&sort, &vv, &gre, &gim)?;
-                // ∂/∂φ Re(e^{iφ}Y) = −sin φ Yr − cos φ Yi
-                let dphi = ops::add(&ops::mul_scalar(&yr, -sn)?, &ops::mul_scalar(&yi, -c)?)?;
-                let gphi = ops::sum_all(&ops::mul(g, &dphi)?)?;
                 Ok(vec![
                     Some(gr.values),
                     Some(gr.sources),

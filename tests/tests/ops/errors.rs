@@ -107,21 +107,31 @@ fn invalid_argument() {
     for e in cases {
         assert!(matches!(e, LapisError::InvalidArgument { .. }), "{e}");
     }
-    // An index out of range is caught before the launch and names the position.
+    // An index out of range is a deferred device check (no read of the indices): the op
+    // clamps it, and the next read returns the typed error naming the op and `index`.
     let idx = Tensor::from_slice(&dev, &[3], &[0u32, 5, 1]).unwrap();
-    let e = lapis_ops::index_select(&x, 0, &idx).unwrap_err();
+    let e = deferred_err(&dev, lapis_ops::index_select(&x, 0, &idx));
     match e {
         LapisError::InvalidArgument {
+            op: "index_select",
             name: "index",
-            value,
             msg,
             ..
-        } => {
-            assert_eq!(value, "5");
-            assert!(msg.contains("position 1"), "{msg}");
-        }
+        } => assert!(msg.contains("must be <"), "{msg}"),
         e => panic!("{e}"),
     }
+    // The natural read of the result reports it instead of returning data.
+    let mut bad = vec![0u32; 15];
+    bad[7] = 4;
+    let idx2 = Tensor::from_slice(&dev, &[3, 5], &bad).unwrap();
+    let e = match lapis_ops::gather(&x, 0, &idx2) {
+        Ok(y) => y.to_vec::<f32>().unwrap_err(),
+        Err(e) => e, // strict mode
+    };
+    assert!(matches!(e, LapisError::InvalidArgument { op: "gather", name: "index", .. }), "{e}");
+    // Cleared after the error: a good gather reads back.
+    let ok = lapis_ops::gather(&x, 0, &Tensor::from_slice(&dev, &[3, 5], &[1u32; 15]).unwrap());
+    assert_eq!(ok.unwrap().to_vec::<f32>().unwrap().len(), 15);
 }
 
 #[test]

@@ -173,14 +173,17 @@ fn typed_errors() {
             Err(LapisError::InvalidArgument { name: "lambda", .. })
         ));
     }
+    // Non-finite coordinates: a deferred device check naming the argument.
     let bad = Tensor::from_slice(&dev, &[2], &[0.0f32, f32::NAN]).unwrap();
-    assert!(matches!(
-        lapis_ops::laplace_apply(&bad, &s, &v, 1.0),
-        Err(LapisError::InvalidArgument {
-            name: "sources",
-            ..
-        })
-    ));
+    let e = deferred_err(&dev, lapis_ops::laplace_apply(&bad, &s, &v, 1.0));
+    assert!(matches!(e, LapisError::InvalidArgument { name: "sources", .. }), "{e}");
+    let e = deferred_err(&dev, lapis_ops::laplace_apply(&s, &bad, &v, 1.0));
+    assert!(matches!(e, LapisError::InvalidArgument { name: "targets", .. }), "{e}");
+    let e = deferred_err(&dev, lapis_ops::laplace_apply_phased_backward(&s, &bad, &v, 1.0, 0.5, &v, &v));
+    assert!(
+        matches!(e, LapisError::InvalidArgument { op: "laplace_apply_phased_backward", name: "targets", .. }),
+        "{e}"
+    );
     let v3 = Tensor::from_slice(&dev, &[3], &[1.0f32; 3]).unwrap();
     assert!(matches!(
         lapis_ops::laplace_apply(&s, &s, &v3, 1.0),
@@ -450,10 +453,27 @@ fn tensor_scalars_must_hold_one_f32() {
             })
         ));
     }
-    assert!(matches!(
-        lapis_ops::laplace_apply(&s, &s, &v, &neg),
-        Err(LapisError::InvalidArgument { name: "lambda", .. })
-    ));
+    // A tensor rate's range is checked on the device: the op does not read it back, and
+    // the typed error surfaces at the next read (here `Device::check`; `to_vec` likewise).
+    let e = deferred_err(&dev, lapis_ops::laplace_apply(&s, &s, &v, &neg));
+    assert!(
+        matches!(e, LapisError::InvalidArgument { op: "laplace_apply", name: "lambda", .. }),
+        "{e}"
+    );
+    let nan = Tensor::from_slice(&dev, &[1], &[f32::NAN]).unwrap();
+    let e = deferred_err(&dev, lapis_ops::laplace_apply_phased(&s, &s, &v, 1.0, &nan));
+    assert!(matches!(e, LapisError::InvalidArgument { name: "b", .. }), "{e}");
+    let e = deferred_err(&dev, lapis_ops::phase_real(&v, &v, &nan));
+    assert!(matches!(e, LapisError::InvalidArgument { name: "phi", .. }), "{e}");
+    // A natural read reports it too, instead of returning the data.
+    let y = lapis_ops::laplace_apply_backward(&s, &s, &v, &neg, &v);
+    if let Ok(g) = y {
+        let e = g.values.to_vec::<f32>().unwrap_err();
+        assert!(matches!(e, LapisError::InvalidArgument { name: "lambda", .. }), "{e}");
+    }
+    // Checks are cleared after an error: good input passes again.
+    let y = lapis_ops::laplace_apply(&s, &s, &v, &one).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap().len(), 2);
 }
 
 /// The backward on the forward's sort (`laplace_apply_sorted` +

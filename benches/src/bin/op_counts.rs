@@ -1,0 +1,117 @@
+//! `op_counts`: kernel launches and host reads of one call of each engine op (after a
+//! warm-up call), from the device counters. Written against the public API that is common
+//! to releases before and after the throughput work (issue 12), so the same file measures
+//! both; one JSON line per op, then a Markdown table.
+//!
+//! `cargo run --release -p lapis-benches --bin op_counts -- --n 4096`
+
+use clap::Parser;
+use lapis_ops::{Device, Result, Tensor};
+
+#[derive(Parser)]
+struct Args {
+    /// Anchors per side (sources = targets = n) and row length for soft top-k.
+    #[arg(long, default_value_t = 4096)]
+    n: usize,
+    /// Value channels of the Laplace operator (the LAPLEX batch).
+    #[arg(long, default_value_t = 8)]
+    c: usize,
+    /// Rows for the soft top-k family.
+    #[arg(long, default_value_t = 8)]
+    rows: usize,
+}
+
+/// Launches and host reads of `f`'s second call (the first compiles and warms the pool).
+fn count(dev: &Device, mut f: impl FnMut() -> Result<()>) -> Result<(u64, u64)> {
+    f()?;
+    dev.sync()?;
+    let before = dev.counters();
+    f()?;
+    let after = dev.counters();
+    let d = after.since(&before);
+    Ok((d.launches, d.host_reads))
+}
+
+fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let dev = Device::auto()?;
+    let (n, c, b) = (args.n, args.c, args.rows);
+    let s = lapis_ops::uniform(&dev, &[n], 0.0, 1.0, 1)?;
+    let t = lapis_ops::uniform(&dev, &[n], 0.0, 1.0, 2)?;
+    let v = lapis_ops::normal(&dev, &[n, c], 0.0, 1.0, 3)?;
+    let gy = lapis_ops::normal(&dev, &[n, c], 0.0, 1.0, 4)?;
+    let one = |x: f32| Tensor::from_slice(&dev, &[1], &[x]);
+    let (lam, a, bb) = (one(3.0)?, one(3.0)?, one(2.0)?);
+    let x = lapis_ops::normal(&dev, &[b, n], 0.0, 1.0, 5)?;
+    let gx = lapis_ops::normal(&dev, &[b, n], 0.0, 1.0, 6)?;
+    let (k, alpha) = (one(n as f32 / 8.0)?, one(0.1)?);
+    let idx = Tensor::from_slice(
+        &dev,
+        &[64],
+        &(0..64u32).map(|i| i * 7 % n as u32).collect::<Vec<_>>(),
+    )?;
+    let table = lapis_ops::normal(&dev, &[n, 16], 0.0, 1.0, 7)?;
+    let mut rows: Vec<(&str, (u64, u64))> = Vec::new();
+    rows.push((
+        "laplace_apply_sorted (tensor λ)",
+        count(&dev, || {
+            lapis_ops::laplace_apply_sorted(&s, &t, &v, &lam).map(|_| ())
+        })?,
+    ));
+    let (_, sort) = lapis_ops::laplace_apply_sorted(&s, &t, &v, &lam)?;
+    rows.push((
+        "laplace_apply_backward_sorted",
+        count(&dev, || {
+            lapis_ops::laplace_apply_backward_sorted(&sort, &v, &gy).map(|_| ())
+        })?,
+    ));
+    rows.push((
+        "laplace_apply_phased_sorted (tensor a, b)",
+        count(&dev, || {
+            lapis_ops::laplace_apply_phased_sorted(&s, &t, &v, &a, &bb).map(|_| ())
+        })?,
+    ));
+    let (_, psort) = lapis_ops::laplace_apply_phased_sorted(&s, &t, &v, &a, &bb)?;
+    rows.push((
+        "laplace_apply_phased_backward_sorted",
+        count(&dev, || {
+            lapis_ops::laplace_apply_phased_backward_sorted(&psort, &v, &gy, &gy).map(|_| ())
+        })?,
+    ));
+    rows.push((
+        "soft_topk (tensor k, α)",
+        count(&dev, || lapis_ops::soft_topk(&x, &k, &alpha).map(|_| ()))?,
+    ));
+    let st = lapis_ops::soft_topk(&x, &k, &alpha)?;
+    rows.push((
+        "SoftTopK::backward",
+        count(&dev, || st.backward(&gx).map(|_| ()))?,
+    ));
+    rows.push((
+        "soft_sort_backward (tensor α)",
+        count(&dev, || {
+            lapis_ops::soft_sort_backward(&x, &alpha, &gx).map(|_| ())
+        })?,
+    ));
+    rows.push((
+        "index_select",
+        count(&dev, || {
+            lapis_ops::index_select(&table, 0, &idx).map(|_| ())
+        })?,
+    ));
+    let device = dev.info().name.clone();
+    for (op, (launches, reads)) in &rows {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "op_counts", "op": op, "n": n, "c": c, "rows": b,
+                "launches": launches, "host_reads": reads, "device": device,
+            })
+        );
+    }
+    println!("\n| op | launches | host reads |\n| --- | ---: | ---: |");
+    for (op, (launches, reads)) in &rows {
+        println!("| `{op}` | {launches} | {reads} |");
+    }
+    Ok(())
+}
