@@ -39,12 +39,17 @@
 //!
 //! **Scalar arguments.** Every scalar parameter of the Laplace and soft top-k ops (`λ`, the
 //! phased `a` and `b`, soft top-k's `k` and `α`) is an `impl Into<`[`Scalar`]`>`: an `f32` or a
-//! one-element f32 [`Tensor`] (soft top-k also takes a per-row `[B]` tensor). Today a tensor
-//! scalar is read on the host once per op call; see [`scalar`](mod@scalar).
+//! one-element f32 [`Tensor`] (soft top-k also takes a per-row `[B]` tensor). A tensor
+//! scalar stays on the device: kernels read it there; see [`scalar`](mod@scalar).
 //!
-//! Every op checks its arguments (device, dtype, shapes, axes, index ranges, sizes)
+//! Every op checks its arguments (device, dtype, shapes, axes, sizes, host scalars)
 //! before launching anything and returns a typed [`LapisError`]; none panics on user
-//! input. [`reference`](mod@reference) holds an f64 CPU implementation of each op, written for clarity;
+//! input. What only the device knows — non-finite coordinates, index ranges, the range of
+//! a tensor scalar — is a **deferred check** ([`checks`]): one small kernel raises a flag,
+//! and the next read of device data (or [`Device::check`]) returns the typed error naming
+//! the op and the argument instead of the data; [`set_strict_checks`] makes each op fail
+//! at once instead. So a training step reads nothing back to the host (tested: 0 host
+//! reads per step for an MLP, a LAPLEX model and a transformer). [`reference`](mod@reference) holds an f64 CPU implementation of each op, written for clarity;
 //! the property tests in `lapis-tests` compare every op against it.
 //!
 //! ```no_run

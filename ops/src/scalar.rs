@@ -16,10 +16,10 @@
 //! # Ok::<(), lapis_ops::LapisError>(())
 //! ```
 //!
-//! **Where the value lives.** Today a [`Scalar::Tensor`] is read back to the host once per
-//! op call (a one-element download, which waits for the kernels that produce it); the
-//! kernels then take the value as a launch argument. A later change makes these
-//! arguments device-resident (no read-back); code written against `Scalar` keeps working.
+//! **Where the value lives.** A [`Scalar::Tensor`] stays on the device: the kernels read
+//! it there (no download, so the queue never waits on it), and its range (`λ > 0`,
+//! `k ∈ (0, n)`, …) is a deferred device check ([`crate::checks`]). A [`Scalar::Value`] is
+//! checked on the host at once and uploaded as a one-element tensor.
 //!
 //! **Checks.** A tensor scalar must hold exactly one f32 element (any shape with one
 //! element: `[1]`, `[1, 1]`, ...) and live on the device of the op's other operands; anything else

@@ -130,6 +130,8 @@ fn decode(bits: &Tensor, shape: &[usize]) -> Result<Tensor> {
 }
 
 /// Stable ascending sort of 1-D f32 `keys`: `(sorted, perm)` with `sorted[i] = keys[perm[i]]`.
+/// Up to 4096 keys (where the device has the shared memory) one cube sorts them in one
+/// launch (the bitonic path of [`argsort_rows`]); longer inputs by the global radix sort.
 pub fn argsort(keys: &Tensor) -> Result<(Tensor, Tensor)> {
     check_keys("argsort", keys)?;
     if keys.rank() != 1 {
@@ -139,7 +141,15 @@ pub fn argsort(keys: &Tensor) -> Result<(Tensor, Tensor)> {
             "keys must be 1-D; use argsort_rows for [B, n]",
         ));
     }
-    let (bits, perm) = radix_pairs(encode(keys)?, iota(keys.device(), keys.numel())?, 32)?;
+    let (dev, n) = (keys.device(), keys.numel());
+    if bitonic_fits(dev, 1, n) {
+        // Short keys: one cube sorts them in shared memory, one launch instead of the radix
+        // sort's 24 (measured on lavapipe, one row: radix/bitonic time 10.8 at n = 128,
+        // 8.1 at 512, 5.4 at 1024, 1.23 at 4096; `op_counts --sort-sizes`).
+        let (z, perm) = bitonic_rows(&keys.reshape(&[1, n])?, 1, n, bitonic_max_units(dev))?;
+        return Ok((z.reshape(&[n])?, perm.reshape(&[n])?));
+    }
+    let (bits, perm) = radix_pairs(encode(keys)?, iota(dev, n)?, 32)?;
     Ok((decode(&bits, keys.shape())?, perm))
 }
 
@@ -195,7 +205,8 @@ fn bitonic_default_max_len(dev: &Device) -> usize {
 pub fn argsort_rows(keys: &Tensor) -> Result<(Tensor, Tensor)> {
     let (rows, cols) = row_shape("argsort_rows", keys)?;
     let dev = keys.device();
-    if bitonic_fits(dev, rows, cols) && cols <= bitonic_default_max_len(dev) {
+    // One row is always faster on the bitonic path where it fits (see `argsort`).
+    if bitonic_fits(dev, rows, cols) && (rows == 1 || cols <= bitonic_default_max_len(dev)) {
         bitonic_rows(keys, rows, cols, bitonic_max_units(dev))
     } else {
         radix_rows(keys, rows, cols)

@@ -19,6 +19,10 @@ struct Args {
     /// Rows for the soft top-k family.
     #[arg(long, default_value_t = 8)]
     rows: usize,
+    /// Instead: time a one-row sort by the radix path and by the in-workgroup bitonic
+    /// path at these sizes (e.g. `256,512,4096`), median of 20.
+    #[arg(long)]
+    sort_sizes: Option<String>,
 }
 
 /// Launches and host reads of `f`'s second call (the first compiles and warms the pool).
@@ -35,6 +39,25 @@ fn count(dev: &Device, mut f: impl FnMut() -> Result<()>) -> Result<(u64, u64)> 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let dev = Device::auto()?;
+    if let Some(sizes) = &args.sort_sizes {
+        for n in lapis_ops::timing::parse_sizes(sizes)? {
+            let x = lapis_ops::uniform(&dev, &[n], -1.0, 1.0, 9)?;
+            let x2 = x.reshape(&[1, n])?;
+            let radix = lapis_ops::timing::time_op(&dev, 20, || lapis_ops::argsort(&x))?;
+            let bitonic =
+                lapis_ops::timing::time_op(&dev, 20, || lapis_ops::sort::argsort_rows_bitonic(&x2, 64))?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": "sort_one_row", "n": n, "radix_ms": radix.as_secs_f64() * 1e3,
+                    "bitonic_ms": bitonic.as_secs_f64() * 1e3,
+                    "radix_over_bitonic": radix.as_secs_f64() / bitonic.as_secs_f64(),
+                    "device": dev.info().name,
+                })
+            );
+        }
+        return Ok(());
+    }
     let (n, c, b) = (args.n, args.c, args.rows);
     let s = lapis_ops::uniform(&dev, &[n], 0.0, 1.0, 1)?;
     let t = lapis_ops::uniform(&dev, &[n], 0.0, 1.0, 2)?;
