@@ -12,7 +12,8 @@ use cubecl::prelude::*;
 /// Flags slot `slot_lo` when an entry `x[i]`, `i < split`, is not finite or lies outside
 /// `[lo, hi]` (an end is excluded when `lo_open`/`hi_open` is 1), and slot `slot_hi` for
 /// the entries from `split` on (two arguments checked in one launch, e.g. the sources and
-/// targets of the Laplace operator, merged). Bounds are runtime values: one compiled
+/// targets of the Laplace operator, merged); with rows of `seg` entries, `split` counts
+/// within each row. Bounds are runtime values: one compiled
 /// shader serves every check.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
@@ -27,6 +28,7 @@ pub fn flag_f32_kernel(
     hi: f32,
     lo_open: u32,
     hi_open: u32,
+    seg: u32,
 ) {
     let i = ABSOLUTE_POS as u32;
     if i >= n {
@@ -41,7 +43,7 @@ pub fn flag_f32_kernel(
         || (hi_open == 1 && v == hi);
     if bad {
         let mut slot = slot_hi;
-        if i < split {
+        if i % seg < split {
             slot = slot_lo;
         }
         flags[slot as usize] = 1u32;

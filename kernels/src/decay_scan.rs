@@ -40,6 +40,13 @@
 //! formed per chunk (`agg_q`) and level by level, as in the generic scan (≤ 32 rounded
 //! products per level). The Kalman filter of REMIX's covariance uses it with
 //! `q = u/S`, so its `ρ = e^{−λΔ}` factors are never chained.
+//!
+//! Phased (`phased`): the rate of each segment is complex, `a + ib`, and
+//! `f(δ) = e^{−aδ}(cos bδ − i sin bδ)`; values and states are complex (planar `*_im`
+//! arrays), combined by one complex-multiply helper. The same two kernels serve the real
+//! and the complex scans (a comptime flag compiles the imaginary parts out of the real
+//! one), so the phased Laplace operator has every feature of the real one, segments
+//! included.
 
 use cubecl::prelude::*;
 
@@ -78,10 +85,24 @@ fn decay(delta: f32, r: f32, #[comptime] tie: bool) -> f32 {
     }
 }
 
+/// Real part of `(ar + i·ai)(br + i·bi)`.
+#[cube]
+fn cmul_re(ar: f32, ai: f32, br: f32, bi: f32) -> f32 {
+    ar * br - ai * bi
+}
+
+/// Imaginary part of `(ar + i·ai)(br + i·bi)`.
+#[cube]
+fn cmul_im(ar: f32, ai: f32, br: f32, bi: f32) -> f32 {
+    ar * bi + ai * br
+}
+
 /// One level's local pass over chunk `p`, channel `ch`: the state after each element,
 /// starting from nothing at the chunk's first element (in scan order). With `write`,
 /// stores every state plus the carried-in neighbour state at its element; otherwise only
-/// the last state, at `last_at`.
+/// the last state, at `last_at`. With `phased` the rate of segment `s` is complex,
+/// `rate[s] + i·rate_b[s]`, so is every state (`*_im` the imaginary parts) and
+/// `f(δ) = e^{−rδ}(cos bδ − i sin bδ)`; without it the `*_im` arrays are never touched.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn local_pass(
@@ -89,18 +110,25 @@ fn local_pass(
     z_lo: &Array<f32>,
     seg: &Array<u32>,
     rate: &Array<f32>,
+    rate_b: &Array<f32>,
     q_in: &Array<f32>,
     u: &Array<f32>,
+    u_im: &Array<f32>,
     ug: &Array<f32>,
+    ug_im: &Array<f32>,
     out_h: &mut Array<f32>,
+    out_h_im: &mut Array<f32>,
     out_g: &mut Array<f32>,
+    out_g_im: &mut Array<f32>,
     start: u32,
     end: u32,
     ch: u32,
     c: u32,
     seg_len: u32,
     carry_h: f32,
+    carry_hi: f32,
     carry_g: f32,
+    carry_gi: f32,
     carry_z: f32,
     carry_lo: f32,
     carry_seg: u32,
@@ -113,10 +141,13 @@ fn local_pass(
     #[comptime] ug_zero: bool,
     #[comptime] with_q: bool,
     #[comptime] with_lo: bool,
+    #[comptime] phased: bool,
     #[comptime] write: bool,
 ) {
     let mut h = 0.0f32;
+    let mut hi = 0.0f32;
     let mut g = 0.0f32;
+    let mut gi = 0.0f32;
     let mut zp = 0.0f32;
     let mut lp = 0.0f32;
     let mut sp = 0u32;
@@ -135,11 +166,23 @@ fn local_pass(
         }
         let sk = seg_of(seg, k, seg_len, seg_from_len);
         let r = rate[sk as usize];
+        let mut rb = 0.0f32;
+        if comptime![phased] {
+            rb = rate_b[sk as usize];
+        }
         let q = (k * c + ch) as usize;
         let uk = u[q];
+        let mut uik = 0.0f32;
+        if comptime![phased] {
+            uik = u_im[q];
+        }
         let mut ugk = 0.0f32;
+        let mut ugik = 0.0f32;
         if comptime![moment && !ug_zero] {
             ugk = ug[q];
+            if comptime![phased] {
+                ugik = ug_im[q];
+            }
         }
         let mut qk = 1.0f32;
         if comptime![with_q] {
@@ -148,47 +191,94 @@ fn local_pass(
         }
         if i == 0 || sk != sp {
             h = uk;
+            hi = uik;
             g = ugk;
+            gi = ugik;
         } else {
             let delta = dist(zk, lk, zp, lp, with_lo);
-            let f = decay(delta, r, tie) * qk;
-            if comptime![moment] {
-                let moved = select(f > 0.0f32, f * (g + delta * h), 0.0f32);
-                g = moved + ugk;
+            let m = decay(delta, r, tie) * qk;
+            if comptime![phased] {
+                let fr = m * (rb * delta).cos();
+                let fi = -m * (rb * delta).sin();
+                if comptime![moment] {
+                    // f · (g + δ h)
+                    let yr = g + delta * h;
+                    let yi = gi + delta * hi;
+                    let live = m > 0.0f32;
+                    g = select(live, cmul_re(fr, fi, yr, yi), 0.0f32) + ugk;
+                    gi = select(live, cmul_im(fr, fi, yr, yi), 0.0f32) + ugik;
+                }
+                let nh = cmul_re(fr, fi, h, hi) + uk;
+                hi = cmul_im(fr, fi, h, hi) + uik;
+                h = nh;
+            } else {
+                if comptime![moment] {
+                    let moved = select(m > 0.0f32, m * (g + delta * h), 0.0f32);
+                    g = moved + ugk;
+                }
+                h = m * h + uk;
             }
-            h = f * h + uk;
         }
         zp = zk;
         lp = lk;
         sp = sk;
         if comptime![write] {
             let mut oh = h;
+            let mut ohi = hi;
             let mut og = g;
+            let mut ogi = gi;
             if has_carry && sk == carry_seg {
                 let delta = dist(zk, lk, carry_z, carry_lo, with_lo);
-                let f = decay(delta, r, tie) * qq;
-                oh += f * carry_h;
-                if comptime![moment] {
-                    og += select(f > 0.0f32, f * (carry_g + delta * carry_h), 0.0f32);
+                let m = decay(delta, r, tie) * qq;
+                if comptime![phased] {
+                    let fr = m * (rb * delta).cos();
+                    let fi = -m * (rb * delta).sin();
+                    oh += cmul_re(fr, fi, carry_h, carry_hi);
+                    ohi += cmul_im(fr, fi, carry_h, carry_hi);
+                    if comptime![moment] {
+                        let yr = carry_g + delta * carry_h;
+                        let yi = carry_gi + delta * carry_hi;
+                        let live = m > 0.0f32;
+                        og += select(live, cmul_re(fr, fi, yr, yi), 0.0f32);
+                        ogi += select(live, cmul_im(fr, fi, yr, yi), 0.0f32);
+                    }
+                } else {
+                    oh += m * carry_h;
+                    if comptime![moment] {
+                        og += select(m > 0.0f32, m * (carry_g + delta * carry_h), 0.0f32);
+                    }
                 }
             }
             out_h[q] = oh;
+            if comptime![phased] {
+                out_h_im[q] = ohi;
+            }
             if comptime![moment] {
                 out_g[q] = og;
+                if comptime![phased] {
+                    out_g_im[q] = ogi;
+                }
             }
         }
     }
     if comptime![!write] {
         out_h[last_at as usize] = h;
+        if comptime![phased] {
+            out_h_im[last_at as usize] = hi;
+        }
         if comptime![moment] {
             out_g[last_at as usize] = g;
+            if comptime![phased] {
+                out_g_im[last_at as usize] = gi;
+            }
         }
     }
 }
 
 /// Level pass 1: for each (chunk `p`, channel) the local scan's final state, stored at
-/// `p·c + ch` in `agg_h` (`agg_g` with `moment`), and (channel 0) the coordinate and the
-/// segment of the chunk's last element in scan order (`agg_z[p]`, `agg_seg[p]`).
+/// `p·c + ch` in `agg_h` (`agg_g` with `moment`; the `*_im` parts with `phased`), and
+/// (channel 0) the coordinate and the segment of the chunk's last element in scan order
+/// (`agg_z[p]`, `agg_seg[p]`).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments, clippy::collapsible_if)]
 pub fn dscan_aggregate_kernel(
@@ -196,15 +286,20 @@ pub fn dscan_aggregate_kernel(
     z_lo: &Array<f32>,
     seg: &Array<u32>,
     rate: &Array<f32>,
+    rate_b: &Array<f32>,
     q_in: &Array<f32>,
     u: &Array<f32>,
+    u_im: &Array<f32>,
     ug: &Array<f32>,
+    ug_im: &Array<f32>,
     agg_z: &mut Array<f32>,
     agg_zlo: &mut Array<f32>,
     agg_seg: &mut Array<u32>,
     agg_q: &mut Array<f32>,
     agg_h: &mut Array<f32>,
+    agg_h_im: &mut Array<f32>,
     agg_g: &mut Array<f32>,
+    agg_g_im: &mut Array<f32>,
     n: u32,
     c: u32,
     chunk: u32,
@@ -217,6 +312,7 @@ pub fn dscan_aggregate_kernel(
     #[comptime] ug_zero: bool,
     #[comptime] with_q: bool,
     #[comptime] with_lo: bool,
+    #[comptime] phased: bool,
 ) {
     let unit = ABSOLUTE_POS as u32;
     if unit >= num_chunks * c {
@@ -227,35 +323,9 @@ pub fn dscan_aggregate_kernel(
     let start = p * chunk;
     let end = min(start + chunk, n);
     local_pass(
-        z,
-        z_lo,
-        seg,
-        rate,
-        q_in,
-        u,
-        ug,
-        agg_h,
-        agg_g,
-        start,
-        end,
-        ch,
-        c,
-        seg_len,
-        0.0f32,
-        0.0f32,
-        0.0f32,
-        0.0f32,
-        0u32,
-        false,
-        unit,
-        reverse,
-        moment,
-        tie,
-        seg_from_len,
-        ug_zero,
-        with_q,
-        with_lo,
-        false,
+        z, z_lo, seg, rate, rate_b, q_in, u, u_im, ug, ug_im, agg_h, agg_h_im, agg_g, agg_g_im,
+        start, end, ch, c, seg_len, 0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32, 0u32, false,
+        unit, reverse, moment, tie, seg_from_len, ug_zero, with_q, with_lo, phased, false,
     );
     if comptime![with_q] {
         if ch == 0 {
@@ -289,16 +359,23 @@ pub fn dscan_apply_kernel(
     z_lo: &Array<f32>,
     seg: &Array<u32>,
     rate: &Array<f32>,
+    rate_b: &Array<f32>,
     q_in: &Array<f32>,
     u: &Array<f32>,
+    u_im: &Array<f32>,
     ug: &Array<f32>,
+    ug_im: &Array<f32>,
     top_z: &Array<f32>,
     top_zlo: &Array<f32>,
     top_seg: &Array<u32>,
     top_h: &Array<f32>,
+    top_h_im: &Array<f32>,
     top_g: &Array<f32>,
+    top_g_im: &Array<f32>,
     out_h: &mut Array<f32>,
+    out_h_im: &mut Array<f32>,
     out_g: &mut Array<f32>,
+    out_g_im: &mut Array<f32>,
     n: u32,
     c: u32,
     chunk: u32,
@@ -311,6 +388,7 @@ pub fn dscan_apply_kernel(
     #[comptime] ug_zero: bool,
     #[comptime] with_q: bool,
     #[comptime] with_lo: bool,
+    #[comptime] phased: bool,
     #[comptime] has_top: bool,
 ) {
     let unit = ABSOLUTE_POS as u32;
@@ -323,7 +401,9 @@ pub fn dscan_apply_kernel(
     let end = min(start + chunk, n);
     let mut has_carry = false;
     let mut ch_h = 0.0f32;
+    let mut ch_hi = 0.0f32;
     let mut ch_g = 0.0f32;
+    let mut ch_gi = 0.0f32;
     let mut ch_z = 0.0f32;
     let mut ch_lo = 0.0f32;
     let mut ch_s = 0u32;
@@ -339,9 +419,16 @@ pub fn dscan_apply_kernel(
             }
         }
         if has_carry {
-            ch_h = top_h[(q * c + ch) as usize];
+            let o = (q * c + ch) as usize;
+            ch_h = top_h[o];
+            if comptime![phased] {
+                ch_hi = top_h_im[o];
+            }
             if comptime![moment] {
-                ch_g = top_g[(q * c + ch) as usize];
+                ch_g = top_g[o];
+                if comptime![phased] {
+                    ch_gi = top_g_im[o];
+                }
             }
             ch_z = top_z[q as usize];
             if comptime![with_lo] {
@@ -351,268 +438,8 @@ pub fn dscan_apply_kernel(
         }
     }
     local_pass(
-        z,
-        z_lo,
-        seg,
-        rate,
-        q_in,
-        u,
-        ug,
-        out_h,
-        out_g,
-        start,
-        end,
-        ch,
-        c,
-        seg_len,
-        ch_h,
-        ch_g,
-        ch_z,
-        ch_lo,
-        ch_s,
-        has_carry,
-        0u32,
-        reverse,
-        moment,
-        tie,
-        seg_from_len,
-        ug_zero,
-        with_q,
-        with_lo,
-        true,
-    );
-}
-
-/// Complex (phased) local pass: `f(δ) = e^{−(a + ib)δ}` with one segment; states `(h, g)`
-/// complex, planar. Writes like [`local_pass`]; the carried state is `(c_hr, c_hi, c_gr,
-/// c_gi)` at `carry_z`.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn clocal_pass(
-    z: &Array<f32>,
-    ur: &Array<f32>,
-    ui: &Array<f32>,
-    ugr: &Array<f32>,
-    ugi: &Array<f32>,
-    oh_r: &mut Array<f32>,
-    oh_i: &mut Array<f32>,
-    og_r: &mut Array<f32>,
-    og_i: &mut Array<f32>,
-    start: u32,
-    end: u32,
-    ch: u32,
-    c: u32,
-    a: f32,
-    b: f32,
-    c_hr: f32,
-    c_hi: f32,
-    c_gr: f32,
-    c_gi: f32,
-    carry_z: f32,
-    has_carry: bool,
-    last_at: u32,
-    #[comptime] reverse: bool,
-    #[comptime] moment: bool,
-    #[comptime] ug_zero: bool,
-    #[comptime] write: bool,
-) {
-    let mut hr = 0.0f32;
-    let mut hi = 0.0f32;
-    let mut gr = 0.0f32;
-    let mut gi = 0.0f32;
-    let mut zp = 0.0f32;
-    let len = end - start;
-    for i in 0..len {
-        let mut k = start + i;
-        if comptime![reverse] {
-            k = end - 1 - i;
-        }
-        let zk = z[k as usize];
-        let q = (k * c + ch) as usize;
-        let mut xr = 0.0f32;
-        let mut xi = 0.0f32;
-        if comptime![moment && !ug_zero] {
-            xr = ugr[q];
-            xi = ugi[q];
-        }
-        if i == 0 {
-            hr = ur[q];
-            hi = ui[q];
-            gr = xr;
-            gi = xi;
-        } else {
-            let delta = (zk - zp).abs();
-            let m = (-(a * delta)).exp();
-            let fr = m * (b * delta).cos();
-            let fi = -m * (b * delta).sin();
-            if comptime![moment] {
-                // f · (g + δ h)
-                let yr = gr + delta * hr;
-                let yi = gi + delta * hi;
-                let live = m > 0.0f32;
-                gr = select(live, fr * yr - fi * yi, 0.0f32) + xr;
-                gi = select(live, fr * yi + fi * yr, 0.0f32) + xi;
-            }
-            let nhr = fr * hr - fi * hi + ur[q];
-            hi = fr * hi + fi * hr + ui[q];
-            hr = nhr;
-        }
-        zp = zk;
-        if comptime![write] {
-            let mut vr = hr;
-            let mut vi = hi;
-            let mut wr = gr;
-            let mut wi = gi;
-            if has_carry {
-                let delta = (zk - carry_z).abs();
-                let m = (-(a * delta)).exp();
-                let fr = m * (b * delta).cos();
-                let fi = -m * (b * delta).sin();
-                vr += fr * c_hr - fi * c_hi;
-                vi += fr * c_hi + fi * c_hr;
-                if comptime![moment] {
-                    let yr = c_gr + delta * c_hr;
-                    let yi = c_gi + delta * c_hi;
-                    let live = m > 0.0f32;
-                    wr += select(live, fr * yr - fi * yi, 0.0f32);
-                    wi += select(live, fr * yi + fi * yr, 0.0f32);
-                }
-            }
-            oh_r[q] = vr;
-            oh_i[q] = vi;
-            if comptime![moment] {
-                og_r[q] = wr;
-                og_i[q] = wi;
-            }
-        }
-    }
-    if comptime![!write] {
-        oh_r[last_at as usize] = hr;
-        oh_i[last_at as usize] = hi;
-        if comptime![moment] {
-            og_r[last_at as usize] = gr;
-            og_i[last_at as usize] = gi;
-        }
-    }
-}
-
-/// Complex level pass 1 (see [`dscan_aggregate_kernel()`]): the state `(h, g)` at each
-/// chunk's last element (planar `[P, c]` arrays), `agg_z[p]` its coordinate.
-#[cube(launch)]
-#[allow(clippy::too_many_arguments)]
-pub fn cdscan_aggregate_kernel(
-    z: &Array<f32>,
-    ur: &Array<f32>,
-    ui: &Array<f32>,
-    ugr: &Array<f32>,
-    ugi: &Array<f32>,
-    agg_z: &mut Array<f32>,
-    agg_hr: &mut Array<f32>,
-    agg_hi: &mut Array<f32>,
-    agg_gr: &mut Array<f32>,
-    agg_gi: &mut Array<f32>,
-    n: u32,
-    c: u32,
-    chunk: u32,
-    num_chunks: u32,
-    rate_a: &Array<f32>,
-    rate_b: &Array<f32>,
-    #[comptime] reverse: bool,
-    #[comptime] moment: bool,
-    #[comptime] ug_zero: bool,
-) {
-    let unit = ABSOLUTE_POS as u32;
-    if unit >= num_chunks * c {
-        terminate!();
-    }
-    let a = rate_a[0];
-    let b = rate_b[0];
-    let p = unit / c;
-    let ch = unit % c;
-    let start = p * chunk;
-    let end = min(start + chunk, n);
-    clocal_pass(
-        z, ur, ui, ugr, ugi, agg_hr, agg_hi, agg_gr, agg_gi, start, end, ch, c, a, b, 0.0f32,
-        0.0f32, 0.0f32, 0.0f32, 0.0f32, false, unit, reverse, moment, ug_zero, false,
-    );
-    if ch == 0 {
-        let mut last = end - 1;
-        if comptime![reverse] {
-            last = start;
-        }
-        agg_z[p as usize] = z[last as usize];
-    }
-}
-
-/// Complex level pass 2 (see [`dscan_apply_kernel()`]); `top_*` are the scanned aggregates.
-#[cube(launch)]
-#[allow(clippy::too_many_arguments)]
-pub fn cdscan_apply_kernel(
-    z: &Array<f32>,
-    ur: &Array<f32>,
-    ui: &Array<f32>,
-    ugr: &Array<f32>,
-    ugi: &Array<f32>,
-    top_z: &Array<f32>,
-    top_hr: &Array<f32>,
-    top_hi: &Array<f32>,
-    top_gr: &Array<f32>,
-    top_gi: &Array<f32>,
-    oh_r: &mut Array<f32>,
-    oh_i: &mut Array<f32>,
-    og_r: &mut Array<f32>,
-    og_i: &mut Array<f32>,
-    n: u32,
-    c: u32,
-    chunk: u32,
-    num_chunks: u32,
-    rate_a: &Array<f32>,
-    rate_b: &Array<f32>,
-    #[comptime] reverse: bool,
-    #[comptime] moment: bool,
-    #[comptime] ug_zero: bool,
-    #[comptime] has_top: bool,
-) {
-    let unit = ABSOLUTE_POS as u32;
-    if unit >= num_chunks * c {
-        terminate!();
-    }
-    let a = rate_a[0];
-    let b = rate_b[0];
-    let p = unit / c;
-    let ch = unit % c;
-    let start = p * chunk;
-    let end = min(start + chunk, n);
-    let mut has_carry = false;
-    let mut c_hr = 0.0f32;
-    let mut c_hi = 0.0f32;
-    let mut c_gr = 0.0f32;
-    let mut c_gi = 0.0f32;
-    let mut cz = 0.0f32;
-    if comptime![has_top] {
-        let mut q = p;
-        if comptime![reverse] {
-            has_carry = p + 1 < num_chunks;
-            q = p + 1;
-        } else {
-            has_carry = p > 0;
-            if p > 0 {
-                q = p - 1;
-            }
-        }
-        if has_carry {
-            let o = (q * c + ch) as usize;
-            c_hr = top_hr[o];
-            c_hi = top_hi[o];
-            if comptime![moment] {
-                c_gr = top_gr[o];
-                c_gi = top_gi[o];
-            }
-            cz = top_z[q as usize];
-        }
-    }
-    clocal_pass(
-        z, ur, ui, ugr, ugi, oh_r, oh_i, og_r, og_i, start, end, ch, c, a, b, c_hr, c_hi, c_gr,
-        c_gi, cz, has_carry, 0u32, reverse, moment, ug_zero, true,
+        z, z_lo, seg, rate, rate_b, q_in, u, u_im, ug, ug_im, out_h, out_h_im, out_g, out_g_im,
+        start, end, ch, c, seg_len, ch_h, ch_hi, ch_g, ch_gi, ch_z, ch_lo, ch_s, has_carry, 0u32,
+        reverse, moment, tie, seg_from_len, ug_zero, with_q, with_lo, phased, true,
     );
 }

@@ -20,6 +20,10 @@
 //! The phased (complex λ = a + i·b) kernels do the same in complex arithmetic with
 //! `e^{−λδ} = e^{−aδ}(cos bδ − i sin bδ)`.
 
+// Row ends are tested as `(k + 1) % seg != 0`: `u32::is_multiple_of` is not a function the
+// cube macro expands.
+#![allow(clippy::manual_is_multiple_of)]
+
 use cubecl::prelude::*;
 
 /// The sorted merge of the swapped operator `K(s, t)` from that of `K(t, s)`, without a
@@ -29,6 +33,8 @@ use cubecl::prelude::*;
 /// turns "sources before targets" at ties into "the new sources before the new targets",
 /// so the swapped sweeps keep the tie convention; signed terms change sign with the
 /// coordinates (the caller flips them back).
+///
+/// With rows (`seg` per row, indices within the row), each row is reversed on its own.
 #[cube(launch)]
 pub fn laplace_swap_kernel(
     z: &Array<f32>,
@@ -37,16 +43,18 @@ pub fn laplace_swap_kernel(
     perm_out: &mut Array<u32>,
     n_src: u32,
     total: u32,
+    seg: u32,
 ) {
     let k = ABSOLUTE_POS as u32;
     if k >= total {
         terminate!();
     }
-    let j = total - 1 - k;
+    let row = k / seg;
+    let j = row * seg + (seg - 1 - k % seg);
     z_out[k as usize] = -z[j as usize];
     let p = perm[j as usize];
     if p < n_src {
-        perm_out[k as usize] = total - n_src + p;
+        perm_out[k as usize] = seg - n_src + p;
     } else {
         perm_out[k as usize] = p - n_src;
     }
@@ -80,21 +88,22 @@ pub fn laplace_scatter_kernel(
     u[unit as usize] = v;
 }
 
-/// `e^{−λ(z_{k+1} − z_k)}`, 0 past the end.
+/// `e^{−λ(z_{k+1} − z_k)}`, 0 past the end of k's row (of `seg` elements).
 #[cube]
-fn next_decay(z: &Array<f32>, k: u32, total: u32, lambda: f32) -> f32 {
+fn next_decay(z: &Array<f32>, k: u32, seg: u32, lambda: f32) -> f32 {
     let mut dn = 0.0f32;
-    if k + 1 < total {
+    if (k + 1) % seg != 0 {
         dn = (-(lambda * (z[(k + 1) as usize] - z[k as usize]))).exp();
     }
     dn
 }
 
-/// Real and imaginary parts of `e^{−λ(z_{k+1} − z_k)}` for `λ = a + ib`, 0 past the end.
+/// Real and imaginary parts of `e^{−λ(z_{k+1} − z_k)}` for `λ = a + ib`, 0 past the end of
+/// k's row (of `seg` elements).
 #[cube]
-fn next_decay_re(z: &Array<f32>, k: u32, total: u32, a: f32, b: f32) -> f32 {
+fn next_decay_re(z: &Array<f32>, k: u32, seg: u32, a: f32, b: f32) -> f32 {
     let mut out = 0.0f32;
-    if k + 1 < total {
+    if (k + 1) % seg != 0 {
         let gap = z[(k + 1) as usize] - z[k as usize];
         out = (-(a * gap)).exp() * (b * gap).cos();
     }
@@ -103,9 +112,9 @@ fn next_decay_re(z: &Array<f32>, k: u32, total: u32, a: f32, b: f32) -> f32 {
 
 /// See [`next_decay_re`].
 #[cube]
-fn next_decay_im(z: &Array<f32>, k: u32, total: u32, a: f32, b: f32) -> f32 {
+fn next_decay_im(z: &Array<f32>, k: u32, seg: u32, a: f32, b: f32) -> f32 {
     let mut out = 0.0f32;
-    if k + 1 < total {
+    if (k + 1) % seg != 0 {
         let gap = z[(k + 1) as usize] - z[k as usize];
         out = -(-(a * gap)).exp() * (b * gap).sin();
     }
@@ -143,7 +152,7 @@ pub fn laplace_gather_kernel(
     if p >= n_src {
         let mut r = 0.0f32;
         if (k + 1) % seg != 0 {
-            let mut dn = next_decay(z, k, total, lambda);
+            let mut dn = next_decay(z, k, seg, lambda);
             if comptime![with_lo] {
                 // Split coordinates: the gap is (hi + lo) − (hi + lo).
                 let k1 = (k + 1) as usize;
@@ -178,23 +187,25 @@ pub fn laplace_weighted_kernel(
     c: u32,
     rate: &Array<f32>,
     scale: f32,
+    seg: u32,
     #[comptime] with_moment: bool,
 ) {
     let k = ABSOLUTE_POS as u32;
     if k >= total {
         terminate!();
     }
-    let lambda = rate[0];
+    let row = k / seg;
+    let lambda = rate[row as usize];
     let p = perm[k as usize];
     if p >= n_src {
-        let j = p - n_src;
-        let dn = next_decay(z, k, total, lambda);
+        let j = row * (seg - n_src) + p - n_src;
+        let dn = next_decay(z, k, seg, lambda);
         let mut s = 0.0f32;
         let mut mo = 0.0f32;
         for ch in 0..c {
             let q_idx = k * c + ch;
             let mut r = 0.0f32;
-            if k + 1 < total {
+            if (k + 1) % seg != 0 {
                 r = dn * q[(q_idx + c) as usize];
             }
             let wv = w[(j * c + ch) as usize];
@@ -228,28 +239,30 @@ pub fn laplace_gather_phased_kernel(
     c: u32,
     rate_a: &Array<f32>,
     rate_b: &Array<f32>,
+    seg: u32,
 ) {
     let unit = ABSOLUTE_POS as u32;
     if unit >= total * c {
         terminate!();
     }
-    let ra = rate_a[0];
-    let rb = rate_b[0];
     let k = unit / c;
     let ch = unit % c;
+    let row = k / seg;
+    let ra = rate_a[row as usize];
+    let rb = rate_b[row as usize];
     let p = perm[k as usize];
     if p >= n_src {
         let mut rr = 0.0f32;
         let mut ri = 0.0f32;
-        if k + 1 < total {
-            let a = next_decay_re(z, k, total, ra, rb);
-            let b = next_decay_im(z, k, total, ra, rb);
+        if (k + 1) % seg != 0 {
+            let a = next_decay_re(z, k, seg, ra, rb);
+            let b = next_decay_im(z, k, seg, ra, rb);
             let x = qr[(unit + c) as usize];
             let y = qi[(unit + c) as usize];
             rr = a * x - b * y;
             ri = a * y + b * x;
         }
-        let o = ((p - n_src) * c + ch) as usize;
+        let o = ((row * (seg - n_src) + p - n_src) * c + ch) as usize;
         yr[o] = lr[unit as usize] + rr;
         yi[o] = li[unit as usize] + ri;
     }
@@ -282,19 +295,21 @@ pub fn laplace_weighted_phased_kernel(
     rate_a: &Array<f32>,
     rate_b: &Array<f32>,
     scale: f32,
+    seg: u32,
     #[comptime] with_moment: bool,
 ) {
     let k = ABSOLUTE_POS as u32;
     if k >= total {
         terminate!();
     }
-    let ra = rate_a[0];
-    let rb = rate_b[0];
+    let row = k / seg;
+    let ra = rate_a[row as usize];
+    let rb = rate_b[row as usize];
     let p = perm[k as usize];
     if p >= n_src {
-        let j = p - n_src;
-        let dnr = next_decay_re(z, k, total, ra, rb);
-        let dni = next_decay_im(z, k, total, ra, rb);
+        let j = row * (seg - n_src) + p - n_src;
+        let dnr = next_decay_re(z, k, seg, ra, rb);
+        let dni = next_decay_im(z, k, seg, ra, rb);
         let mut sr = 0.0f32;
         let mut si = 0.0f32;
         let mut mr = 0.0f32;
@@ -303,7 +318,7 @@ pub fn laplace_weighted_phased_kernel(
             let q = k * c + ch;
             let mut rr = 0.0f32;
             let mut ri = 0.0f32;
-            if k + 1 < total {
+            if (k + 1) % seg != 0 {
                 let a = dnr;
                 let b = dni;
                 let x = qr[(q + c) as usize];
@@ -334,6 +349,7 @@ pub fn laplace_weighted_phased_kernel(
 }
 
 /// A phased head's output: `y = Re(e^{iφ}(yr + i·yi)) = cos φ·yr − sin φ·yi`, `φ = phi[0]`.
+/// With rows of `seg` elements, row `r` uses `phi[r]`.
 #[cube(launch)]
 pub fn phase_real_kernel(
     yr: &Array<f32>,
@@ -341,12 +357,13 @@ pub fn phase_real_kernel(
     phi: &Array<f32>,
     y: &mut Array<f32>,
     n: u32,
+    seg: u32,
 ) {
     let i = ABSOLUTE_POS as u32;
     if i >= n {
         terminate!();
     }
-    let p = phi[0];
+    let p = phi[(i / seg) as usize];
     y[i as usize] = p.cos() * yr[i as usize] - p.sin() * yi[i as usize];
 }
 
@@ -363,12 +380,13 @@ pub fn phase_real_backward_kernel(
     g_im: &mut Array<f32>,
     dphi: &mut Array<f32>,
     n: u32,
+    seg: u32,
 ) {
     let i = ABSOLUTE_POS as u32;
     if i >= n {
         terminate!();
     }
-    let p = phi[0];
+    let p = phi[(i / seg) as usize];
     let c = p.cos();
     let s = p.sin();
     let gv = g[i as usize];

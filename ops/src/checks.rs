@@ -243,6 +243,20 @@ pub fn check_f32_split(
     accept: Accept,
     msg: &str,
 ) -> Result<()> {
+    check_f32_rows(op, names, x, x.numel().max(1), split, accept, msg)
+}
+
+/// [`check_f32_split`] row by row: `x` holds rows of `seg` entries, and in each row the
+/// entries before `split` are argument `names.0`, the rest `names.1` (one launch).
+pub fn check_f32_rows(
+    op: &'static str,
+    names: (&'static str, &'static str),
+    x: &Tensor,
+    seg: usize,
+    split: usize,
+    accept: Accept,
+    msg: &str,
+) -> Result<()> {
     let n = x.numel();
     if n == 0 {
         return Ok(());
@@ -256,7 +270,7 @@ pub fn check_f32_split(
     }
     let dev = x.device();
     let (flags, lo) = reserve(dev, op, names.0, accept.value(), msg.into())?;
-    let hi = if names.1 == names.0 || split >= n {
+    let hi = if names.1 == names.0 || split >= seg {
         lo
     } else {
         reserve(dev, op, names.1, accept.value(), msg.into())?.1
@@ -274,6 +288,7 @@ pub fn check_f32_split(
         hi_b,
         lo_open,
         hi_open,
+        seg as u32,
     ));
     after(dev)
 }

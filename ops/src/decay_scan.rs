@@ -12,8 +12,8 @@
 //!
 //! and the reverse scan the same over `i ≥ k` with distances `z_i − z_k`. The tie kind
 //! uses `f(δ) = [δ = 0]` (the mass of the elements tied with `k`). The complex variant
-//! ([`decay_scan_complex`]) takes one segment and a complex rate `a + ib`,
-//! `f(δ) = e^{−aδ}(cos bδ − i sin bδ)`.
+//! ([`decay_scan_complex`]) takes a complex rate `a + ib`,
+//! `f(δ) = e^{−aδ}(cos bδ − i sin bδ)`, and runs on the same kernels (a comptime flag).
 //!
 //! **Why not `linear_scan` with decays `d_k = e^{−rΔ_k}`.** The term of `u_i` in `h_k` is
 //! then the product of `k − i` independently rounded exponentials: its relative error
@@ -67,24 +67,48 @@ struct Level<'a> {
     seg: Option<&'a Tensor>,
 }
 
+/// The imaginary side of a phased scan level: the values' and moment inputs' imaginary
+/// parts and the rates' (`b`, one per segment).
+#[derive(Clone, Copy)]
+struct Im<'a> {
+    u: &'a Tensor,
+    ug: Option<&'a Tensor>,
+    rate_b: &'a Tensor,
+}
+
+/// A level's outputs: `h` and `g` (with `moment`), with their imaginary parts when phased.
+struct Out {
+    h: Tensor,
+    h_im: Option<Tensor>,
+    g: Option<Tensor>,
+    g_im: Option<Tensor>,
+}
+
 fn scan_level(
     lv: Level<'_>,
     u: &Tensor,
     ug: Option<&Tensor>,
     c: usize,
     spec: &DecayScan<'_>,
-) -> Result<(Tensor, Option<Tensor>)> {
+    im: Option<Im<'_>>,
+) -> Result<Out> {
     const OP: &str = "decay_scan";
     let dev = lv.z.device();
     let n = lv.z.numel();
     let p = n.div_ceil(CHUNK);
     let moment = spec.moment;
-    let out_h = Tensor::empty(OP, dev, &[n, c], DType::F32)?;
-    let out_g = if moment {
-        Tensor::empty(OP, dev, &[n, c], DType::F32)?
-    } else {
-        Tensor::empty(OP, dev, &[1], DType::F32)?
+    let phased = im.is_some();
+    let mk = |on: bool, rows: usize| -> Result<Tensor> {
+        if on {
+            Tensor::empty(OP, dev, &[rows, c], DType::F32)
+        } else {
+            Tensor::empty(OP, dev, &[1], DType::F32)
+        }
     };
+    let out_h = mk(true, n)?;
+    let out_hi = mk(phased, n)?;
+    let out_g = mk(moment, n)?;
+    let out_gi = mk(moment && phased, n)?;
     let dummy_seg;
     let (seg, seg_from_len) = match lv.seg {
         Some(s) => (s, false),
@@ -95,6 +119,10 @@ fn scan_level(
     };
     let ug_zero = ug.is_none();
     let ug_t = ug.unwrap_or(u);
+    let (ui_t, ugi_t, rb_t) = match im {
+        Some(im) => (im.u, im.ug.unwrap_or(im.u), im.rate_b),
+        None => (u, u, spec.rate),
+    };
     let with_q = lv.q.is_some();
     let q_t = lv.q.unwrap_or(lv.z);
     let with_lo = lv.zlo.is_some();
@@ -111,27 +139,30 @@ fn scan_level(
         let agg_z = Tensor::empty(OP, dev, &[p], DType::F32)?;
         let agg_zlo = Tensor::empty(OP, dev, &[if with_lo { p } else { 1 }], DType::F32)?;
         let agg_seg = Tensor::empty(OP, dev, &[p], DType::U32)?;
-        let agg_h = Tensor::empty(OP, dev, &[p, c], DType::F32)?;
         let agg_q = Tensor::empty(OP, dev, &[if with_q { p } else { 1 }], DType::F32)?;
-        let agg_g = if moment {
-            Tensor::empty(OP, dev, &[p, c], DType::F32)?
-        } else {
-            Tensor::empty(OP, dev, &[1], DType::F32)?
-        };
+        let agg_h = mk(true, p)?;
+        let agg_hi = mk(phased, p)?;
+        let agg_g = mk(moment, p)?;
+        let agg_gi = mk(moment && phased, p)?;
         launch_1d!(dev, p * c, k::dscan_aggregate_kernel, |client, R| (
             arr::<R>(lv.z),
             arr::<R>(zlo_t),
             arr::<R>(seg),
             arr::<R>(spec.rate),
+            arr::<R>(rb_t),
             arr::<R>(q_t),
             arr::<R>(u),
+            arr::<R>(ui_t),
             arr::<R>(ug_t),
+            arr::<R>(ugi_t),
             arr::<R>(&agg_z),
             arr::<R>(&agg_zlo),
             arr::<R>(&agg_seg),
             arr::<R>(&agg_q),
             arr::<R>(&agg_h),
+            arr::<R>(&agg_hi),
             arr::<R>(&agg_g),
+            arr::<R>(&agg_gi),
             n32,
             c32,
             ch32,
@@ -144,6 +175,7 @@ fn scan_level(
             ug_zero,
             with_q,
             with_lo,
+            phased,
         ));
         let up = Level {
             z: &agg_z,
@@ -151,31 +183,48 @@ fn scan_level(
             q: with_q.then_some(&agg_q),
             seg: Some(&agg_seg),
         };
-        let (th, tg) = scan_level(up, &agg_h, moment.then_some(&agg_g), c, spec)?;
-        Some((agg_z, agg_zlo, agg_seg, th, tg))
+        let up_im = im.map(|im| Im {
+            u: &agg_hi,
+            ug: moment.then_some(&agg_gi),
+            rate_b: im.rate_b,
+        });
+        let top = scan_level(up, &agg_h, moment.then_some(&agg_g), c, spec, up_im)?;
+        Some((agg_z, agg_zlo, agg_seg, top))
     } else {
         None
     };
     let has_top = top.is_some();
-    let (tz, tzlo, ts, th, tg) = match &top {
-        Some((z, zl, s, h, g)) => (z, zl, s, h, g.as_ref().unwrap_or(h)),
-        None => (lv.z, zlo_t, seg, u, u),
+    let (tz, tzlo, ts, th, thi, tg, tgi) = match &top {
+        Some((z, zl, s, o)) => {
+            let hi = o.h_im.as_ref().unwrap_or(&o.h);
+            let g = o.g.as_ref().unwrap_or(&o.h);
+            let gi = o.g_im.as_ref().unwrap_or(&o.h);
+            (z, zl, s, &o.h, hi, g, gi)
+        }
+        None => (lv.z, zlo_t, seg, u, u, u, u),
     };
     launch_1d!(dev, p * c, k::dscan_apply_kernel, |client, R| (
         arr::<R>(lv.z),
         arr::<R>(zlo_t),
         arr::<R>(seg),
         arr::<R>(spec.rate),
+        arr::<R>(rb_t),
         arr::<R>(q_t),
         arr::<R>(u),
+        arr::<R>(ui_t),
         arr::<R>(ug_t),
+        arr::<R>(ugi_t),
         arr::<R>(tz),
         arr::<R>(tzlo),
         arr::<R>(ts),
         arr::<R>(th),
+        arr::<R>(thi),
         arr::<R>(tg),
+        arr::<R>(tgi),
         arr::<R>(&out_h),
+        arr::<R>(&out_hi),
         arr::<R>(&out_g),
+        arr::<R>(&out_gi),
         n32,
         c32,
         ch32,
@@ -188,9 +237,15 @@ fn scan_level(
         ug_zero,
         with_q,
         with_lo,
+        phased,
         has_top,
     ));
-    Ok((out_h, moment.then_some(out_g)))
+    Ok(Out {
+        h: out_h,
+        h_im: phased.then_some(out_hi),
+        g: moment.then_some(out_g),
+        g_im: (moment && phased).then_some(out_gi),
+    })
 }
 
 /// Checks `z [N]` and `u [N]`/`[N, c]` (f32, same device); returns `c`.
@@ -305,113 +360,15 @@ pub fn decay_scan(
         q: spec.factors,
         seg: None,
     };
-    let (h, g) = scan_level(level, &u.reshape(&[n, c])?, None, c, spec)?;
+    let o = scan_level(level, &u.reshape(&[n, c])?, None, c, spec, None)?;
     Ok((
-        h.reshape(u.shape())?,
-        g.map(|g| g.reshape(u.shape())).transpose()?,
+        o.h.reshape(u.shape())?,
+        o.g.map(|g| g.reshape(u.shape())).transpose()?,
     ))
 }
 
 /// Planar complex tensor `(re, im)`.
 pub type Complex = (Tensor, Tensor);
-
-#[allow(clippy::too_many_arguments)]
-fn cscan_level(
-    z: &Tensor,
-    (ur, ui): (&Tensor, &Tensor),
-    ug: Option<(&Tensor, &Tensor)>,
-    c: usize,
-    a: &Tensor,
-    b: &Tensor,
-    reverse: bool,
-    moment: bool,
-) -> Result<(Complex, Option<Complex>)> {
-    const OP: &str = "decay_scan_complex";
-    let dev = z.device();
-    let n = z.numel();
-    let p = n.div_ceil(CHUNK);
-    let mk = |shape: &[usize]| Tensor::empty(OP, dev, shape, DType::F32);
-    let gshape: &[usize] = if moment { &[n, c] } else { &[1] };
-    let (ohr, ohi, ogr, ogi) = (mk(&[n, c])?, mk(&[n, c])?, mk(gshape)?, mk(gshape)?);
-    let ug_zero = ug.is_none();
-    let (ugr, ugi) = ug.unwrap_or((ur, ui));
-    let (n32, c32, ch32, p32) = (n as u32, c as u32, CHUNK as u32, p as u32);
-    let top = if p > 1 {
-        let agg_z = mk(&[p])?;
-        let ags: &[usize] = if moment { &[p, c] } else { &[1] };
-        let (ahr, ahi, agr, agi) = (mk(&[p, c])?, mk(&[p, c])?, mk(ags)?, mk(ags)?);
-        launch_1d!(dev, p * c, k::cdscan_aggregate_kernel, |client, R| (
-            arr::<R>(z),
-            arr::<R>(ur),
-            arr::<R>(ui),
-            arr::<R>(ugr),
-            arr::<R>(ugi),
-            arr::<R>(&agg_z),
-            arr::<R>(&ahr),
-            arr::<R>(&ahi),
-            arr::<R>(&agr),
-            arr::<R>(&agi),
-            n32,
-            c32,
-            ch32,
-            p32,
-            arr::<R>(a),
-            arr::<R>(b),
-            reverse,
-            moment,
-            ug_zero,
-        ));
-        let (h, g) = cscan_level(
-            &agg_z,
-            (&ahr, &ahi),
-            moment.then_some((&agr, &agi)),
-            c,
-            a,
-            b,
-            reverse,
-            moment,
-        )?;
-        Some((agg_z, h, g))
-    } else {
-        None
-    };
-    let has_top = top.is_some();
-    let (tz, (thr, thi), (tgr, tgi)) = match &top {
-        Some((z, h, g)) => (
-            z,
-            (&h.0, &h.1),
-            g.as_ref().map_or((&h.0, &h.1), |g| (&g.0, &g.1)),
-        ),
-        None => (z, (ur, ui), (ur, ui)),
-    };
-    launch_1d!(dev, p * c, k::cdscan_apply_kernel, |client, R| (
-        arr::<R>(z),
-        arr::<R>(ur),
-        arr::<R>(ui),
-        arr::<R>(ugr),
-        arr::<R>(ugi),
-        arr::<R>(tz),
-        arr::<R>(thr),
-        arr::<R>(thi),
-        arr::<R>(tgr),
-        arr::<R>(tgi),
-        arr::<R>(&ohr),
-        arr::<R>(&ohi),
-        arr::<R>(&ogr),
-        arr::<R>(&ogi),
-        n32,
-        c32,
-        ch32,
-        p32,
-        arr::<R>(a),
-        arr::<R>(b),
-        reverse,
-        moment,
-        ug_zero,
-        has_top,
-    ));
-    Ok(((ohr, ohi), moment.then_some((ogr, ogi))))
-}
 
 /// Complex anchored scan, one segment, rate `a + ib` (`a ≥ 0`, `b` finite; each an `f32`
 /// or a one-element f32 tensor, see [`Scalar`](crate::Scalar): a tensor rate stays on the
@@ -441,14 +398,16 @@ pub fn decay_scan_complex<'a>(
     let b = b
         .into()
         .device_value(OP, "b", z, Accept::Finite, "must be finite")?;
-    decay_scan_complex_on(z, (ur, ui), (&a, &b), reverse, moment)
+    decay_scan_complex_on(z, (ur, ui), (&a, &b), z.numel().max(1), reverse, moment)
 }
 
-/// [`decay_scan_complex`] with the rate as checked `[1]` device tensors (no check here).
+/// [`decay_scan_complex`] with the rates as checked device tensors (no check here), over
+/// segments of `seg_len` (one rate pair per segment: `a`, `b` of `[N / seg_len]`).
 pub(crate) fn decay_scan_complex_on(
     z: &Tensor,
     (ur, ui): (&Tensor, &Tensor),
     (a, b): (&Tensor, &Tensor),
+    seg_len: usize,
     reverse: bool,
     moment: bool,
 ) -> Result<(Complex, Option<Complex>)> {
@@ -461,11 +420,34 @@ pub(crate) fn decay_scan_complex_on(
         return Ok(((e()?, e()?), g));
     }
     let (r2, i2) = (ur.reshape(&[n, c])?, ui.reshape(&[n, c])?);
-    let (h, g) = cscan_level(z, (&r2, &i2), None, c, a, b, reverse, moment)?;
-    let back = |x: Complex| -> Result<Complex> {
-        Ok((x.0.reshape(ur.shape())?, x.1.reshape(ur.shape())?))
+    let spec = DecayScan {
+        rate: a,
+        seg_len,
+        reverse,
+        moment,
+        tie: false,
+        coords_lo: None,
+        factors: None,
     };
-    Ok((back(h)?, g.map(back).transpose()?))
+    let level = Level {
+        z,
+        zlo: None,
+        q: None,
+        seg: None,
+    };
+    let im = Im {
+        u: &i2,
+        ug: None,
+        rate_b: b,
+    };
+    let o = scan_level(level, &r2, None, c, &spec, Some(im))?;
+    let back = |t: Tensor| t.reshape(ur.shape());
+    let h = (back(o.h)?, back(o.h_im.expect("phased"))?);
+    let g = match (o.g, o.g_im) {
+        (Some(g), Some(gi)) => Some((back(g)?, back(gi)?)),
+        _ => None,
+    };
+    Ok((h, g))
 }
 
 /// Splits f64 values into two f32 tensors `(hi, lo)` with `hi = x as f32` and

@@ -59,12 +59,12 @@ use crate::tensor::{arr, Tensor};
 pub struct LaplaceGrads {
     /// `∂ℓ/∂V`, shape of `V`.
     pub values: Tensor,
-    /// `∂ℓ/∂s`, `[n]`.
+    /// `∂ℓ/∂s`, `[n]` (`[H, n]` for the multi-head ops).
     pub sources: Tensor,
-    /// `∂ℓ/∂t`, `[m]`.
+    /// `∂ℓ/∂t`, `[m]` (`[H, m]` for the multi-head ops).
     pub targets: Tensor,
-    /// `∂ℓ/∂λ`, a `[1]` f32 tensor (computed on the device; `.to_scalar()` reads it). For
-    /// [`laplace_apply_phased_backward`], `∂ℓ/∂a`.
+    /// `∂ℓ/∂λ`, a `[1]` f32 tensor (`[H]`, one per head, for the multi-head ops; computed on
+    /// the device: `.to_scalar()` reads it). For the phased ops, `∂ℓ/∂a`.
     pub lambda: Tensor,
 }
 
@@ -127,17 +127,25 @@ fn phase_arg<'a>(op: &'static str, x: impl Into<Scalar<'a>>, like: &Tensor) -> R
         .device_value(op, "b", like, Accept::Finite, "the phase must be finite")
 }
 
+/// The output's shape for values `v`: `v`'s shape with the source axis (axis 0, or 1 with
+/// heads) sized `m`.
+fn out_shape(v: &Tensor, heads: bool, m: usize) -> Vec<usize> {
+    let mut s = v.shape().to_vec();
+    s[usize::from(heads)] = m;
+    s
+}
+
 /// Checks upstream gradients: on `like`'s device, f32, of the output's shape (`[m]` for
-/// `V [n]`, else `[m, c]`).
+/// `V [n]`, `[m, c]` for `[n, c]`; with heads `[H, m]` or `[H, m, c]`).
 fn check_upstream(
     op: &'static str,
     like: &Tensor,
     v: &Tensor,
+    heads: bool,
     m: usize,
-    c: usize,
     gys: &[&Tensor],
 ) -> Result<()> {
-    let want: Vec<usize> = if v.rank() == 1 { vec![m] } else { vec![m, c] };
+    let want = out_shape(v, heads, m);
     for g in gys {
         crate::validate::same_device(op, like, g)?;
         if g.shape() != want.as_slice() || g.dtype() != DType::F32 {
@@ -155,7 +163,7 @@ fn check_upstream(
 struct Sweeps {
     z: Tensor,
     perm: Tensor,
-    /// `λ`, `[1]`.
+    /// `λ`, one per row (head).
     lambda: Tensor,
     l: Tensor,
     q: Tensor,
@@ -164,36 +172,44 @@ struct Sweeps {
     moments: Option<(Tensor, Tensor)>,
 }
 
-/// Sorts the merged anchors and scatters the source values: `(z, perm, u [N, c])`. The
-/// coordinates' finiteness is a deferred device check (one launch on the merged anchors).
+/// Sorts the merged anchors row by row and scatters the source values:
+/// `(z [H·N], perm [H·N], u [H·N, c])` with `N = n + m` per row (head; one row for the
+/// 1-D ops), `perm` holding indices within the row. The coordinates' finiteness is a
+/// deferred device check (one launch on the merged anchors).
 fn merge(
     op: &'static str,
     src: &Tensor,
     tgt: &Tensor,
     vals: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let merged = crate::concat(&[src, tgt], 0)?;
-    crate::checks::check_f32_split(
+    let (n, m) = (*src.shape().last().unwrap_or(&0), *tgt.shape().last().unwrap_or(&0));
+    let h = src.numel() / n.max(1);
+    let merged = crate::concat(&[&src.reshape(&[h, n])?, &tgt.reshape(&[h, m])?], 1)?;
+    crate::checks::check_f32_rows(
         op,
         ("sources", "targets"),
         &merged,
-        src.numel(),
+        n + m,
+        n,
         Accept::Finite,
         "coordinates must be finite",
     )?;
-    let (z, perm) = crate::argsort(&merged)?;
-    let u = scatter_values(&perm, src.numel(), vals)?;
+    let (z, perm) = crate::argsort_rows(&merged)?;
+    let (z, perm) = (z.reshape(&[h * (n + m)])?, perm.reshape(&[h * (n + m)])?);
+    let u = scatter_values(&perm, n, n + m, vals)?;
     Ok((z, perm, u))
 }
 
-/// `u [N, c]`: the source values in merged order (`perm[k] < n`), 0 at targets.
-fn scatter_values(perm: &Tensor, n: usize, vals: &Tensor) -> Result<Tensor> {
+/// `u [H·N, c]`: the source values in merged order (`perm[k] < n`), 0 at targets; `vals`
+/// holds `H·n·c` values (`[n]`, `[n, c]`, `[H, n]` or `[H, n, c]`).
+fn scatter_values(perm: &Tensor, n: usize, seg: usize, vals: &Tensor) -> Result<Tensor> {
     const OP: &str = "laplace_apply";
     let total = perm.numel();
-    let c = vals.numel() / n;
+    let rows = total / seg.max(1);
+    let c = vals.numel() / (rows * n).max(1);
     let dev = perm.device();
     let u = Tensor::empty(OP, dev, &[total, c], DType::F32)?;
-    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
     launch_1d!(dev, total * c, k::laplace_scatter_kernel, |client, R| (
         arr::<R>(perm),
         arr::<R>(vals),
@@ -201,7 +217,7 @@ fn scatter_values(perm: &Tensor, n: usize, vals: &Tensor) -> Result<Tensor> {
         n32,
         t32,
         c32,
-        t32,
+        s32,
     ));
     Ok(u)
 }
@@ -215,23 +231,24 @@ fn sweeps(
     tie: bool,
     moment: bool,
 ) -> Result<Sweeps> {
+    let seg = src.shape().last().unwrap_or(&0) + tgt.shape().last().unwrap_or(&0);
     let (z, perm, u) = merge(op, src, tgt, vals)?;
-    sorted_sweeps(z, perm, u, lambda, tie, moment)
+    sorted_sweeps(z, perm, u, lambda, seg, tie, moment)
 }
 
 /// The merge of the swapped operator (`K(s, t)` from `K(t, s)`'s sorted merge, no sort):
 /// see [`k::laplace_swap_kernel`]. Coordinates come back negated.
-fn swap_merge(sw: &Sweeps, n_src: usize) -> Result<(Tensor, Tensor)> {
-    swap_perm(&sw.z, &sw.perm, n_src)
+fn swap_merge(sw: &Sweeps, n_src: usize, seg: usize) -> Result<(Tensor, Tensor)> {
+    swap_perm(&sw.z, &sw.perm, n_src, seg)
 }
 
 /// [`swap_merge`] from the sorted coordinates and permutation.
-fn swap_perm(zs: &Tensor, ps: &Tensor, n_src: usize) -> Result<(Tensor, Tensor)> {
+fn swap_perm(zs: &Tensor, ps: &Tensor, n_src: usize, seg: usize) -> Result<(Tensor, Tensor)> {
     let total = ps.numel();
     let dev = ps.device();
     let z = Tensor::empty("laplace_apply_backward", dev, &[total], DType::F32)?;
     let perm = Tensor::empty("laplace_apply_backward", dev, &[total], DType::U32)?;
-    let (n32, t32) = (n_src as u32, total as u32);
+    let (n32, t32, s32) = (n_src as u32, total as u32, seg as u32);
     launch_1d!(dev, total, k::laplace_swap_kernel, |client, R| (
         arr::<R>(zs),
         arr::<R>(ps),
@@ -239,6 +256,7 @@ fn swap_perm(zs: &Tensor, ps: &Tensor, n_src: usize) -> Result<(Tensor, Tensor)>
         arr::<R>(&perm),
         n32,
         t32,
+        s32,
     ));
     Ok((z, perm))
 }
@@ -249,13 +267,13 @@ fn sorted_sweeps(
     perm: Tensor,
     u: Tensor,
     lambda: &Tensor,
+    seg: usize,
     tie: bool,
     moment: bool,
 ) -> Result<Sweeps> {
-    let total = z.numel();
     let spec = |reverse: bool, tie: bool| DecayScan {
         rate: lambda,
-        seg_len: total,
+        seg_len: seg,
         reverse,
         moment: moment && !tie,
         tie,
@@ -293,11 +311,11 @@ fn gather_lo(
     c: usize,
     shape: &[usize],
 ) -> Result<Tensor> {
-    let total = n + m;
+    let (seg, total) = (n + m, sw.z.numel());
     let with_lo = zlo.is_some();
     let zlo = zlo.unwrap_or(&sw.z);
     let y = Tensor::empty("laplace_apply", sw.l.device(), shape, DType::F32)?;
-    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
     launch_1d!(
         sw.l.device(),
         total * c,
@@ -313,7 +331,7 @@ fn gather_lo(
             t32,
             c32,
             arr::<R>(&sw.lambda),
-            t32,
+            s32,
             with_lo,
         )
     );
@@ -331,9 +349,10 @@ fn weighted(
     scale: f32,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let dev = sw.l.device();
-    let total = n + m;
-    let signed = Tensor::empty("laplace_backward", dev, &[m], DType::F32)?;
-    let moment = Tensor::empty("laplace_backward", dev, &[m], DType::F32)?;
+    let (seg, total) = (n + m, sw.z.numel());
+    let rows_m = total / seg * m;
+    let signed = Tensor::empty("laplace_backward", dev, &[rows_m], DType::F32)?;
+    let moment = Tensor::empty("laplace_backward", dev, &[rows_m], DType::F32)?;
     let t = sw
         .tie_mass
         .as_ref()
@@ -343,7 +362,7 @@ fn weighted(
         None => (t, t), // unread when `with_moment` is false
     };
     let with_moment = sw.moments.is_some();
-    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
     launch_1d!(dev, total, k::laplace_weighted_kernel, |client, R| (
         arr::<R>(&sw.z),
         arr::<R>(&sw.perm),
@@ -360,6 +379,7 @@ fn weighted(
         c32,
         arr::<R>(&sw.lambda),
         scale,
+        s32,
         with_moment,
     ));
     Ok((signed, with_moment.then_some(moment)))
@@ -422,7 +442,7 @@ pub fn laplace_apply_split<'a>(
     let (z, p2) = crate::argsort(&crate::index::take_rows_unchecked(&hi, &p1)?)?;
     let perm = crate::index::take_rows_unchecked(&p1, &p2)?;
     let zlo = crate::index::take_rows_unchecked(&lo, &perm)?;
-    let u = scatter_values(&perm, n, v)?;
+    let u = scatter_values(&perm, n, n + m, v)?;
     let spec = |reverse: bool| DecayScan {
         rate: &lambda,
         seg_len: n + m,
@@ -456,7 +476,11 @@ pub struct LaplaceSort {
     perm: Tensor,
     n: usize,
     m: usize,
-    /// The rate of the forward, `[1]` device tensors: `(λ, None)` for the real operator,
+    /// Heads (rows): 1 for the 1-D ops.
+    h: usize,
+    /// Whether the values carry a head axis (the multi-head ops).
+    heads: bool,
+    /// The rate of the forward, `[h]` device tensors: `(λ, None)` for the real operator,
     /// `(a, Some(b))` for the phased one.
     rate: (Tensor, Option<Tensor>),
 }
@@ -479,16 +503,23 @@ impl LaplaceSort {
     /// Checks `v` against the forward's sizes; returns `c`.
     fn channels(&self, op: &'static str, v: &Tensor) -> Result<usize> {
         crate::validate::same_device(op, &self.z, v)?;
-        let n = self.n;
-        let c = match v.shape() {
-            [a] if *a == n => 1,
-            [a, c] if *a == n => *c,
+        let (n, h) = (self.n, self.h);
+        let c = match (self.heads, v.shape()) {
+            (false, [a]) if *a == n => 1,
+            (false, [a, c]) if *a == n => *c,
+            (true, [g, a]) if *g == h && *a == n => 1,
+            (true, [g, a, c]) if *g == h && *a == n => *c,
             _ => {
+                let want = if self.heads {
+                    format!("[{h}, {n}] or [{h}, {n}, c]")
+                } else {
+                    format!("[{n}] or [{n}, c]")
+                };
                 return Err(LapisError::shape(
                     op,
                     v.shape(),
-                    format!("the forward's values were [{n}] or [{n}, c]"),
-                ))
+                    format!("the forward's values were {want}"),
+                ));
             }
         };
         if v.dtype() != DType::F32 {
@@ -523,6 +554,8 @@ pub fn laplace_apply_sorted<'a>(
             perm: sw.perm,
             n,
             m,
+            h: 1,
+            heads: false,
             rate: (lambda, None),
         },
     ))
@@ -541,10 +574,19 @@ pub fn laplace_apply_backward_sorted(
     sort.expect(OP, false)?;
     let (n, m, lambda) = (sort.n, sort.m, &sort.rate.0);
     let c = sort.channels(OP, v)?;
-    check_upstream(OP, &sort.z, v, m, c, &[gy])?;
-    let u = scatter_values(&sort.perm, n, v)?;
-    let sw = sorted_sweeps(sort.z.clone(), sort.perm.clone(), u, lambda, true, true)?;
-    grads_from(sw, v, gy, n, m, c)
+    check_upstream(OP, &sort.z, v, sort.heads, m, &[gy])?;
+    let u = scatter_values(&sort.perm, n, n + m, v)?;
+    let sw = sorted_sweeps(sort.z.clone(), sort.perm.clone(), u, lambda, n + m, true, true)?;
+    let g = grads_from(sw, v, gy, n, m, c)?;
+    if sort.heads {
+        Ok(LaplaceGrads {
+            sources: g.sources.reshape(&[sort.h, n])?,
+            targets: g.targets.reshape(&[sort.h, m])?,
+            ..g
+        })
+    } else {
+        Ok(g)
+    }
 }
 
 /// Gram mode `y = K(x, x) v` (`lambda` as in [`laplace_apply`]).
@@ -564,7 +606,7 @@ pub fn laplace_apply_backward<'a>(
     const OP: &str = "laplace_apply_backward";
     let (n, m, c) = check(OP, s, t, v)?;
     let lambda = rate_arg(OP, "lambda", lambda, s)?;
-    check_upstream(OP, s, v, m, c, &[gy])?;
+    check_upstream(OP, s, v, false, m, &[gy])?;
     // Original orientation: t̄ and λ̄.
     let sw = sweeps(OP, s, t, v, &lambda, true, true)?;
     grads_from(sw, v, gy, n, m, c)
@@ -582,15 +624,17 @@ fn grads_from(
 ) -> Result<LaplaceGrads> {
     let (targets, moment) = weighted(&sw, gy, n, m, c, -1.0)?;
     let lambda = sw.lambda.clone();
-    let lam =
-        crate::neg(&crate::sum_all(&moment.expect("moment sweeps requested"))?)?.reshape(&[1])?;
+    // λ̄ per row (head): −Σ over its targets of the moment sums.
+    let h = sw.z.numel() / (n + m);
+    let moment = moment.expect("moment sweeps requested").reshape(&[h, m])?;
+    let lam = crate::neg(&crate::sum(&moment, 1)?)?.reshape(&[h])?;
     // Swapped orientation (targets carry Ȳ): V̄ and s̄, on the same sort reversed with its
     // coordinates negated (one sort per backward instead of two); the signed sums change
     // sign with the coordinates, so s̄ = +λ·signed.
-    let (zs, ps) = swap_merge(&sw, n)?;
+    let (zs, ps) = swap_merge(&sw, n, n + m)?;
     drop(sw);
-    let us = scatter_values(&ps, m, gy)?;
-    let sw = sorted_sweeps(zs, ps, us, &lambda, true, false)?;
+    let us = scatter_values(&ps, m, n + m, gy)?;
+    let sw = sorted_sweeps(zs, ps, us, &lambda, n + m, true, false)?;
     let values = gather(&sw, m, n, c, v.shape())?;
     let (sources, _) = weighted(&sw, v, m, n, c, 1.0)?;
     Ok(LaplaceGrads {
@@ -628,9 +672,10 @@ fn phased_sweeps(
     tie: bool,
     moment: bool,
 ) -> Result<PhasedSweeps> {
+    let (n, m) = (*src.shape().last().unwrap_or(&0), *tgt.shape().last().unwrap_or(&0));
     let (z, perm, ur) = merge(op, src, tgt, vr)?;
-    let ui = scatter_values(&perm, src.numel(), vi)?;
-    sorted_phased_sweeps(z, perm, (ur, ui), rate, tie, moment)
+    let ui = scatter_values(&perm, n, n + m, vi)?;
+    sorted_phased_sweeps(z, perm, (ur, ui), rate, n + m, tie, moment)
 }
 
 /// [`phased_sweeps`] on an already sorted merge with the values in merged order.
@@ -639,18 +684,18 @@ fn sorted_phased_sweeps(
     perm: Tensor,
     (ur, ui): Cx,
     (a, b): (&Tensor, &Tensor),
+    seg: usize,
     tie: bool,
     moment: bool,
 ) -> Result<PhasedSweeps> {
-    let total = z.numel();
-    let (l, gl) = decay_scan_complex_on(&z, (&ur, &ui), (a, b), false, moment)?;
-    let (q, gq) = decay_scan_complex_on(&z, (&ur, &ui), (a, b), true, moment)?;
+    let (l, gl) = decay_scan_complex_on(&z, (&ur, &ui), (a, b), seg, false, moment)?;
+    let (q, gq) = decay_scan_complex_on(&z, (&ur, &ui), (a, b), seg, true, moment)?;
     let tie_mass = if tie {
         // Tie decays are real (and ignore the rate): the real and imaginary parts scan
         // separately.
         let spec = DecayScan {
             rate: a,
-            seg_len: total,
+            seg_len: seg,
             reverse: false,
             moment: false,
             tie: true,
@@ -678,10 +723,10 @@ fn sorted_phased_sweeps(
 
 fn phased_gather(sw: &PhasedSweeps, n: usize, m: usize, c: usize, shape: &[usize]) -> Result<Cx> {
     let dev = sw.perm.device();
-    let total = n + m;
+    let (seg, total) = (n + m, sw.z.numel());
     let yr = Tensor::empty("laplace_apply_phased", dev, shape, DType::F32)?;
     let yi = Tensor::empty("laplace_apply_phased", dev, shape, DType::F32)?;
-    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
     launch_1d!(
         dev,
         total * c,
@@ -700,6 +745,7 @@ fn phased_gather(sw: &PhasedSweeps, n: usize, m: usize, c: usize, shape: &[usize
             c32,
             arr::<R>(&sw.rate.0),
             arr::<R>(&sw.rate.1),
+            s32,
         )
     );
     Ok((yr, yi))
@@ -716,16 +762,17 @@ fn phased_weighted(
     scale: f32,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let dev = sw.perm.device();
-    let total = n + m;
-    let signed = Tensor::empty("laplace_backward", dev, &[m], DType::F32)?;
-    let moment = Tensor::empty("laplace_backward", dev, &[m, 2], DType::F32)?;
+    let (seg, total) = (n + m, sw.z.numel());
+    let rows_m = total / seg * m;
+    let signed = Tensor::empty("laplace_backward", dev, &[rows_m], DType::F32)?;
+    let moment = Tensor::empty("laplace_backward", dev, &[rows_m, 2], DType::F32)?;
     let t = sw
         .tie_mass
         .as_ref()
         .expect("backward sweeps carry the tie mass");
     let g = sw.moment.as_ref().unwrap_or(t); // unread without moments
     let with_moment = sw.moment.is_some();
-    let (n32, t32, c32) = (n as u32, total as u32, c as u32);
+    let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
     launch_1d!(
         dev,
         total,
@@ -751,6 +798,7 @@ fn phased_weighted(
             arr::<R>(&sw.rate.0),
             arr::<R>(&sw.rate.1),
             scale,
+            s32,
             with_moment,
         )
     );
@@ -795,6 +843,8 @@ fn laplace_apply_phased_sorted_op(
             perm: sw.perm,
             n,
             m,
+            h: 1,
+            heads: false,
             rate: (a, Some(b)),
         },
     ))
@@ -826,16 +876,27 @@ pub fn laplace_apply_phased_backward_sorted(
     sort.expect(OP, true)?;
     let (n, m) = (sort.n, sort.m);
     let c = sort.channels(OP, v)?;
-    check_upstream(OP, &sort.z, v, m, c, &[gy_re, gy_im])?;
+    check_upstream(OP, &sort.z, v, sort.heads, m, &[gy_re, gy_im])?;
     let zero_v = crate::zeros(v.device(), v.shape(), DType::F32)?;
     let us = (
-        scatter_values(&sort.perm, n, v)?,
-        scatter_values(&sort.perm, n, &zero_v)?,
+        scatter_values(&sort.perm, n, n + m, v)?,
+        scatter_values(&sort.perm, n, n + m, &zero_v)?,
     );
     let b = sort.rate.1.as_ref().expect("a phased sort holds b");
     let rate = (&sort.rate.0, b);
-    let sw = sorted_phased_sweeps(sort.z.clone(), sort.perm.clone(), us, rate, true, true)?;
-    phased_grads_from(sw, v, zero_v, gy_re, gy_im, n, m, c)
+    let (z, perm) = (sort.z.clone(), sort.perm.clone());
+    let sw = sorted_phased_sweeps(z, perm, us, rate, n + m, true, true)?;
+    let (g, gb) = phased_grads_from(sw, v, zero_v, gy_re, gy_im, n, m, c)?;
+    if sort.heads {
+        let g = LaplaceGrads {
+            sources: g.sources.reshape(&[sort.h, n])?,
+            targets: g.targets.reshape(&[sort.h, m])?,
+            ..g
+        };
+        Ok((g, gb))
+    } else {
+        Ok((g, gb))
+    }
 }
 
 /// Gradients of the phased operator for real `V`, `s`, `t`, `a`, `b`, with the loss
@@ -856,7 +917,7 @@ pub fn laplace_apply_phased_backward<'a>(
     let (n, m, c) = check(OP, s, t, v)?;
     let a = rate_arg(OP, "a", a, s)?;
     let b = phase_arg(OP, b, s)?;
-    check_upstream(OP, s, v, m, c, &[gy_re, gy_im])?;
+    check_upstream(OP, s, v, false, m, &[gy_re, gy_im])?;
     // Original orientation: t̄, ā, b̄.
     let zero_v = crate::zeros(s.device(), v.shape(), DType::F32)?;
     let sw = phased_sweeps(OP, s, t, v, &zero_v, (&a, &b), true, true)?;
@@ -881,19 +942,22 @@ fn phased_grads_from(
     let (targets, moment) = phased_weighted(&sw, &conj_g, n, m, c, -1.0)?;
     // The swapped orientation reuses this sort, reversed with negated coordinates
     // (see `swap_merge`): its signed sums come back negated.
-    let (zs, ps) = swap_perm(&sw.z, &sw.perm, n)?;
+    let (zs, ps) = swap_perm(&sw.z, &sw.perm, n, n + m)?;
     let rate = sw.rate.clone();
+    let h = sw.z.numel() / (n + m);
     drop(sw);
-    // Σ over targets of the complex moment `[m, 2]`: ā = −Re, b̄ = +Im (on the device).
-    let msum = crate::sum(&moment.expect("moments requested"), 0)?.reshape(&[2])?;
-    let grad_a = crate::neg(&crate::slice(&msum, 0, 0, 1)?)?;
-    let grad_b = crate::slice(&msum, 0, 1, 2)?;
+    // Σ over each row's targets of the complex moment `[h, m, 2]`: ā = −Re, b̄ = +Im per
+    // row (head), on the device.
+    let moment = moment.expect("moments requested").reshape(&[h, m, 2])?;
+    let msum = crate::sum(&moment, 1)?.reshape(&[h, 2])?;
+    let grad_a = crate::neg(&crate::slice(&msum, 1, 0, 1)?)?.reshape(&[h])?;
+    let grad_b = crate::slice(&msum, 1, 1, 2)?.reshape(&[h])?;
     // Swapped orientation: the sweeps carry conj(G); V̄ = Re, s̄ from weights V.
     let us = (
-        scatter_values(&ps, m, &conj_g.0)?,
-        scatter_values(&ps, m, &conj_g.1)?,
+        scatter_values(&ps, m, n + m, &conj_g.0)?,
+        scatter_values(&ps, m, n + m, &conj_g.1)?,
     );
-    let sw = sorted_phased_sweeps(zs, ps, us, (&rate.0, &rate.1), true, false)?;
+    let sw = sorted_phased_sweeps(zs, ps, us, (&rate.0, &rate.1), n + m, true, false)?;
     let (values, _) = phased_gather(&sw, m, n, c, v.shape())?;
     let (sources, _) = phased_weighted(&sw, &(v.clone(), zero_v), m, n, c, 1.0)?;
     Ok((
@@ -935,15 +999,26 @@ fn check_phase(op: &'static str, yr: &Tensor, others: &[&Tensor]) -> Result<()> 
     Ok(())
 }
 
+/// `φ` as `[rows]` device values and the elements per row: one phase for all of `y`, or
+/// one per index of `y`'s leading axis (a head).
+fn phase_rows(op: &'static str, phi: Scalar<'_>, y: &Tensor) -> Result<(Tensor, usize)> {
+    let n = y.numel().max(1);
+    let rows = match phi {
+        Scalar::Tensor(t) if t.numel() > 1 && y.rank() > 0 => y.shape()[0],
+        _ => 1,
+    };
+    let (phi, _) = phi.device_rows(op, "phi", y, rows, Accept::Finite, "must be finite")?;
+    Ok((phi, n / rows.max(1)))
+}
+
 /// A phased head's real output `Re(e^{iφ}(Y_re + i·Y_im)) = cos φ·Y_re − sin φ·Y_im`, in one
-/// launch (LAPLEX: `φ = −π/2` gives `Im Y`). `phi` is an `f32` or a one-element tensor
-/// (kept on the device; checked finite there, see [`crate::checks`]).
+/// launch (LAPLEX: `φ = −π/2` gives `Im Y`). `phi` is an `f32`, a one-element tensor or,
+/// for multi-head outputs `[H, …]`, one phase per head `[H]` (kept on the device; checked
+/// finite there, see [`crate::checks`]).
 pub fn phase_real<'a>(yr: &Tensor, yi: &Tensor, phi: impl Into<Scalar<'a>>) -> Result<Tensor> {
     const OP: &str = "phase_real";
     check_phase(OP, yr, &[yi])?;
-    let phi = phi
-        .into()
-        .device_value(OP, "phi", yr, Accept::Finite, "must be finite")?;
+    let (phi, seg) = phase_rows(OP, phi.into(), yr)?;
     let y = Tensor::empty(OP, yr.device(), yr.shape(), DType::F32)?;
     let n = y.numel();
     launch_1d!(yr.device(), n, k::phase_real_kernel, |client, R| (
@@ -952,13 +1027,14 @@ pub fn phase_real<'a>(yr: &Tensor, yi: &Tensor, phi: impl Into<Scalar<'a>>) -> R
         arr::<R>(&phi),
         arr::<R>(&y),
         n as u32,
+        seg as u32,
     ));
     Ok(y)
 }
 
 /// The VJP of [`phase_real`] for `ȳ = g`: `(Ȳ_re, Ȳ_im, φ̄)` with `Ȳ_re = cos φ·g`,
-/// `Ȳ_im = −sin φ·g` and `φ̄ = Σ g·(−sin φ·Y_re − cos φ·Y_im)`, a `[1]` device tensor
-/// (one launch and one reduction).
+/// `Ȳ_im = −sin φ·g` and `φ̄ = Σ g·(−sin φ·Y_re − cos φ·Y_im)`, a `[1]` device tensor (`[H]`
+/// with one phase per head; one launch and one reduction).
 pub fn phase_real_backward<'a>(
     yr: &Tensor,
     yi: &Tensor,
@@ -967,9 +1043,7 @@ pub fn phase_real_backward<'a>(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "phase_real_backward";
     check_phase(OP, yr, &[yi, g])?;
-    let phi = phi
-        .into()
-        .device_value(OP, "phi", yr, Accept::Finite, "must be finite")?;
+    let (phi, seg) = phase_rows(OP, phi.into(), yr)?;
     let dev = yr.device();
     let mk = || Tensor::empty(OP, dev, yr.shape(), DType::F32);
     let (gre, gim, dphi) = (mk()?, mk()?, mk()?);
@@ -983,77 +1057,118 @@ pub fn phase_real_backward<'a>(
         arr::<R>(&gim),
         arr::<R>(&dphi),
         n as u32,
+        seg as u32,
     ));
-    let gphi = crate::sum_all(&dphi)?.reshape(&[1])?;
+    let rows = n / seg;
+    let gphi = crate::sum(&dphi.reshape(&[rows, seg])?, 1)?.reshape(&[rows])?;
     Ok((gre, gim, gphi))
 }
 
-/// `B` independent Laplace operators in one pass (rows): `Y[r] = K(t_r, s_r; λ_r) V[r]` for
-/// `s [B, n]`, `t [B, m]`, `V [B, n, c]` and rates `λ [B]` (a device tensor, checked `> 0`
-/// on the device). The merged anchors are sorted row by row ([`crate::argsort_rows`]: one
-/// cube per row for short rows) and swept as `B` segments of one anchored scan, so the
-/// launches do not grow with `B`. Forward only; used by [`crate::soft_sort_backward`].
-pub(crate) fn laplace_apply_rows(
+/// Checks the multi-head arguments `s [H, n]`, `t [H, m]`, `V [H, n]` or `[H, n, c]`;
+/// returns `(H, n, m, c)`.
+fn check_heads(
     op: &'static str,
     s: &Tensor,
     t: &Tensor,
     v: &Tensor,
-    lambda: &Tensor,
+) -> Result<(usize, usize, usize, usize)> {
+    let bad = |x: &Tensor| LapisError::ShapeMismatch {
+        op,
+        lhs: s.shape().to_vec(),
+        rhs: x.shape().to_vec(),
+    };
+    let (h, n) = match s.shape() {
+        [h, n] if *h > 0 => (*h, *n),
+        _ => return Err(LapisError::shape(op, s.shape(), "sources must be [H, n]")),
+    };
+    let m = match t.shape() {
+        [g, m] if *g == h => *m,
+        _ => return Err(bad(t)),
+    };
+    let v2 = match v.shape() {
+        [g, a] if *g == h && *a == n => v.reshape(&[n * h])?,
+        [g, a, c] if *g == h && *a == n => v.reshape(&[n * h, *c])?,
+        _ => return Err(bad(v)),
+    };
+    let s1 = s.reshape(&[h * n])?;
+    let (_, _, c) = check(op, &s1, &t.reshape(&[h * m])?, &v2)?;
+    Ok((h, n, m, c))
+}
+
+/// `H` independent Laplace operators in one pass (LAPLEX's heads, or rows):
+/// `Y[h] = K(t_h, s_h; λ_h) V[h]` for `s [H, n]`, `t [H, m]`, `V [H, n]` or `[H, n, c]`, and
+/// `lambda` an `f32`, a one-element tensor or one rate per head `[H]` (kept on the device).
+/// Each head's merged anchors are sorted in its own row ([`crate::argsort_rows`]: one cube
+/// per row for short rows) and the heads are swept as segments of one anchored scan, so the
+/// launches do not grow with `H`. Returns `Y [H, m]` or `[H, m, c]` and the sort for
+/// [`laplace_apply_backward_sorted`] (whose gradients then carry the head axis: `s̄ [H, n]`,
+/// `t̄ [H, m]`, `λ̄ [H]`).
+pub fn laplace_apply_heads_sorted<'a>(
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    lambda: impl Into<Scalar<'a>>,
+) -> Result<(Tensor, LaplaceSort)> {
+    const OP: &str = "laplace_apply_heads";
+    let (h, n, m, c) = check_heads(OP, s, t, v)?;
+    let msg = "must be finite and > 0";
+    let (lambda, _) = lambda
+        .into()
+        .device_rows(OP, "lambda", s, h, Accept::Positive, msg)?;
+    let sw = sweeps(OP, s, t, v, &lambda, false, false)?;
+    let y = gather(&sw, n, m, c, &out_shape(v, true, m))?;
+    let sort = LaplaceSort {
+        z: sw.z,
+        perm: sw.perm,
+        n,
+        m,
+        h,
+        heads: true,
+        rate: (lambda, None),
+    };
+    Ok((y, sort))
+}
+
+/// [`laplace_apply_heads_sorted`] without the sort (forward only).
+pub fn laplace_apply_heads<'a>(
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    lambda: impl Into<Scalar<'a>>,
 ) -> Result<Tensor> {
-    let (b, n, m, c) = match (s.shape(), t.shape(), v.shape()) {
-        ([b, n], [b2, m], [b3, n2, c]) if b == b2 && b == b3 && n == n2 => (*b, *n, *m, *c),
-        _ => {
-            return Err(LapisError::ShapeMismatch {
-                op,
-                lhs: s.shape().to_vec(),
-                rhs: t.shape().to_vec(),
-            })
-        }
+    Ok(laplace_apply_heads_sorted(s, t, v, lambda)?.0)
+}
+
+/// The phased operator for `H` heads in one pass (see [`laplace_apply_heads_sorted`] and
+/// [`laplace_apply_phased`]): rates `a > 0` and `b` each an `f32`, a one-element tensor or
+/// `[H]`; returns `(Re Y, Im Y)` of shape `[H, m]` or `[H, m, c]` and the sort for
+/// [`laplace_apply_phased_backward_sorted`] (`ā`, `b̄` then `[H]`).
+pub fn laplace_apply_phased_heads_sorted<'a>(
+    s: &Tensor,
+    t: &Tensor,
+    v: &Tensor,
+    a: impl Into<Scalar<'a>>,
+    b: impl Into<Scalar<'a>>,
+) -> Result<((Tensor, Tensor), LaplaceSort)> {
+    const OP: &str = "laplace_apply_phased_heads";
+    let (h, n, m, c) = check_heads(OP, s, t, v)?;
+    let (a, _) = a
+        .into()
+        .device_rows(OP, "a", s, h, Accept::Positive, "must be finite and > 0")?;
+    let (b, _) = b
+        .into()
+        .device_rows(OP, "b", s, h, Accept::Finite, "the phase must be finite")?;
+    let zero = crate::zeros(s.device(), v.shape(), DType::F32)?;
+    let sw = phased_sweeps(OP, s, t, v, &zero, (&a, &b), false, false)?;
+    let y = phased_gather(&sw, n, m, c, &out_shape(v, true, m))?;
+    let sort = LaplaceSort {
+        z: sw.z,
+        perm: sw.perm,
+        n,
+        m,
+        h,
+        heads: true,
+        rate: (a, Some(b)),
     };
-    let seg = n + m;
-    let total = b * seg;
-    let merged = crate::concat(&[s, t], 1)?;
-    crate::checks::check_f32(op, "anchors", &merged, Accept::Finite, "must be finite")?;
-    crate::checks::check_f32(op, "lambda", lambda, Accept::Positive, "must be finite and > 0")?;
-    let (z, perm) = crate::argsort_rows(&merged)?;
-    let (z, perm) = (z.reshape(&[total])?, perm.reshape(&[total])?);
-    let dev = s.device();
-    let u = Tensor::empty(op, dev, &[total, c], DType::F32)?;
-    let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
-    launch_1d!(dev, total * c, k::laplace_scatter_kernel, |client, R| (
-        arr::<R>(&perm),
-        arr::<R>(v),
-        arr::<R>(&u),
-        n32,
-        t32,
-        c32,
-        s32,
-    ));
-    let spec = |reverse: bool| DecayScan {
-        rate: lambda,
-        seg_len: seg,
-        reverse,
-        moment: false,
-        tie: false,
-        factors: None,
-        coords_lo: None,
-    };
-    let (l, _) = decay_scan(&z, &u, &spec(false))?;
-    let (q, _) = decay_scan(&z, &u, &spec(true))?;
-    let y = Tensor::empty(op, dev, &[b, m, c], DType::F32)?;
-    launch_1d!(dev, total * c, k::laplace_gather_kernel, |client, R| (
-        arr::<R>(&z),
-        arr::<R>(&z),
-        arr::<R>(&perm),
-        arr::<R>(&l),
-        arr::<R>(&q),
-        arr::<R>(&y),
-        n32,
-        t32,
-        c32,
-        arr::<R>(lambda),
-        s32,
-        false,
-    ));
-    Ok(y)
+    Ok((y, sort))
 }

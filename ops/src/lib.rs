@@ -117,6 +117,7 @@ pub use laplace::{
     laplace_apply, laplace_apply_backward, laplace_apply_backward_sorted, laplace_apply_phased,
     laplace_apply_phased_backward, laplace_apply_phased_backward_sorted,
     laplace_apply_phased_sorted, laplace_apply_sorted, laplace_apply_split, laplace_gram,
+    laplace_apply_heads, laplace_apply_heads_sorted, laplace_apply_phased_heads_sorted,
     laplace_gram_backward, phase_real, phase_real_backward, LaplaceGrads, LaplaceSort,
 };
 pub use layout::{

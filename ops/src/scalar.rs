@@ -109,6 +109,52 @@ impl Scalar<'_> {
     }
 }
 
+impl Scalar<'_> {
+    /// The value as a `[rows]` f32 tensor on `like`'s device (one per row, head or segment),
+    /// never read back, with the host value when it was an `f32`: an `f32` is checked on
+    /// the host against `accept` (an immediate error) and filled; a one-element tensor is
+    /// shared by every row (broadcast on the device); a `[rows]` tensor gives one value per
+    /// row. Tensor values are checked on the device (a deferred check, see
+    /// [`crate::checks`]). Any other tensor is an `InvalidArgument` naming `op` and `name`.
+    pub(crate) fn device_rows(
+        self,
+        op: &'static str,
+        name: &'static str,
+        like: &Tensor,
+        rows: usize,
+        accept: crate::checks::Accept,
+        msg: &str,
+    ) -> Result<(Tensor, Option<f32>)> {
+        match self {
+            Scalar::Value(v) => {
+                if !accept.accepts(v) {
+                    return Err(LapisError::invalid(op, name, v, msg));
+                }
+                Ok((crate::fill(like.device(), &[rows], v, DType::F32)?, Some(v)))
+            }
+            Scalar::Tensor(t) => {
+                crate::validate::same_device(op, like, t)?;
+                let one = t.numel() == 1;
+                if !(one || t.shape() == [rows]) || t.dtype() != DType::F32 {
+                    return Err(LapisError::invalid(
+                        op,
+                        name,
+                        format!("a {} tensor of shape {:?}", t.dtype().name(), t.shape()),
+                        format!("must be an f32 scalar (one element) or one f32 per row [{rows}]"),
+                    ));
+                }
+                crate::checks::check_f32(op, name, t, accept, msg)?;
+                let t = if one && rows != 1 {
+                    crate::broadcast_to(&t.reshape(&[1])?, &[rows])?
+                } else {
+                    t.reshape(&[rows])?
+                };
+                Ok((t, None))
+            }
+        }
+    }
+}
+
 /// `t` holds exactly one f32 element (typed error naming `op` and `name` otherwise).
 pub(crate) fn check_one(op: &'static str, name: &'static str, t: &Tensor) -> Result<()> {
     if t.numel() != 1 || t.dtype() != DType::F32 {

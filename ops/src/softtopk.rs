@@ -121,10 +121,7 @@ fn rows(op: &'static str, x: &Tensor) -> Result<(Tensor, usize, usize)> {
     Ok((x.reshape(&[b, n])?, b, n))
 }
 
-/// A [`Scalar`] as a `[B]` device tensor, with its value when it came from the host. An
-/// `f32` is checked at once against `accept` and filled; a one-element tensor is shared by
-/// every row (broadcast on the device); a `[B]` tensor gives one value per row. Tensor
-/// values are checked on the device (a deferred check, see [`crate::checks`]): no read.
+/// A [`Scalar`] as a `[B]` device tensor (see `Scalar::device_rows`).
 fn per_row(
     op: &'static str,
     name: &'static str,
@@ -134,33 +131,7 @@ fn per_row(
     accept: Accept,
     msg: &str,
 ) -> Result<(Tensor, Option<f32>)> {
-    match v {
-        Scalar::Value(s) => {
-            if !accept.accepts(s) {
-                return Err(LapisError::invalid(op, name, s, msg));
-            }
-            Ok((crate::fill(x.device(), &[b], s, DType::F32)?, Some(s)))
-        }
-        Scalar::Tensor(t) => {
-            crate::validate::same_device(op, x, t)?;
-            let one = t.numel() == 1;
-            if !(one || t.shape() == [b]) || t.dtype() != DType::F32 {
-                return Err(LapisError::invalid(
-                    op,
-                    name,
-                    format!("a {} tensor of shape {:?}", t.dtype().name(), t.shape()),
-                    format!("must be an f32 scalar (one element) or one f32 per row [{b}]"),
-                ));
-            }
-            crate::checks::check_f32(op, name, t, accept, msg)?;
-            let t = if one && b != 1 {
-                crate::broadcast_to(&t.reshape(&[1])?, &[b])?
-            } else {
-                t.reshape(&[b])?
-            };
-            Ok((t, None))
-        }
-    }
+    v.device_rows(op, name, x, b, accept, msg)
 }
 
 /// `α` per row: finite and `> 0`.
@@ -722,12 +693,6 @@ pub fn soft_sort_backward<'a>(
     let w = crate::div(&g2, &crate::affine(&s.fsum, 2.0, 0.0)?)?;
     // One batched Laplace pass over the rows (rate 1/α per row), no loop on the host.
     let rate = crate::div(&crate::ones(x.device(), &[b], DType::F32)?, &s.alpha)?;
-    let dx = crate::laplace::laplace_apply_rows(
-        OP,
-        &s.values,
-        &s.x2,
-        &w.reshape(&[b, n, 1])?,
-        &rate,
-    )?;
+    let dx = crate::laplace::laplace_apply_heads(&s.values, &s.x2, &w.reshape(&[b, n, 1])?, &rate)?;
     Ok((dx.reshape(x.shape())?, da))
 }

@@ -546,3 +546,75 @@ fn backward_on_the_forward_sort_is_identical() {
         assert!(lapis_ops::laplace_apply_phased_backward_sorted(&sort, &v, &g, &g2).is_err());
     }
 }
+
+proptest! {
+    #![proptest_config(cases(16))]
+
+    /// The multi-head ops (`laplace_apply_heads_sorted`, `laplace_apply_phased_heads_sorted`
+    /// and their backward on the kept sort): each head against the dense f64 reference of
+    /// its own operator, forward and every gradient (per-head λ̄, ā, b̄). Heads differ in
+    /// anchors, values and rates, so a leak across heads (a sweep crossing a row end, a
+    /// wrong row's rate) shows. Same bounds as the one-head tests (2e-5 of the absolute
+    /// scale: the sums of |terms|).
+    #[test]
+    fn heads_match_dense_reference(h in 1usize..=4, n in 1usize..120, m in 1usize..120, c in 1usize..=3, kind in 0u8..3, phased in any::<bool>(), seed in 0u64..1000) {
+        let dev = device();
+        let hs: Vec<(Vec<f64>, Vec<f64>, RefTensor, RefTensor, RefTensor, f64, f64)> = (0..h).map(|k| {
+            let sd = seed + 10 * k as u64;
+            let a = [0.3f64, 1.0, 2.5, 7.0][k] as f32 as f64;
+            let b = if phased { [0.9f64, -2.0, 0.4, 3.0][k] as f32 as f64 } else { 0.0 };
+            (coords(n, kind, sd), coords(m, kind, sd + 1), vals(n, c, sd + 2), vals(m, c, sd + 3), vals(m, c, sd + 4), a, b)
+        }).collect();
+        let cat = |f: &dyn Fn(usize) -> Vec<f64>| -> Vec<f32> { (0..h).flat_map(f).map(|v| v as f32).collect() };
+        let s = Tensor::from_slice(&dev, &[h, n], &cat(&|k| hs[k].0.clone())).unwrap();
+        let t = Tensor::from_slice(&dev, &[h, m], &cat(&|k| hs[k].1.clone())).unwrap();
+        let v = Tensor::from_slice(&dev, &[h, n, c], &cat(&|k| hs[k].2.data.clone())).unwrap();
+        let gr = Tensor::from_slice(&dev, &[h, m, c], &cat(&|k| hs[k].3.data.clone())).unwrap();
+        let gi = Tensor::from_slice(&dev, &[h, m, c], &cat(&|k| hs[k].4.data.clone())).unwrap();
+        let ra = Tensor::from_slice(&dev, &[h], &cat(&|k| vec![hs[k].5])).unwrap();
+        let rb = Tensor::from_slice(&dev, &[h], &cat(&|k| vec![hs[k].6])).unwrap();
+        let (yr, yi, g, gb) = if phased {
+            let ((yr, yi), sort) = lapis_ops::laplace_apply_phased_heads_sorted(&s, &t, &v, &ra, &rb).unwrap();
+            let (g, gb) = lapis_ops::laplace_apply_phased_backward_sorted(&sort, &v, &gr, &gi).unwrap();
+            (yr, Some(yi), g, Some(gb))
+        } else {
+            let (y, sort) = lapis_ops::laplace_apply_heads_sorted(&s, &t, &v, &ra).unwrap();
+            (y, None, lapis_ops::laplace_apply_backward_sorted(&sort, &v, &gr).unwrap(), None)
+        };
+        prop_assert_eq!(yr.shape(), &[h, m, c]);
+        prop_assert_eq!(g.sources.shape(), &[h, n]);
+        prop_assert_eq!(g.targets.shape(), &[h, m]);
+        prop_assert_eq!(g.lambda.shape(), &[h]);
+        let d = |t: &Tensor| -> Vec<f64> { t.to_vec::<f32>().unwrap().iter().map(|&x| x as f64).collect() };
+        let (yr, yi) = (d(&yr), yi.as_ref().map(d));
+        let (gv, gs, gt, gl, gbv) = (d(&g.values), d(&g.sources), d(&g.targets), d(&g.lambda), gb.as_ref().map(d));
+        for (k, (sk, tk, vk, grk, gik, a, b)) in hs.iter().enumerate() {
+            let lam = (*a, *b);
+            let (want_r, want_i) = r::laplace_apply(sk, tk, vk, lam);
+            let (scale, _) = r::laplace_apply(sk, tk, &abs(vk), (*a, 0.0));
+            let at = |x: &[f64], len: usize| x[k * len..(k + 1) * len].to_vec();
+            prop_assert!(worst(&at(&yr, m * c), &want_r.data, &scale.data) < 2e-5, "head {} Re Y", k);
+            if let Some(yi) = &yi {
+                prop_assert!(worst(&at(yi, m * c), &want_i.data, &scale.data) < 2e-5, "head {} Im Y", k);
+            }
+            let want = r::laplace_apply_grad(sk, tk, vk, lam, grk, phased.then_some(gik));
+            let gabs = if phased {
+                RefTensor::new(&grk.shape, grk.data.iter().zip(&gik.data).map(|(x, y)| x.abs() + y.abs()).collect())
+            } else {
+                abs(grk)
+            };
+            let (kty, _) = r::laplace_apply(tk, sk, &gabs, (*a, 0.0));
+            let modl = (a * a + b * b).sqrt();
+            let t_scale: Vec<f64> = (0..m).map(|j| modl * (0..c).map(|ch| gabs.data[j * c + ch] * scale.data[j * c + ch]).sum::<f64>()).collect();
+            let s_scale: Vec<f64> = (0..n).map(|i| modl * (0..c).map(|ch| vk.data[i * c + ch].abs() * kty.data[i * c + ch]).sum::<f64>()).collect();
+            let l_scale = r::laplace_apply_grad(sk, tk, &abs(vk), (*a, 0.0), &gabs, None).lambda_re.abs().max(1e-30);
+            let e_v = worst(&at(&gv, n * c), &want.v.data, &kty.data);
+            let e_s = worst(&at(&gs, n), &want.s, &s_scale);
+            let e_t = worst(&at(&gt, m), &want.t, &t_scale);
+            let e_a = (gl[k] - want.lambda_re).abs() / l_scale;
+            let e_b = gbv.as_ref().map_or(0.0, |gb| (gb[k] - want.lambda_im).abs() / l_scale);
+            prop_assert!(e_v < 2e-5 && e_s < 2e-5 && e_t < 2e-5 && e_a < 2e-5 && e_b < 2e-5,
+                "head {} of {}: V {} s {} t {} a {} b {}", k, h, e_v, e_s, e_t, e_a, e_b);
+        }
+    }
+}
