@@ -236,28 +236,35 @@ impl LaplexLinear {
                 ))
             }
         };
-        let xt = x.transpose(0, 1)?; // [n, B]: the batch is the channel axis
-        let mut acc: Option<Var> = None;
-        for h in &self.heads {
-            let v = xt.mul(&vars.get(h.alpha)?.reshape(&[self.d_in, 1])?)?;
-            let a = vars.get(h.rho)?.softplus()?;
-            let y = match (h.omega, h.phi) {
-                (Some(om), Some(ph)) => v.laplace_apply_phased(
-                    vars.get(h.s)?,
-                    vars.get(h.t)?,
-                    &a,
-                    vars.get(om)?,
-                    vars.get(ph)?,
-                )?,
-                _ => v.laplace_apply(vars.get(h.s)?, vars.get(h.t)?, &a)?,
-            };
-            let y = y.mul(&vars.get(h.gamma)?.reshape(&[self.d_out, 1])?)?;
-            acc = Some(match acc {
-                Some(s) => s.add(&y)?,
-                None => y,
-            });
-        }
-        let y = acc.expect("at least one head").transpose(0, 1)?;
+        // The heads run as one multi-head operator (one sort and one set of sweeps for
+        // all of them): their parameters are stacked on the tape, [H, ·].
+        let (n, m, nh) = (self.d_in, self.d_out, self.heads.len());
+        let stack = |pick: &dyn Fn(&Head) -> Param, len: usize| -> Result<Var> {
+            let vs = self
+                .heads
+                .iter()
+                .map(|h| vars.get(pick(h))?.reshape(&[1, len]))
+                .collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&Var> = vs.iter().collect();
+            Var::concat(&refs, 0)
+        };
+        let s = stack(&|h| h.s, n)?;
+        let t = stack(&|h| h.t, m)?;
+        let alpha = stack(&|h| h.alpha, n)?.reshape(&[nh, n, 1])?;
+        let gamma = stack(&|h| h.gamma, m)?.reshape(&[nh, m, 1])?;
+        let a = stack(&|h| h.rho, 1)?.reshape(&[nh])?.softplus()?;
+        // [1, n, B] · [H, n, 1]: the batch is the operator's channel axis.
+        let v = x.transpose(0, 1)?.reshape(&[1, n, b])?.mul(&alpha)?;
+        let y = match (self.heads[0].omega, self.heads[0].phi) {
+            (Some(_), Some(_)) => {
+                let om = stack(&|h| h.omega.expect("phased heads"), 1)?.reshape(&[nh])?;
+                let ph = stack(&|h| h.phi.expect("phased heads"), 1)?.reshape(&[nh])?;
+                v.laplace_apply_phased_heads(&s, &t, &a, &om, &ph)?
+            }
+            _ => v.laplace_apply_heads(&s, &t, &a)?,
+        };
+        // Σ_h diag(γ_h) Y_h: [H, m, B] → [m, B].
+        let y = y.mul(&gamma)?.sum(0)?.reshape(&[m, b])?.transpose(0, 1)?;
         debug_assert_eq!(y.shape(), &[b, self.d_out]);
         y.add(vars.get(self.bias)?)
     }

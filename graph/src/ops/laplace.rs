@@ -106,4 +106,73 @@ impl Var {
             }),
         ))
     }
+
+    /// `H` Laplace operators in one pass (LAPLEX's heads): `self` the values `V [H, n]` or
+    /// `[H, n, c]`, anchors `s [H, n]`, `t [H, m]`, one rate per head `lambda [H]` (all
+    /// Vars, all may be tracked); returns `Y [H, m]` or `[H, m, c]` with
+    /// `Y[h] = K(t_h, s_h; λ_h) V[h]` ([`lapis_ops::laplace_apply_heads_sorted`]: the heads
+    /// are sorted and swept together, so launches do not grow with `H`).
+    pub fn laplace_apply_heads(&self, s: &Var, t: &Var, lambda: &Var) -> Result<Var> {
+        const OP: &str = "laplace_apply_heads";
+        for o in [s, t, lambda] {
+            self.same_tape(o, OP)?;
+        }
+        let ls = lambda.shape().to_vec();
+        let vv = self.value().clone();
+        let (y, sort) = ops::laplace_apply_heads_sorted(s.value(), t.value(), &vv, lambda.value())?;
+        Ok(self.record(
+            &[self, s, t, lambda],
+            y,
+            Box::new(move |g| {
+                let gr = ops::laplace_apply_backward_sorted(&sort, &vv, g)?;
+                Ok(vec![
+                    Some(gr.values),
+                    Some(gr.sources),
+                    Some(gr.targets),
+                    Some(gr.lambda.reshape(&ls)?),
+                ])
+            }),
+        ))
+    }
+
+    /// The phased operator for `H` heads in one pass: `Re(e^{iφ_h} K(t_h, s_h; a_h + ib_h) V[h])`
+    /// for `self = V [H, n]` or `[H, n, c]`, `s [H, n]`, `t [H, m]` and `a`, `b`, `phi` of
+    /// `[H]` (all Vars, all may be tracked); see [`Var::laplace_apply_heads`] and
+    /// [`Var::laplace_apply_phased`].
+    pub fn laplace_apply_phased_heads(
+        &self,
+        s: &Var,
+        t: &Var,
+        a: &Var,
+        b: &Var,
+        phi: &Var,
+    ) -> Result<Var> {
+        const OP: &str = "laplace_apply_phased_heads";
+        for o in [s, t, a, b, phi] {
+            self.same_tape(o, OP)?;
+        }
+        let shapes = [a.shape().to_vec(), b.shape().to_vec(), phi.shape().to_vec()];
+        let vv = self.value().clone();
+        let ((yr, yi), sort) =
+            ops::laplace_apply_phased_heads_sorted(s.value(), t.value(), &vv, a.value(), b.value())?;
+        // One phase per head: Re(e^{iφ_h}(Yr + iYi)), one launch.
+        let ph = phi.value().clone();
+        let y = ops::phase_real(&yr, &yi, &ph)?;
+        Ok(self.record(
+            &[self, s, t, a, b, phi],
+            y,
+            Box::new(move |g| {
+                let (gre, gim, gphi) = ops::phase_real_backward(&yr, &yi, &ph, g)?;
+                let (gr, gb) = ops::laplace_apply_phased_backward_sorted(&sort, &vv, &gre, &gim)?;
+                Ok(vec![
+                    Some(gr.values),
+                    Some(gr.sources),
+                    Some(gr.targets),
+                    Some(gr.lambda.reshape(&shapes[0])?),
+                    Some(gb.reshape(&shapes[1])?),
+                    Some(gphi.reshape(&shapes[2])?),
+                ])
+            }),
+        ))
+    }
 }
