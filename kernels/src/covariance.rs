@@ -6,12 +6,20 @@
 //! `ζ_0 = ε_0`, `ζ_{k+1} = ρ_k ζ_k + s_{k+1} ε_{k+1}` with `ρ_k = e^{−λ(x_{k+1} − x_k)}` and
 //! `s_{k+1} = √(1 − ρ_k²)` (`s_0 = 1`). So `C = L Lᵀ` with `L⁻¹ = S⁻¹ B`, `B` unit lower
 //! bidiagonal with `−ρ_{k−1}` below the diagonal, and `C⁻¹ = Bᵀ S⁻² B` (tridiagonal).
+//! The ops (`lapis_ops::covariance`) run every covariance, the pure OU one included
+//! (`u = 0`), through the Kalman filter of REMIX's `diag(u) + diag(w) C diag(w)`: the
+//! kernels here prepare the chain ([`ou_prepare_kernel()`]), run its variance recursion
+//! and chain `ρ`'s adjoint to the coordinates and `λ`; the rest is elementwise ops and
+//! anchored scans.
 //!
 //! Numerics: `1 − ρ² = 1 − e^{−2λΔ}` is evaluated by a 3-term series when `2λΔ < 1e-3`
 //! (the direct difference would lose digits to cancellation), and floored at `1e-8` for
 //! tied coordinates (`ρ → 1`, singular `C`); at the floor `ρ` is reset to `√(1 − 1e-8)`, so
 //! the result is still the exact covariance of a valid chain (the same choice as
 //! `reference::OU_ONE_MINUS_RHO2_FLOOR`).
+//!
+//! The rate `λ` is a one-element device array read inside the kernels (`lambda[0]`), never
+//! a launch argument: a learnable rate stays on the device and no launch waits on a read.
 
 use cubecl::prelude::*;
 
@@ -25,27 +33,28 @@ pub const ONE_MINUS_RHO2_FLOOR: f32 = 1e-8;
 pub const TIE_ONE_MINUS_RHO2: f32 = ONE_MINUS_RHO2_FLOOR * 1.0001;
 
 /// Per sorted position k: `rho[k] = ρ_k` (0 for the last), `om[k] = s_k² = 1 − ρ_{k−1}²`
-/// (1 for the first).
+/// (1 for the first). The rate `λ` is read on the device (`lambda[0]`).
 #[cube(launch)]
 pub fn ou_prepare_kernel(
     x: &Array<f32>,
+    lambda: &Array<f32>,
     rho: &mut Array<f32>,
     om: &mut Array<f32>,
     d: u32,
-    lambda: f32,
 ) {
     let k = ABSOLUTE_POS as u32;
     if k >= d {
         terminate!();
     }
+    let lam = lambda[0];
     let mut r = 0.0f32;
     if k + 1 < d {
-        r = rho_of(2.0f32 * lambda * (x[(k + 1) as usize] - x[k as usize]));
+        r = rho_of(2.0f32 * lam * (x[(k + 1) as usize] - x[k as usize]));
     }
     rho[k as usize] = r;
     let mut o = 1.0f32;
     if k > 0 {
-        o = one_minus_rho2(2.0f32 * lambda * (x[k as usize] - x[(k - 1) as usize]));
+        o = one_minus_rho2(2.0f32 * lam * (x[k as usize] - x[(k - 1) as usize]));
     }
     om[k as usize] = o;
 }
@@ -66,100 +75,6 @@ fn rho_of(y: f32) -> f32 {
     let direct = 1.0f32 - (-y).exp();
     let om = select(y < 1e-3f32, series, direct);
     select(om < ONE_MINUS_RHO2_FLOOR, floor_rho, (-0.5f32 * y).exp())
-}
-
-/// `(B z)_k = z_k − ρ_{k−1} z_{k−1}` at flat position `unit = k·c + ch`.
-#[cube]
-fn bidiag(z: &Array<f32>, rho: &Array<f32>, unit: u32, k: u32, c: u32) -> f32 {
-    let mut v = z[unit as usize];
-    if k > 0 {
-        v -= rho[(k - 1) as usize] * z[(unit - c) as usize];
-    }
-    v
-}
-
-/// Whitening `e = L⁻¹ z`: `e_k = (z_k − ρ_{k−1} z_{k−1}) / s_k`, `z [d, c]` sorted.
-#[cube(launch)]
-pub fn ou_whiten_kernel(
-    z: &Array<f32>,
-    rho: &Array<f32>,
-    om: &Array<f32>,
-    e: &mut Array<f32>,
-    d: u32,
-    c: u32,
-) {
-    let unit = ABSOLUTE_POS as u32;
-    if unit >= d * c {
-        terminate!();
-    }
-    let k = unit / c;
-    e[unit as usize] = bidiag(z, rho, unit, k, c) / om[k as usize].sqrt();
-}
-
-/// `w = C⁻¹ z = Bᵀ S⁻² B z`: with `f_k = (z_k − ρ_{k−1} z_{k−1}) / s_k²`,
-/// `w_k = f_k − ρ_k f_{k+1}`.
-#[cube(launch)]
-pub fn ou_precision_kernel(
-    z: &Array<f32>,
-    rho: &Array<f32>,
-    om: &Array<f32>,
-    w: &mut Array<f32>,
-    d: u32,
-    c: u32,
-) {
-    let unit = ABSOLUTE_POS as u32;
-    if unit >= d * c {
-        terminate!();
-    }
-    let k = unit / c;
-    let mut f = bidiag(z, rho, unit, k, c) / om[k as usize];
-    if k + 1 < d {
-        f -= rho[k as usize] * bidiag(z, rho, unit + c, k + 1, c) / om[(k + 1) as usize];
-    }
-    w[unit as usize] = f;
-}
-
-/// Gradient pieces of the Gaussian NLL through the chain's `ρ`: for sorted position
-/// `k ≥ 1` (gap `Δ = x_k − x_{k−1}`, `ρ = ρ_{k−1}`, `s² = 1 − ρ²`),
-/// `g_ρ = Σ_c e_k (e_k ρ / s² − z_{k−1} / s) − c·ρ / s²` (from `½e_k²` and `½ ln s²`), then
-/// `gdelta[k] = ∂/∂Δ = −λ ρ g_ρ` and `glam[k] = ∂/∂λ = −Δ ρ g_ρ`; 0 at `k = 0` and where
-/// `1 − ρ²` sits on its floor (`ρ` is constant there).
-#[cube(launch)]
-pub fn ou_nll_rho_grad_kernel(
-    x: &Array<f32>,
-    z: &Array<f32>,
-    e: &Array<f32>,
-    rho: &Array<f32>,
-    om: &Array<f32>,
-    gdelta: &mut Array<f32>,
-    glam: &mut Array<f32>,
-    d: u32,
-    c: u32,
-    lambda: f32,
-) {
-    let k = ABSOLUTE_POS as u32;
-    if k >= d {
-        terminate!();
-    }
-    let mut gd = 0.0f32;
-    let mut gl = 0.0f32;
-    if k > 0 {
-        let o = om[k as usize];
-        if o > ONE_MINUS_RHO2_FLOOR {
-            let r = rho[(k - 1) as usize];
-            let s = o.sqrt();
-            let mut g = 0.0f32;
-            for ch in 0..c {
-                let ek = e[(k * c + ch) as usize];
-                g += ek * (ek * r / o - z[((k - 1) * c + ch) as usize] / s);
-            }
-            g -= f32::cast_from(c) * r / o;
-            gd = -lambda * r * g;
-            gl = -(x[k as usize] - x[(k - 1) as usize]) * r * g;
-        }
-    }
-    gdelta[k as usize] = gd;
-    glam[k as usize] = gl;
 }
 
 /// The variance (Riccati) recursion of the Kalman filter for REMIX's covariance
@@ -346,28 +261,30 @@ pub const SEQUENTIAL_SEGMENT: u32 = 32_768;
 
 /// Chains `rbar[k] = ∂ℓ/∂ρ_{k−1}` (sorted position k ≥ 1) through `ρ = e^{−λΔ}`:
 /// `gdelta[k] = −λ ρ rbar[k]` (`Δ = x_k − x_{k−1}`) and `glam[k] = −Δ ρ rbar[k]`; 0 at
-/// `k = 0` and where `1 − ρ²` sits on its floor (`ρ` is constant there).
+/// `k = 0` and where `1 − ρ²` sits on its floor (`ρ` is constant there). `λ` is read on
+/// the device (`lambda[0]`).
 #[cube(launch)]
 pub fn rho_chain_kernel(
     x: &Array<f32>,
     rho: &Array<f32>,
     om: &Array<f32>,
     rbar: &Array<f32>,
+    lambda: &Array<f32>,
     gdelta: &mut Array<f32>,
     glam: &mut Array<f32>,
     d: u32,
-    lambda: f32,
 ) {
     let k = ABSOLUTE_POS as u32;
     if k >= d {
         terminate!();
     }
+    let lam = lambda[0];
     let mut gd = 0.0f32;
     let mut gl = 0.0f32;
     // (om[0] = 1, so the second test alone would pass at k = 0; both are needed.)
     if k > 0 && om[k as usize] > TIE_ONE_MINUS_RHO2 {
         let g = rho[(k - 1) as usize] * rbar[k as usize];
-        gd = -lambda * g;
+        gd = -lam * g;
         gl = -(x[k as usize] - x[(k - 1) as usize]) * g;
     }
     gdelta[k as usize] = gd;

@@ -1,12 +1,22 @@
 //! The device counters (`Device::counters`): launches, host reads, uploads and live bytes
 //! counted exactly for known sequences of ops. The counters are process-wide per runtime,
-//! so this file is its own test binary with one test (no other test runs beside it).
+//! so this file is its own test binary, and its tests take [`serial`] so that no other
+//! test runs beside the one counting.
+
+use std::sync::{Mutex, MutexGuard};
 
 use lapis_ops::{Counters, Tensor};
 use lapis_tests::device;
 
+/// One counting test at a time (the counters are process-wide).
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn counters_count_launches_reads_uploads_and_live_bytes() {
+    let _serial = serial();
     let dev = device();
     dev.reset_counters();
     let c0 = dev.counters();
@@ -96,4 +106,72 @@ fn counters_count_launches_reads_uploads_and_live_bytes() {
     let _z = lapis_ops::exp(&x).unwrap();
     let after: u64 = lapis_ops::profile().iter().map(|r| r.count).sum();
     assert_eq!(after, launches, "profiling off records nothing");
+}
+
+/// The covariance family does no host read (issue 12): with a tensor `λ`, factoring REMIX's
+/// covariance, its log det, Mahalanobis, solve, sample, NLL, every backward, the Frobenius
+/// fit and its gradients, and the OU covariance's ops read nothing back; the deferred
+/// value checks are resolved by one read at the end (`Device::check`), and they pass.
+#[test]
+fn covariance_ops_do_no_host_read() {
+    let _serial = serial();
+    let dev = device();
+    let d = 300;
+    let a = lapis_ops::uniform(&dev, &[d], -1.0, 1.0, 1).unwrap();
+    let u = lapis_ops::uniform(&dev, &[d], 0.1, 1.0, 2).unwrap();
+    let w = lapis_ops::uniform(&dev, &[d], 0.1, 1.0, 3).unwrap();
+    let r = lapis_ops::normal(&dev, &[d, 2], 0.0, 1.0, 4).unwrap();
+    let eps = lapis_ops::normal(&dev, &[d, 2], 0.0, 1.0, 5).unwrap();
+    let g = lapis_ops::ones(&dev, &[1, 2], lapis_ops::DType::F32).unwrap();
+    let lam = Tensor::from_slice(&dev, &[1], &[0.8f32]).unwrap();
+    let one = Tensor::from_slice(&dev, &[1], &[1.0f32]).unwrap();
+    let batch = lapis_ops::normal(&dev, &[4, d], 0.0, 1.0, 6).unwrap();
+    dev.check().unwrap();
+
+    // The LCM NLL forward and backward with a tensor λ.
+    let before = dev.counters();
+    let cov = lapis_ops::LaplaceCovariance::new(&a, &lam, &u, &w).unwrap();
+    let nll = cov.nll(&r).unwrap();
+    let grads = cov.nll_backward(&r, &g).unwrap();
+    let c = dev.counters().since(&before);
+    eprintln!(
+        "lcm nll forward + backward, d = {d}, c = 2: {} launches, {} host reads",
+        c.launches, c.host_reads
+    );
+    assert_eq!(c.host_reads, 0, "{c:?}");
+
+    // Every other op of the family.
+    let before = dev.counters();
+    let logdet = cov.logdet().unwrap();
+    let _ = cov.mahalanobis(&r).unwrap();
+    let _ = cov.solve(&r).unwrap();
+    let _ = cov.sample(&eps, &eps).unwrap();
+    let _ = cov.mahalanobis_backward(&r, &g).unwrap();
+    let _ = cov.solve_backward(&r, &eps).unwrap();
+    let _ = cov.sample_backward(&eps, &eps, &r).unwrap();
+    let _ = cov.logdet_backward(&one).unwrap();
+    let f = lapis_ops::lcm_frobenius(&a, &lam, &u, &w, &batch).unwrap();
+    let fg = lapis_ops::lcm_frobenius_backward(&a, &lam, &u, &w, &batch).unwrap();
+    let ou = lapis_ops::OuCovariance::new(&a, &lam, &w).unwrap();
+    let _ = ou.logdet().unwrap();
+    let _ = ou.nll(&r).unwrap();
+    let _ = ou.solve(&r).unwrap();
+    let _ = ou.sample(&eps).unwrap();
+    let og = ou.nll_backward(&r).unwrap();
+    let _ = lapis_ops::LaplaceCovariance::ou(&a, &lam, &w)
+        .unwrap()
+        .nll(&r)
+        .unwrap();
+    let c = dev.counters().since(&before);
+    eprintln!(
+        "the rest of the covariance family: {} launches, {} host reads",
+        c.launches, c.host_reads
+    );
+    assert_eq!(c.host_reads, 0, "{c:?}");
+
+    // The checks pass, and the results are there to read.
+    dev.check().unwrap();
+    for t in [&nll, &logdet, &grads.lambda, &f, &fg.lambda, &og.lambda] {
+        assert!(t.to_vec::<f32>().unwrap().iter().all(|v| v.is_finite()));
+    }
 }

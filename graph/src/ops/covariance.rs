@@ -9,6 +9,12 @@
 //! the residual `r` may be tracked; each VJP is the matching `*_backward` of the ops crate
 //! (reverse mode through the filter: two reverse scans). The OU covariance
 //! `diag(σ) K(x; λ) diag(σ)` is the case `u = 0`, `w = σ` ([`Lcm::ou`]).
+//!
+//! **No host reads.** `λ` stays a `[1]` device tensor (the kernels read it there; a tensor
+//! or Var `λ` is range-checked on the device, as are `a`, `u`, `w`, see
+//! [`lapis_ops::checks`]); every scalar result (log det, Frobenius) and every gradient,
+//! `λ̄` included, is a device tensor, and upstream gradients are applied on the device. No
+//! forward or backward here reads device data back to the host.
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -69,28 +75,31 @@ impl Lcm {
         if let Some(f) = self.factor.get() {
             return Ok(f.clone());
         }
-        let lam = self.lambda.value().to_scalar()?;
         let f = Rc::new(LaplaceCovariance::new(
             self.a.value(),
-            lam,
+            self.lambda.value(),
             self.u.value(),
             self.w.value(),
         )?);
         Ok(self.factor.get_or_init(|| f).clone())
     }
 
-    /// Gradients for `[a, λ, u, w]`, scaled by `g` (a host scalar).
-    fn param_grads(&self, gr: &LcmGrads, g: f32) -> Result<Vec<Option<Tensor>>> {
-        let dev = self.a.value().device();
-        let lam = Tensor::from_slice(dev, self.lambda.shape(), &[gr.lambda * g])?;
-        let s = |t: &Tensor| -> Result<Option<Tensor>> {
-            Ok(Some(if g == 1.0 {
-                t.clone()
-            } else {
-                ops::mul_scalar(t, g)?
-            }))
+    /// Gradients for `[a, λ, u, w]`, scaled on the device by the upstream gradient `g` of a
+    /// `[1]` output when given.
+    fn param_grads(&self, gr: &LcmGrads, g: Option<&Tensor>) -> Result<Vec<Option<Tensor>>> {
+        let s = |t: &Tensor| -> Result<Tensor> {
+            match g {
+                Some(g) => ops::mul(t, &g.reshape(&[1])?),
+                None => Ok(t.clone()),
+            }
         };
-        Ok(vec![s(&gr.a)?, Some(lam), s(&gr.u)?, s(&gr.w)?])
+        let lam = s(&gr.lambda)?.reshape(self.lambda.shape())?;
+        Ok(vec![
+            Some(s(&gr.a)?),
+            Some(lam),
+            Some(s(&gr.u)?),
+            Some(s(&gr.w)?),
+        ])
     }
 
     fn inputs(&self) -> [&Var; 4] {
@@ -100,15 +109,12 @@ impl Lcm {
     /// `log det Σ`, shape `[1]`.
     pub fn logdet(&self) -> Result<Var> {
         let cov = self.factor()?;
-        let y = Tensor::from_slice(self.a.value().device(), &[1], &[cov.logdet()?])?;
+        let y = cov.logdet()?;
         let me = self.clone();
         Ok(self.a.record(
             &self.inputs(),
             y,
-            Box::new(move |g| {
-                let g = g.to_scalar()?;
-                me.param_grads(&cov.logdet_backward(1.0)?, g)
-            }),
+            Box::new(move |g| me.param_grads(&cov.logdet_backward(g)?, None)),
         ))
     }
 
@@ -129,7 +135,7 @@ impl Lcm {
             y,
             Box::new(move |g| {
                 let gr = bw(&cov, &rv, g)?;
-                let mut out = me.param_grads(&gr, 1.0)?;
+                let mut out = me.param_grads(&gr, None)?;
                 out.push(gr.r);
                 Ok(out)
             }),
@@ -168,29 +174,28 @@ impl Lcm {
         Ok(self.a.record(
             &self.inputs(),
             y,
-            Box::new(move |g| me.param_grads(&cov.sample_backward(&eu, &ew, g)?, 1.0)),
+            Box::new(move |g| me.param_grads(&cov.sample_backward(&eu, &ew, g)?, None)),
         ))
     }
 
     /// REMIX's Frobenius objective `‖Σ − VᵀV/B‖²_F − ‖VᵀV/B‖²_F` for a centred batch
     /// `v [B, d]` (constant), shape `[1]`.
     pub fn frobenius(&self, v: &Tensor) -> Result<Var> {
-        let lam = self.lambda.value().to_scalar()?;
-        let (a, u, w) = (
+        let (a, lam, u, w) = (
             self.a.value().clone(),
+            self.lambda.value().clone(),
             self.u.value().clone(),
             self.w.value().clone(),
         );
-        let f = ops::lcm_frobenius(&a, lam, &u, &w, v)?;
-        let y = Tensor::from_slice(a.device(), &[1], &[f])?;
+        let y = ops::lcm_frobenius(&a, &lam, &u, &w, v)?;
         let me = self.clone();
         let v = v.clone();
         Ok(self.a.record(
             &self.inputs(),
             y,
             Box::new(move |g| {
-                let g = g.to_scalar()?;
-                me.param_grads(&ops::lcm_frobenius_backward(&a, lam, &u, &w, &v)?, g)
+                let gr = ops::lcm_frobenius_backward(&a, &lam, &u, &w, &v)?;
+                me.param_grads(&gr, Some(g))
             }),
         ))
     }

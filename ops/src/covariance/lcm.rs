@@ -48,13 +48,24 @@
 //!
 //! **Frobenius fit** ([`lcm_frobenius`]): REMIX's matvec form of `‖Σ − VᵀV/B‖²_F` minus
 //! the constant `‖VᵀV/B‖²_F`, with two Gram-mode Laplace matvecs (rates `2λ` and `λ`).
+//!
+//! **Device residency.** `λ` (an `f32` or a one-element tensor, [`Scalar`]) is kept as a
+//! `[1]` device tensor, and `2λ` (the rate of the Riccati adjoint's scan and of the
+//! Frobenius fit's first matvec) is formed from it on the device. The checks of the module
+//! docs' assumptions (finite `a`, `w`; `u ≥ 0`; `u + w² > 0`; a tensor `λ` finite `> 0`)
+//! are deferred device checks ([`crate::checks`]); a host `λ` is checked at once. log det,
+//! the NLL, the Frobenius objective and `λ̄` ([`LcmGrads::lambda`]) are device tensors (`[1]`
+//! for the scalars), and upstream gradients (e.g. [`LaplaceCovariance::logdet_backward`]'s
+//! `g`) may be device tensors: no op here reads device data back to the host.
 
 use lapis_kernels::{covariance as k, sort as sk};
 
-use super::shift1;
+use super::{lambda_arg, shift1};
+use crate::checks::{check_f32, Accept};
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
 use crate::launch_1d;
+use crate::scalar::Scalar;
 use crate::tensor::{arr, Tensor};
 
 /// Gradients of a scalar LCM objective, in the caller's (unsorted) order.
@@ -68,15 +79,18 @@ pub struct LcmGrads {
     pub w: Tensor,
     /// `∂ℓ/∂a`, `[d]` (0 across floored ties).
     pub a: Tensor,
-    /// `∂ℓ/∂λ`.
-    pub lambda: f32,
+    /// `∂ℓ/∂λ`, a `[1]` device tensor (`.to_scalar()` reads it).
+    pub lambda: Tensor,
 }
 
 /// REMIX's covariance `diag(u) + diag(w) K(a; λ) diag(w)`, factored once (anchors sorted
 /// inside, Kalman variance recursion run).
 pub struct LaplaceCovariance {
     xs: Tensor,
-    lambda: f32,
+    /// `λ`, `[1]` (device).
+    lambda: Tensor,
+    /// `2λ`, `[1]` (device): the rate of the variance adjoint's scan.
+    lambda2: Tensor,
     perm: Tensor,
     inv: Tensor,
     rho: Tensor,
@@ -121,19 +135,6 @@ fn check_vec(op: &'static str, name: &'static str, t: &Tensor, d: usize) -> Resu
             op,
             t.shape(),
             format!("`{name}` must be f32 [{d}] like the anchors"),
-        ));
-    }
-    Ok(())
-}
-
-fn finite(op: &'static str, name: &'static str, t: &Tensor) -> Result<()> {
-    let bad = crate::validate::count_nonfinite(t)?;
-    if bad > 0.0 {
-        return Err(LapisError::invalid(
-            op,
-            name,
-            format!("{bad} non-finite entries"),
-            "must be finite",
         ));
     }
     Ok(())
@@ -223,17 +224,26 @@ fn riccati(
 
 impl LaplaceCovariance {
     /// Factors `Σ = diag(u) + diag(w) e^{−λ|a_i − a_j|} diag(w)`: `a`, `u`, `w` f32 `[d]` on
-    /// one device, finite, `u ≥ 0`, every `u_i + w_i² > 0`, `λ` finite and `> 0`.
-    pub fn new(a: &Tensor, lambda: f32, u: &Tensor, w: &Tensor) -> Result<Self> {
+    /// one device, finite, `u ≥ 0`, every `u_i + w_i² > 0`, `λ` finite and `> 0` (an `f32`,
+    /// checked at once, or a one-element tensor, kept and checked on the device). Shapes
+    /// are checked at once; the values of `a`, `u`, `w` (and of a tensor `λ`) by deferred
+    /// device checks ([`crate::checks`]: the typed error naming the argument comes at the
+    /// next read of device data). Nothing is read back.
+    pub fn new<'a>(
+        a: &Tensor,
+        lambda: impl Into<Scalar<'a>>,
+        u: &Tensor,
+        w: &Tensor,
+    ) -> Result<Self> {
         Self::with_riccati_chunk(a, lambda, u, w, None)
     }
 
     /// [`Self::new`] with the Riccati recursion's chunk length forced (`Some(L)`: the
     /// chunked Möbius path with chunks of `L`; `None`: the default choice). For tests.
     #[doc(hidden)]
-    pub fn with_riccati_chunk(
+    pub fn with_riccati_chunk<'a>(
         a: &Tensor,
-        lambda: f32,
+        lambda: impl Into<Scalar<'a>>,
         u: &Tensor,
         w: &Tensor,
         chunk: Option<usize>,
@@ -247,30 +257,35 @@ impl LaplaceCovariance {
         let d = a.numel();
         check_vec(OP, "u", u, d)?;
         check_vec(OP, "w", w, d)?;
-        if !(lambda.is_finite() && lambda > 0.0) {
-            return Err(LapisError::invalid(
-                OP,
-                "lambda",
-                lambda,
-                "must be finite and > 0",
-            ));
-        }
-        finite(OP, "a", a)?;
-        finite(OP, "u", u)?;
-        finite(OP, "w", w)?;
-        let umin = crate::min_all(u)?.to_scalar()?;
-        if umin < 0.0 {
-            return Err(LapisError::invalid(OP, "u", umin, "every u_i must be ≥ 0"));
-        }
-        let floor = crate::min_all(&crate::add(u, &crate::mul(w, w)?)?)?.to_scalar()?;
-        if floor <= 0.0 {
-            return Err(LapisError::invalid(
-                OP,
-                "u + w²",
-                floor,
-                "every u_i + w_i² must be > 0 (Σ would be singular)",
-            ));
-        }
+        let lambda = lambda_arg(OP, lambda, a)?;
+        // Deferred device checks (one launch each, no read).
+        check_f32(OP, "a", a, Accept::Finite, "anchors must be finite")?;
+        check_f32(
+            OP,
+            "u",
+            u,
+            Accept::NonNegative,
+            "every u_i must be finite and ≥ 0",
+        )?;
+        check_f32(OP, "w", w, Accept::Finite, "must be finite")?;
+        let floor = crate::add(u, &crate::mul(w, w)?)?;
+        let msg = "every u_i + w_i² must be > 0 (Σ would be singular)";
+        check_f32(OP, "u + w²", &floor, Accept::Positive, msg)?;
+        drop(floor);
+        Self::factor(a, lambda, u, w, chunk)
+    }
+
+    /// The factorisation proper, for arguments already checked (shapes on the host, values
+    /// by the caller's device checks): `lambda` the `[1]` device rate.
+    pub(super) fn factor(
+        a: &Tensor,
+        lambda: Tensor,
+        u: &Tensor,
+        w: &Tensor,
+        chunk: Option<usize>,
+    ) -> Result<Self> {
+        const OP: &str = "laplace_covariance";
+        let d = a.numel();
         let dev = a.device();
         let (xs, perm) = crate::argsort(a)?;
         let inv = Tensor::empty(OP, dev, &[d], DType::U32)?;
@@ -285,17 +300,19 @@ impl LaplaceCovariance {
         let om = Tensor::empty(OP, dev, &[d], DType::F32)?;
         launch_1d!(dev, d, k::ou_prepare_kernel, |client, R| (
             arr::<R>(&xs),
+            arr::<R>(&lambda),
             arr::<R>(&rho),
             arr::<R>(&om),
             d as u32,
-            lambda,
         ));
         let (pminus, s, p) = riccati(&rho, &om, &u, &w, d, chunk)?;
         let gain = crate::div(&crate::mul(&pminus, &w)?, &s)?;
         let rho_prev = shift1(&rho, true)?;
+        let lambda2 = crate::affine(&lambda, 2.0, 0.0)?;
         Ok(LaplaceCovariance {
             xs,
             lambda,
+            lambda2,
             perm,
             inv,
             rho,
@@ -312,8 +329,9 @@ impl LaplaceCovariance {
     }
 
     /// The pure OU covariance `diag(σ) K(x; λ) diag(σ)` (`u = 0`, `w = σ`): the same ops and
-    /// gradients as the general model, `∂/∂σ` in [`LcmGrads::w`].
-    pub fn ou(x: &Tensor, lambda: f32, sigma: &Tensor) -> Result<Self> {
+    /// gradients as the general model, `∂/∂σ` in [`LcmGrads::w`]. `lambda` as in
+    /// [`Self::new`].
+    pub fn ou<'a>(x: &Tensor, lambda: impl Into<Scalar<'a>>, sigma: &Tensor) -> Result<Self> {
         let u = crate::zeros(x.device(), x.shape(), DType::F32)?;
         Self::new(x, lambda, &u, sigma)
     }
@@ -329,12 +347,13 @@ impl LaplaceCovariance {
         self.d
     }
 
-    /// `log det Σ = Σ_k ln S_k`.
-    pub fn logdet(&self) -> Result<f32> {
-        crate::sum_all(&crate::log(&self.s)?)?.to_scalar()
+    /// `log det Σ = Σ_k ln S_k`, a `[1]` device tensor (`.to_scalar()` reads it).
+    pub fn logdet(&self) -> Result<Tensor> {
+        crate::sum_all(&crate::log(&self.s)?)?.reshape(&[1])
     }
 
-    fn check_r(&self, op: &'static str, r: &Tensor) -> Result<usize> {
+    /// `r` is f32 `[d]` (→ 1 column) or `[d, c]` (→ c) on the covariance's device.
+    pub(super) fn check_r(&self, op: &'static str, r: &Tensor) -> Result<usize> {
         crate::validate::same_device(op, &self.xs, r)?;
         match r.shape() {
             [a] if *a == self.d && r.dtype() == DType::F32 => Ok(1),
@@ -358,18 +377,30 @@ impl LaplaceCovariance {
     }
 
     /// The anchored scan of `x` (`[d]` or `[d, c]`, sorted order) with decays
-    /// `e^{−mult·λΔ}·q_k` into each element: the `ρ` part is computed from the anchors (one
-    /// `exp` per distance, never a product of rounded `ρ`s; see [`crate::decay_scan()`]), the
-    /// data-dependent part `q` is multiplied as in `linear_scan`.
-    fn anchored(&self, mult: f32, q: Option<&Tensor>, x: &Tensor, reverse: bool) -> Result<Tensor> {
-        super::anchored_scan(&self.xs, mult * self.lambda, q, x, reverse)
+    /// `e^{−rate·Δ}·q_k` into each element, `rate` the device tensor `λ` or `2λ`: the `ρ` part
+    /// is computed from the anchors (one `exp` per distance, never a product of rounded
+    /// `ρ`s; see [`crate::decay_scan()`]), the data-dependent part `q` is multiplied as in
+    /// `linear_scan`.
+    fn anchored(
+        &self,
+        rate: &Tensor,
+        q: Option<&Tensor>,
+        x: &Tensor,
+        reverse: bool,
+    ) -> Result<Tensor> {
+        super::anchored_scan(&self.xs, rate, q, x, reverse)
     }
 
     fn filter(&self, rs: &Tensor) -> Result<Filter> {
         let d = self.d;
         let input = crate::mul(rs, &col(&self.gain, d)?)?;
         // m_k = ρ_{k−1} (u_k/S_k) m_{k−1} + G_k r_k
-        let m = self.anchored(1.0, Some(&crate::div(&self.u, &self.s)?), &input, false)?;
+        let m = self.anchored(
+            &self.lambda,
+            Some(&crate::div(&self.u, &self.s)?),
+            &input,
+            false,
+        )?;
         let mprev = shift1(&m, true)?;
         let mminus = crate::mul(&mprev, &col(&self.rho_prev, d)?)?;
         let v = crate::sub(rs, &crate::mul(&col(&self.w, d)?, &mminus)?)?;
@@ -389,7 +420,7 @@ impl LaplaceCovariance {
         let input = crate::neg(&crate::mul(vd, &col(&self.w, d)?)?)?;
         // m̄⁻_k = ρ_k (u_k/S_k) m̄⁻_{k+1} − w_k v̄ᵈ_k
         let us = crate::div(&self.u, &self.s)?;
-        let mbar_minus = self.anchored(1.0, Some(&us), &input, true)?;
+        let mbar_minus = self.anchored(&self.lambda, Some(&us), &input, true)?;
         let mbar = crate::mul(&shift1(&mbar_minus, false)?, &col(&self.rho, d)?)?;
         let vbar = crate::add(vd, &crate::mul(&col(&self.gain, d)?, &mbar)?)?;
         let gbar = crate::sum(&crate::mul(&mbar, &f.v)?, 1)?.reshape(&[d])?;
@@ -416,7 +447,7 @@ impl LaplaceCovariance {
             &crate::mul(sdir, &crate::mul(w, w)?)?,
         )?;
         // P̄⁻_k = ρ_k² (u_k/S_k)² P̄⁻_{k+1} + c_k: rate 2λ, factors (u/S)².
-        let pbar_minus = self.anchored(2.0, Some(&crate::mul(&us, &us)?), &ck, true)?;
+        let pbar_minus = self.anchored(&self.lambda2, Some(&crate::mul(&us, &us)?), &ck, true)?;
         let rho2 = crate::mul(&self.rho, &self.rho)?;
         let pbar = crate::mul(&rho2, &shift1(&pbar_minus, false)?)?;
         // S̄ = S̄ᵈ − Ḡ G/S − P̄ P/S
@@ -466,10 +497,10 @@ impl LaplaceCovariance {
             arr::<R>(&self.rho),
             arr::<R>(&self.om),
             arr::<R>(&acc.rho),
+            arr::<R>(&self.lambda),
             arr::<R>(&gdelta),
             arr::<R>(&glam),
             d as u32,
-            self.lambda,
         ));
         // x̄_k = Δ̄_k − Δ̄_{k+1} (Δ_k = x_k − x_{k−1})
         let a_sorted = tie_group_mean(&crate::sub(&gdelta, &shift1(&gdelta, false)?)?, &self.om)?;
@@ -478,7 +509,7 @@ impl LaplaceCovariance {
             u: self.unsort(&acc.u, &[d])?,
             w: self.unsort(&acc.w, &[d])?,
             a: self.unsort(&a_sorted, &[d])?,
-            lambda: crate::sum_all(&glam)?.to_scalar()?,
+            lambda: crate::sum_all(&glam)?.reshape(&[1])?,
         })
     }
 
@@ -495,11 +526,10 @@ impl LaplaceCovariance {
     }
 
     /// Gaussian negative log-likelihood `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` per column
-    /// (shape as [`Self::mahalanobis`]).
+    /// (shape as [`Self::mahalanobis`]), combined on the device.
     pub fn nll(&self, r: &Tensor) -> Result<Tensor> {
         let m = self.mahalanobis(r)?;
-        let konst = self.logdet()? + self.d as f32 * (2.0 * std::f32::consts::PI).ln();
-        crate::affine(&m, 0.5, 0.5 * konst)
+        super::nll_from(&m, &self.logdet()?, self.d)
     }
 
     /// `Σ⁻¹ r`, shape of `r`.
@@ -532,7 +562,7 @@ impl LaplaceCovariance {
         let ew = self.sorted(eps_w, c)?;
         // ζ_k = ρ_{k−1} ζ_{k−1} + s_k ε_k
         let zeta = self.anchored(
-            1.0,
+            &self.lambda,
             None,
             &crate::mul(&ew, &col(&crate::sqrt(&self.om)?, d)?)?,
             false,
@@ -545,15 +575,25 @@ impl LaplaceCovariance {
         Ok((self.unsort(&x, eps_u.shape())?, zeta))
     }
 
-    /// Gradients of `g · log det Σ`.
-    pub fn logdet_backward(&self, g: f32) -> Result<LcmGrads> {
+    /// Gradients of `g · log det Σ`: `g` an `f32` or a one-element tensor (an upstream
+    /// gradient, say; used on the device, never read back).
+    pub fn logdet_backward<'a>(&self, g: impl Into<Scalar<'a>>) -> Result<LcmGrads> {
+        const OP: &str = "lcm_logdet_backward";
         let dev = self.xs.device();
         let zero = crate::zeros(dev, &[self.d], DType::F32)?;
-        let sdir = crate::affine(
-            &crate::div(&crate::ones(dev, &[self.d], DType::F32)?, &self.s)?,
-            g,
-            0.0,
-        )?;
+        // S̄ᵈ = g / S
+        let sdir = match g.into() {
+            Scalar::Value(g) => crate::affine(
+                &crate::div(&crate::ones(dev, &[self.d], DType::F32)?, &self.s)?,
+                g,
+                0.0,
+            )?,
+            Scalar::Tensor(t) => {
+                crate::scalar::check_one(OP, "g", t)?;
+                crate::validate::same_device(OP, &self.xs, t)?;
+                crate::div(&t.reshape(&[1])?, &self.s)?
+            }
+        };
         let adj = self.variance_adjoint(&zero, &sdir)?;
         self.finish(&[adj], None)
     }
@@ -650,7 +690,12 @@ impl LaplaceCovariance {
         ));
         let wbar = crate::sum(&crate::mul(&gs, &zeta)?, 1)?.reshape(&[d])?;
         // ζ̄ total: h̄_k = gx_k w_k + ρ_k h̄_{k+1}; ∂/∂ρ_{k−1} = Σ_c h̄_k (ζ_{k−1} − ε_k ρ_{k−1}/s_k)
-        let hbar = self.anchored(1.0, None, &crate::mul(&gs, &col(&self.w, d)?)?, true)?;
+        let hbar = self.anchored(
+            &self.lambda,
+            None,
+            &crate::mul(&gs, &col(&self.w, d)?)?,
+            true,
+        )?;
         let dsdrho = crate::div(&self.rho_prev, &crate::sqrt(&self.om)?)?;
         let inner = crate::sub(&shift1(&zeta, true)?, &crate::mul(&ew, &col(&dsdrho, d)?)?)?;
         let rhobar = crate::sum(&crate::mul(&hbar, &inner)?, 1)?.reshape(&[d])?;
@@ -690,40 +735,37 @@ fn tie_group_mean(g: &Tensor, om: &Tensor) -> Result<Tensor> {
     crate::div(&run_total(&g.reshape(&[d])?)?, &run_total(&ones)?)
 }
 
-/// Checks the LCM parameters and the batch `v [B, d]`; returns `(d, B)`.
-fn check_frobenius(
+/// Checks the LCM parameters and the batch `v [B, d]` (shapes at once, a tensor `λ` on the
+/// device); returns `(d, B, λ [1])`.
+fn check_frobenius<'a>(
+    op: &'static str,
     a: &Tensor,
-    lambda: f32,
+    lambda: impl Into<Scalar<'a>>,
     u: &Tensor,
     w: &Tensor,
     v: &Tensor,
-) -> Result<(usize, usize)> {
-    const OP: &str = "lcm_frobenius";
+) -> Result<(usize, usize, Tensor)> {
     if a.rank() != 1 || a.dtype() != DType::F32 {
-        return Err(LapisError::shape(OP, a.shape(), "anchors must be f32 [d]"));
+        return Err(LapisError::shape(op, a.shape(), "anchors must be f32 [d]"));
     }
     let d = a.numel();
-    check_vec(OP, "u", u, d)?;
-    check_vec(OP, "w", w, d)?;
+    check_vec(op, "u", u, d)?;
+    check_vec(op, "w", w, d)?;
     for t in [u, w, v] {
-        crate::validate::same_device(OP, a, t)?;
+        crate::validate::same_device(op, a, t)?;
     }
-    if !(lambda.is_finite() && lambda > 0.0) {
-        return Err(LapisError::invalid(
-            OP,
-            "lambda",
-            lambda,
-            "must be finite and > 0",
-        ));
-    }
-    match v.shape() {
-        [b, dd] if *dd == d && v.dtype() == DType::F32 => Ok((d, *b)),
-        _ => Err(LapisError::shape(
-            OP,
-            v.shape(),
-            format!("the batch must be f32 [B, {d}]"),
-        )),
-    }
+    let b = match v.shape() {
+        [b, dd] if *dd == d && v.dtype() == DType::F32 => *b,
+        _ => {
+            return Err(LapisError::shape(
+                op,
+                v.shape(),
+                format!("the batch must be f32 [B, {d}]"),
+            ))
+        }
+    };
+    let lambda = lambda_arg(op, lambda, a)?;
+    Ok((d, b, lambda))
 }
 
 /// REMIX's Frobenius objective for a centred batch `v [B, d]` (`laplace-methods.md` §0):
@@ -731,36 +773,45 @@ fn check_frobenius(
 /// `F = Σu² + 2Σuw² + (w²)ᵀK(a;2λ)(w²) − (2/B)Σ_i u_i Σ_b V_bi² − (2/B)Σ_b (w⊙v_b)ᵀK(a;λ)(w⊙v_b)`,
 ///
 /// which equals `‖Σ − VᵀV/B‖²_F − ‖VᵀV/B‖²_F`, in O(B·d log d) (two Gram-mode Laplace
-/// matvecs, never `d × d`).
-pub fn lcm_frobenius(a: &Tensor, lambda: f32, u: &Tensor, w: &Tensor, v: &Tensor) -> Result<f32> {
-    let (d, b) = check_frobenius(a, lambda, u, w, v)?;
+/// matvecs, never `d × d`). `lambda` is an `f32` or a one-element tensor (kept on the
+/// device); the result is a `[1]` device tensor, computed without a read-back.
+pub fn lcm_frobenius<'a>(
+    a: &Tensor,
+    lambda: impl Into<Scalar<'a>>,
+    u: &Tensor,
+    w: &Tensor,
+    v: &Tensor,
+) -> Result<Tensor> {
+    let (d, b, lambda) = check_frobenius("lcm_frobenius", a, lambda, u, w, v)?;
+    let k2 = 2.0 / b as f32;
     let w2 = crate::mul(w, w)?;
-    let diag = crate::sum_all(&crate::mul(
-        u,
-        &crate::add(u, &crate::affine(&w2, 2.0, 0.0)?)?,
-    )?)?
-    .to_scalar()?;
-    let kq = crate::laplace_gram(a, &w2, 2.0 * lambda)?;
-    let quad_w2 = crate::sum_all(&crate::mul(&kq, &w2)?)?.to_scalar()?;
     let s2 = crate::sum(&crate::mul(v, v)?, 0)?.reshape(&[d])?;
-    let us2 = crate::sum_all(&crate::mul(u, &s2)?)?.to_scalar()?;
+    let kq = crate::laplace_gram(a, &w2, &crate::affine(&lambda, 2.0, 0.0)?)?;
+    // Per anchor: u_i (u_i + 2w_i² − (2/B) s2_i) + w_i² (K₂w²)_i, then one sum.
+    let diag = crate::add(
+        &crate::affine(&w2, 2.0, 0.0)?,
+        &crate::affine(&s2, -k2, 0.0)?,
+    )?;
+    let first = crate::add(
+        &crate::mul(u, &crate::add(u, &diag)?)?,
+        &crate::mul(&kq, &w2)?,
+    )?;
     let z = crate::mul(&crate::transpose(v, 0, 1)?, &col(w, d)?)?;
-    let kz = crate::laplace_gram(a, &z, lambda)?;
-    let quad_z = crate::sum_all(&crate::mul(&kz, &z)?)?.to_scalar()?;
-    let bf = b as f32;
-    Ok(diag + quad_w2 - 2.0 / bf * us2 - 2.0 / bf * quad_z)
+    let kz = crate::laplace_gram(a, &z, &lambda)?;
+    let quad_z = crate::sum_all(&crate::mul(&kz, &z)?)?;
+    crate::sub(&crate::sum_all(&first)?, &crate::affine(&quad_z, k2, 0.0)?)?.reshape(&[1])
 }
 
 /// Gradients of [`lcm_frobenius`] for `u`, `w`, `a`, `λ` (`r` is `None`; the batch gets
-/// no gradient).
-pub fn lcm_frobenius_backward(
+/// no gradient). `lambda` as in [`lcm_frobenius`]; `λ̄` is a `[1]` device tensor.
+pub fn lcm_frobenius_backward<'a>(
     a: &Tensor,
-    lambda: f32,
+    lambda: impl Into<Scalar<'a>>,
     u: &Tensor,
     w: &Tensor,
     v: &Tensor,
 ) -> Result<LcmGrads> {
-    let (d, b) = check_frobenius(a, lambda, u, w, v)?;
+    let (d, b, lambda) = check_frobenius("lcm_frobenius_backward", a, lambda, u, w, v)?;
     let k2 = 2.0 / b as f32;
     let w2 = crate::mul(w, w)?;
     let s2 = crate::sum(&crate::mul(v, v)?, 0)?.reshape(&[d])?;
@@ -769,9 +820,10 @@ pub fn lcm_frobenius_backward(
         &crate::affine(&crate::add(u, &w2)?, 2.0, 0.0)?,
         &crate::affine(&s2, -k2, 0.0)?,
     )?;
-    let (kq, aq, lq) = crate::laplace_gram_backward(a, &w2, 2.0 * lambda, &w2)?;
+    let lambda2 = crate::affine(&lambda, 2.0, 0.0)?;
+    let (kq, aq, lq) = crate::laplace_gram_backward(a, &w2, &lambda2, &w2)?;
     let z = crate::mul(&crate::transpose(v, 0, 1)?, &col(w, d)?)?;
-    let (kz, az, lz) = crate::laplace_gram_backward(a, &z, lambda, &z)?;
+    let (kz, az, lz) = crate::laplace_gram_backward(a, &z, &lambda, &z)?;
     // w̄ = 4uw + 4w ⊙ K₂w² − (4/B) Σ_b V_bi (K₁Z)_ib
     let vkz = crate::sum(&crate::mul(&crate::transpose(v, 0, 1)?, &kz)?, 1)?.reshape(&[d])?;
     let wbar = crate::add(
@@ -784,11 +836,11 @@ pub fn lcm_frobenius_backward(
         u: ubar,
         w: wbar,
         a: abar,
-        // One read for λ̄ (combined on the device).
+        // λ̄ = 2·λ̄(K₂) − (2/B)·λ̄(K₁), combined on the device.
         lambda: crate::sub(
             &crate::affine(&lq, 2.0, 0.0)?,
             &crate::affine(&lz, k2, 0.0)?,
         )?
-        .to_scalar()?,
+        .reshape(&[1])?,
     })
 }

@@ -2,29 +2,54 @@
 //! `C_ij = e^{−λ|x_i − x_j|}` (`specs/laplace-engine.md` §4; REMIX's covariance without the
 //! nugget), in O(d) after one sort of the coordinates.
 //!
-//! [`OuCovariance::new`] sorts `x` once and builds the AR(1) factor (`ρ_k`, `1 − ρ_k²`);
-//! then, for `r` of shape `[d]` or `[d, c]` (columns are independent vectors):
+//! On sorted coordinates `C` is the covariance of the AR(1) chain
+//! `ζ_k = ρ_{k−1} ζ_{k−1} + s_k ε_k` (`ρ_k = e^{−λ(x_{k+1} − x_k)}`, `s_k² = 1 − ρ_{k−1}²`),
+//! so, for `r` of shape `[d]` or `[d, c]` (columns are independent vectors):
 //! - [`OuCovariance::logdet`]: `log det Σ = 2 Σ ln σ_i + Σ_k ln(1 − ρ_k²)`;
-//! - [`OuCovariance::mahalanobis`]: `rᵀ Σ⁻¹ r = Σ_k e_k²`, `e = L⁻¹ D⁻¹ r` (AR(1) whitening);
+//! - [`OuCovariance::mahalanobis`]: `rᵀ Σ⁻¹ r = Σ_k e_k²`, `e = L⁻¹ D⁻¹ r` (AR(1) whitening,
+//!   `e_k = (z_k − ρ_{k−1} z_{k−1}) / s_k`, `z = r/σ`);
 //! - [`OuCovariance::solve`]: `Σ⁻¹ r = D⁻¹ Bᵀ S⁻² B D⁻¹ r` (the tridiagonal precision);
 //! - [`OuCovariance::sample`]: `v = σ ⊙ ζ`, `ζ` the AR(1) chain driven by `ε` (a linear scan);
-//! - [`OuCovariance::nll`]: `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` per column.
+//! - [`OuCovariance::nll`]: `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` per column;
+//! - [`OuCovariance::nll_backward`]: the NLL's gradients for r, σ, x and λ.
+//!
+//! **One operator, one implementation.** `Σ` is exactly REMIX's covariance
+//! `diag(u) + diag(w) C diag(w)` ([`LaplaceCovariance`], [`lcm`]) at `u = 0`, `w = σ`, and
+//! [`OuCovariance`] is that case ([`LaplaceCovariance::ou`]) with the OU contract (`σ > 0`)
+//! and names: its ops and gradients are the Kalman filter's of [`lcm`]. At `u = 0` the
+//! filter *is* the whitening above: `P_k = P⁻_k u_k / S_k = 0`, so `P⁻_k = s_k²`,
+//! `S_k = σ_k² s_k²` (`Σ_k ln S_k` is the log det above), the gain is `G_k = 1/σ_k`, the
+//! filtered mean `m_k = r_k/σ_k`, and the innovation `v_k = r_k − σ_k ρ_{k−1} m_{k−1} = σ_k s_k e_k`,
+//! so `Σ_k v_k²/S_k = Σ_k e_k²`. (The Riccati recursion the general model runs is trivial
+//! here, `P = 0`: O(d) work like the rest.)
 //!
 //! Guards: tied coordinates give `ρ = 1` and a singular `C`; `1 − ρ²` is floored at 1e-8
 //! (see `lapis_kernels::covariance`), so ties yield a nearly-singular but valid chain rather
-//! than NaN. [`OuCovariance::nll_backward`] gives the NLL's gradients for r, σ, x and λ; the
-//! gradients of every other op (log det, Mahalanobis, solve, sample) come from the general
-//! model, [`LaplaceCovariance::ou`] (`u = 0`, `w = σ`), in [`lcm`].
+//! than NaN; no gradient flows through a floored gap, and a run of tied coordinates shares
+//! its coordinate gradient equally (see [`lcm`]).
 //!
 //! [`LaplaceCovariance`] is REMIX's full covariance with the nugget,
 //! `diag(u) + diag(w) K diag(w)` (`specs/laplace-methods.md` §0): see [`lcm`].
+//!
+//! **What stays on the device; no host reads.** `λ` is an `impl Into<`[`Scalar`]`>`: an
+//! `f32` (checked at once: finite and `> 0`, an immediate typed error) or a one-element f32
+//! tensor (a learnable rate's value), and is kept as a `[1]` device tensor that the kernels
+//! read there (`lambda[0]`). The value checks on device data — finite coordinates, `σ > 0`
+//! here; finite `a` and `w`, `u ≥ 0`, `u + w² > 0` and a tensor `λ > 0` in [`lcm`] — are
+//! deferred device checks ([`crate::checks`]): a failure surfaces as
+//! [`LapisError::InvalidArgument`] naming the op and the argument at the next read of device
+//! data (or [`crate::Device::check`]; at once in strict mode). Shapes, dtypes and devices
+//! are still checked on the host, at once. Every scalar result (log det, NLL, the Frobenius
+//! objective) and every scalar gradient (`λ̄`) is a `[1]` device tensor, combined on the
+//! device (`sum_all` and elementwise ops). No op of the family — construction, log det,
+//! Mahalanobis, solve, sample, NLL, Frobenius, or any backward — reads device data back to
+//! the host (counted in `tests/tests/counters.rs`).
 
-use lapis_kernels::{covariance as k, sort as sk};
-
+use crate::checks::Accept;
 use crate::dtype::DType;
 use crate::error::{LapisError, Result};
-use crate::launch_1d;
-use crate::tensor::{arr, Tensor};
+use crate::scalar::Scalar;
+use crate::tensor::Tensor;
 
 pub mod lcm;
 pub use lcm::{lcm_frobenius, lcm_frobenius_backward, LaplaceCovariance, LcmGrads};
@@ -36,22 +61,16 @@ pub struct OuNllGrads {
     pub r: Tensor,
     /// `∂/∂σ_i = (c − Σ_c z_i w_i) / σ_i` with `z = r/σ`, `w = C⁻¹ z`.
     pub sigma: Tensor,
-    /// `∂/∂x_i` (through the gaps; 0 across floored ties).
+    /// `∂/∂x_i` (through the gaps; 0 across floored ties, whose runs share their total).
     pub x: Tensor,
-    /// `∂/∂λ`.
-    pub lambda: f32,
+    /// `∂/∂λ`, a `[1]` device tensor.
+    pub lambda: Tensor,
 }
 
-/// The OU covariance of `d` coordinates, factored once (sorted order kept inside).
+/// The OU covariance of `d` coordinates, factored once (sorted order kept inside): REMIX's
+/// covariance at `u = 0`, `w = σ` (see the module docs).
 pub struct OuCovariance {
-    xs: Tensor,
-    lambda: f32,
-    perm: Tensor,
-    inv: Tensor,
-    sigma_sorted: Tensor,
-    rho: Tensor,
-    om: Tensor,
-    d: usize,
+    cov: LaplaceCovariance,
 }
 
 /// `x` (`[d]` or `[d, c]`) moved one row along axis 0, the vacated row set to 0:
@@ -71,19 +90,35 @@ pub(crate) fn shift1(x: &Tensor, right: bool) -> Result<Tensor> {
     }
 }
 
+/// The rate `λ` of the covariance ops as a checked `[1]` device tensor (finite, `> 0`): a
+/// host value is checked at once, a tensor on the device (deferred, [`crate::checks`]).
+pub(crate) fn lambda_arg<'a>(
+    op: &'static str,
+    lambda: impl Into<Scalar<'a>>,
+    like: &Tensor,
+) -> Result<Tensor> {
+    lambda.into().device_value(
+        op,
+        "lambda",
+        like,
+        Accept::Positive,
+        "must be finite and > 0",
+    )
+}
+
 /// The anchored decay scan on sorted anchors `xs` (`[d]`) of `x` (`[d]` or `[d, c]`) with
 /// decays `e^{−rate·Δ}·q_k` into each element: `ρ` products computed from the anchors, never
-/// chained ([`crate::decay_scan()`]); `q` the data-dependent factors, if any.
+/// chained ([`crate::decay_scan()`]); `q` the data-dependent factors, if any. `rate` is a
+/// `[1]` device tensor (never read back).
 pub(crate) fn anchored_scan(
     xs: &Tensor,
-    rate: f32,
+    rate: &Tensor,
     q: Option<&Tensor>,
     x: &Tensor,
     reverse: bool,
 ) -> Result<Tensor> {
-    let rate = Tensor::from_slice(xs.device(), &[1], &[rate])?;
     let spec = crate::DecayScan {
-        rate: &rate,
+        rate,
         seg_len: xs.numel(),
         reverse,
         moment: false,
@@ -96,8 +131,10 @@ pub(crate) fn anchored_scan(
 
 impl OuCovariance {
     /// Factors `Σ = diag(σ) e^{−λ|x_i − x_j|} diag(σ)`: `x`, `sigma` f32 `[d]`, `σ > 0`,
-    /// `λ > 0`, finite coordinates.
-    pub fn new(x: &Tensor, lambda: f32, sigma: &Tensor) -> Result<Self> {
+    /// `λ > 0` (an `f32`, checked at once, or a one-element tensor, kept and checked on the
+    /// device), finite coordinates. The value checks on `x` and `σ` are deferred device
+    /// checks ([`crate::checks`]); nothing is read back.
+    pub fn new<'a>(x: &Tensor, lambda: impl Into<Scalar<'a>>, sigma: &Tensor) -> Result<Self> {
         const OP: &str = "ou_covariance";
         crate::validate::same_device(OP, x, sigma)?;
         if x.rank() != 1 || x.dtype() != DType::F32 {
@@ -114,202 +151,86 @@ impl OuCovariance {
                 rhs: sigma.shape().to_vec(),
             });
         }
-        if !(lambda.is_finite() && lambda > 0.0) {
-            return Err(LapisError::invalid(
-                OP,
-                "lambda",
-                lambda,
-                "must be finite and > 0",
-            ));
-        }
-        let min_sigma = crate::min_all(sigma)?.to_scalar()?;
-        if min_sigma <= 0.0 || crate::validate::count_nonfinite(sigma)? > 0.0 {
-            return Err(LapisError::invalid(
-                OP,
-                "sigma",
-                min_sigma,
-                "every σ must be finite and > 0",
-            ));
-        }
-        if crate::validate::count_nonfinite(x)? > 0.0 {
-            return Err(LapisError::invalid(
-                OP,
-                "x",
-                "non-finite entries",
-                "coordinates must be finite",
-            ));
-        }
-        let d = x.numel();
-        let (xs, perm) = crate::argsort(x)?;
-        let dev = x.device();
-        let inv = Tensor::empty(OP, dev, &[d], DType::U32)?;
-        launch_1d!(dev, d, sk::invert_perm_kernel, |client, R| (
-            arr::<R>(&perm),
-            arr::<R>(&inv),
-            d as u32
-        ));
-        let sigma_sorted = crate::index::take_rows_unchecked(sigma, &perm)?;
-        let rho = Tensor::empty(OP, dev, &[d], DType::F32)?;
-        let om = Tensor::empty(OP, dev, &[d], DType::F32)?;
-        launch_1d!(dev, d, k::ou_prepare_kernel, |client, R| (
-            arr::<R>(&xs),
-            arr::<R>(&rho),
-            arr::<R>(&om),
-            d as u32,
-            lambda,
-        ));
+        let lambda = lambda_arg(OP, lambda, x)?;
+        let msg = "every σ must be finite and > 0";
+        crate::checks::check_f32(OP, "sigma", sigma, Accept::Positive, msg)?;
+        let msg = "coordinates must be finite";
+        crate::checks::check_f32(OP, "x", x, Accept::Finite, msg)?;
+        // u = 0, w = σ: checked above (σ > 0 gives u + w² > 0).
+        let u = crate::zeros(x.device(), x.shape(), DType::F32)?;
         Ok(OuCovariance {
-            xs,
-            lambda,
-            perm,
-            inv,
-            sigma_sorted,
-            rho,
-            om,
-            d,
+            cov: LaplaceCovariance::factor(x, lambda, &u, sigma, None)?,
         })
     }
 
-    /// `log det Σ`.
-    pub fn logdet(&self) -> Result<f32> {
-        let a = crate::sum_all(&crate::log(&self.sigma_sorted)?)?.to_scalar()?;
-        let b = crate::sum_all(&crate::log(&self.om)?)?.to_scalar()?;
-        Ok(2.0 * a + b)
+    /// The same covariance as REMIX's model (`u = 0`, `w = σ`), for its other gradients
+    /// (log det, Mahalanobis, solve, sample: `∂/∂σ` in [`LcmGrads::w`], `∂/∂x` in
+    /// [`LcmGrads::a`]).
+    pub fn as_lcm(&self) -> &LaplaceCovariance {
+        &self.cov
     }
 
-    fn check_r(&self, op: &'static str, r: &Tensor) -> Result<usize> {
-        match r.shape() {
-            [a] if *a == self.d => Ok(1),
-            [a, c] if *a == self.d => Ok(*c),
-            _ => Err(LapisError::ShapeMismatch {
-                op,
-                lhs: vec![self.d],
-                rhs: r.shape().to_vec(),
-            }),
-        }
+    /// Dimension `d`.
+    pub fn dim(&self) -> usize {
+        self.cov.dim()
     }
 
-    /// `z = D⁻¹ r` in sorted order, `[d, c]`.
-    fn scaled_sorted(&self, r: &Tensor, c: usize) -> Result<Tensor> {
-        let rs = crate::index::take_rows_unchecked(&r.reshape(&[self.d, c])?, &self.perm)?;
-        crate::div(&rs, &self.sigma_sorted.reshape(&[self.d, 1])?)
-    }
-
-    fn kernel2(&self, z: &Tensor, c: usize, whiten: bool) -> Result<Tensor> {
-        let out = Tensor::empty("ou_covariance", z.device(), z.shape(), DType::F32)?;
-        let (d32, c32) = (self.d as u32, c as u32);
-        if whiten {
-            launch_1d!(z.device(), self.d * c, k::ou_whiten_kernel, |client, R| (
-                arr::<R>(z),
-                arr::<R>(&self.rho),
-                arr::<R>(&self.om),
-                arr::<R>(&out),
-                d32,
-                c32,
-            ));
-        } else {
-            launch_1d!(
-                z.device(),
-                self.d * c,
-                k::ou_precision_kernel,
-                |client, R| (
-                    arr::<R>(z),
-                    arr::<R>(&self.rho),
-                    arr::<R>(&self.om),
-                    arr::<R>(&out),
-                    d32,
-                    c32,
-                )
-            );
-        }
-        Ok(out)
+    /// `log det Σ`, a `[1]` device tensor (`.to_scalar()` reads it).
+    pub fn logdet(&self) -> Result<Tensor> {
+        self.cov.logdet()
     }
 
     /// `rᵀ Σ⁻¹ r` per column: shape `[1]` for `r [d]`, `[1, c]` for `r [d, c]`.
     pub fn mahalanobis(&self, r: &Tensor) -> Result<Tensor> {
-        let c = self.check_r("ou_mahalanobis", r)?;
-        let e = self.kernel2(&self.scaled_sorted(r, c)?, c, true)?;
-        let m = crate::sum(&crate::mul(&e, &e)?, 0)?;
-        if r.rank() == 1 {
-            m.reshape(&[1])
-        } else {
-            Ok(m)
-        }
+        self.cov.check_r("ou_mahalanobis", r)?;
+        self.cov.mahalanobis(r)
     }
 
     /// `Σ⁻¹ r`, shape of `r`.
     pub fn solve(&self, r: &Tensor) -> Result<Tensor> {
-        let c = self.check_r("ou_solve", r)?;
-        let w = self.kernel2(&self.scaled_sorted(r, c)?, c, false)?;
-        let w = crate::div(&w, &self.sigma_sorted.reshape(&[self.d, 1])?)?;
-        crate::index::take_rows_unchecked(&w, &self.inv)?.reshape(r.shape())
+        self.cov.check_r("ou_solve", r)?;
+        self.cov.solve(r)
     }
 
     /// A draw `v = σ ⊙ ζ` with `Cov v = Σ`, from standard normal `eps` (shape `[d]` or
     /// `[d, c]`, original order; consumed in sorted order).
     pub fn sample(&self, eps: &Tensor) -> Result<Tensor> {
-        let c = self.check_r("ou_sample", eps)?;
-        let es = crate::index::take_rows_unchecked(&eps.reshape(&[self.d, c])?, &self.perm)?;
-        // ζ_k = ρ_{k−1} ζ_{k−1} + s_k ε_k: the anchored decay scan (every ρ product from
-        // the coordinates, `crate::decay_scan`), rate λ.
-        let u = crate::mul(&es, &crate::sqrt(&self.om)?.reshape(&[self.d, 1])?)?;
-        let zeta = anchored_scan(&self.xs, self.lambda, None, &u, false)?;
-        let v = crate::mul(&zeta, &self.sigma_sorted.reshape(&[self.d, 1])?)?;
-        crate::index::take_rows_unchecked(&v, &self.inv)?.reshape(eps.shape())
+        self.cov.check_r("ou_sample", eps)?;
+        // The nugget's term √u ⊙ ε_u is 0 at u = 0 (any finite ε_u).
+        self.cov.sample(eps, eps)
     }
 
-    /// Gaussian negative log-likelihood `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` per column.
+    /// Gaussian negative log-likelihood `½(rᵀΣ⁻¹r + log det Σ + d ln 2π)` per column
+    /// (shape as [`Self::mahalanobis`]), combined on the device.
     pub fn nll(&self, r: &Tensor) -> Result<Tensor> {
-        let m = self.mahalanobis(r)?;
-        let konst = self.logdet()? + self.d as f32 * (2.0 * std::f32::consts::PI).ln();
-        crate::affine(&m, 0.5, 0.5 * konst)
+        self.cov.check_r("ou_nll", r)?;
+        self.cov.nll(r)
     }
 
-    /// Gradients of `Σ_columns nll(r)` w.r.t. `r`, `σ`, `x` and `λ`, all O(d·c).
-    ///
-    /// With `z = r/σ` (sorted), `e = L⁻¹z`, `w = C⁻¹z`: `r̄ = w/σ`,
-    /// `σ̄_i = (c − Σ_c z_i w_i)/σ_i`, and through `ρ_k = e^{−λΔ_k}`:
-    /// `∂/∂ρ_{k−1} = Σ_c e_k(e_k ρ/s_k² − z_{k−1}/s_k) − c ρ/s_k²`,
-    /// `∂ρ/∂Δ = −λρ`, `∂ρ/∂λ = −Δρ`, `x̄_k = Δ̄_{k−1} − Δ̄_k` (sorted order).
+    /// Gradients of `Σ_columns nll(r)` w.r.t. `r`, `σ`, `x` and `λ`, all O(d·c): the
+    /// reverse-mode Kalman filter of [`lcm`] at `u = 0` (`r̄ = Σ⁻¹ r`,
+    /// `σ̄_i = (c − Σ_c z_i w_i)/σ_i` with `z = r/σ`, `w = C⁻¹z`; `x̄`, `λ̄` through
+    /// `ρ = e^{−λΔ}`).
     pub fn nll_backward(&self, r: &Tensor) -> Result<OuNllGrads> {
-        let c = self.check_r("ou_nll_backward", r)?;
-        let dev = r.device();
-        let z = self.scaled_sorted(r, c)?;
-        let e = self.kernel2(&z, c, true)?;
-        let w = self.kernel2(&z, c, false)?;
-        let sig = self.sigma_sorted.reshape(&[self.d, 1])?;
-        let r_bar = crate::index::take_rows_unchecked(&crate::div(&w, &sig)?, &self.inv)?
-            .reshape(r.shape())?;
-        // σ̄ = (c − Σ_c z·w) / σ
-        let zw = crate::sum(&crate::mul(&z, &w)?, 1)?;
-        let sigma_bar_sorted = crate::div(&crate::affine(&zw, -1.0, c as f32)?, &sig)?;
-        let sigma_bar =
-            crate::index::take_rows_unchecked(&sigma_bar_sorted, &self.inv)?.reshape(&[self.d])?;
-        let gdelta = Tensor::empty("ou_nll_backward", dev, &[self.d], DType::F32)?;
-        let glam = Tensor::empty("ou_nll_backward", dev, &[self.d], DType::F32)?;
-        let (d32, c32, lam) = (self.d as u32, c as u32, self.lambda);
-        launch_1d!(dev, self.d, k::ou_nll_rho_grad_kernel, |client, R| (
-            arr::<R>(&self.xs),
-            arr::<R>(&z),
-            arr::<R>(&e),
-            arr::<R>(&self.rho),
-            arr::<R>(&self.om),
-            arr::<R>(&gdelta),
-            arr::<R>(&glam),
-            d32,
-            c32,
-            lam,
-        ));
-        // x̄_k = Δ̄_k(as stored at k) − Δ̄_{k+1}
-        let next = shift1(&gdelta, false)?;
-        let x_bar_sorted = crate::sub(&gdelta, &next)?;
-        let x_bar = crate::index::take_rows_unchecked(&x_bar_sorted, &self.inv)?;
-        let lambda = crate::sum_all(&glam)?.to_scalar()?;
+        let c = self.cov.check_r("ou_nll_backward", r)?;
+        let shape: &[usize] = if r.rank() == 1 { &[1] } else { &[1, c] };
+        let ones = crate::ones(r.device(), shape, DType::F32)?;
+        let g = self.cov.nll_backward(r, &ones)?;
         Ok(OuNllGrads {
-            r: r_bar,
-            sigma: sigma_bar,
-            x: x_bar,
-            lambda,
+            r: g.r.expect("the NLL has an r gradient"),
+            sigma: g.w,
+            x: g.a,
+            lambda: g.lambda,
         })
     }
+}
+
+/// `½(m + log det + d ln 2π)` for the per-column Mahalanobis `m` (`[1]` or `[1, c]`) and a
+/// `[1]` log det, on the device (broadcast add).
+pub(crate) fn nll_from(m: &Tensor, logdet: &Tensor, d: usize) -> Result<Tensor> {
+    let konst = 0.5 * d as f32 * (2.0 * std::f32::consts::PI).ln();
+    crate::add(
+        &crate::affine(m, 0.5, 0.0)?,
+        &crate::affine(logdet, 0.5, konst)?,
+    )
 }

@@ -10,7 +10,7 @@
 //! for log det (a sum of d logarithms).
 
 use lapis_ops::reference as r;
-use lapis_ops::{LaplaceCovariance, LcmGrads, Tensor};
+use lapis_ops::{LapisError, LaplaceCovariance, LcmGrads, Tensor};
 use lapis_tests::*;
 use proptest::prelude::*;
 
@@ -146,11 +146,12 @@ fn check_grads(
             .map_err(|m| TestCaseError::fail(format!("{what} {name}: {m}")))?;
     }
     let want_l: f64 = refs.iter().map(|(wt, g)| wt * g.lambda).sum();
+    let got_l = got.lambda.to_scalar().unwrap() as f64;
     prop_assert!(
-        (got.lambda as f64 - want_l).abs() <= tol * want_l.abs().max(1.0),
+        (got_l - want_l).abs() <= tol * want_l.abs().max(1.0),
         "{} λ̄ {} vs {}",
         what,
-        got.lambda,
+        got_l,
         want_l
     );
     if let (Some(gr), false) = (&got.r, refs[0].1.r.is_empty()) {
@@ -177,7 +178,7 @@ proptest! {
         let sigma = r::remix_cov_dense(&m.u, &m.w, &m.a, m.lam);
         let l = r::cholesky(&sigma);
         let want_ld = r::cholesky_logdet(&l);
-        let got_ld = cov.logdet().unwrap() as f64;
+        let got_ld = cov.logdet().unwrap().to_scalar().unwrap() as f64;
         prop_assert!((got_ld - want_ld).abs() <= 1e-4 * d as f64 + 1e-5, "logdet {} vs {}", got_ld, want_ld);
         let rv = lcg(d * c, seed + 3, -1.0, 1.0);
         let rt = up(&dev, &[d, c], &rv);
@@ -241,7 +242,7 @@ proptest! {
         let vt = up(&dev, &[b, d], &v);
         let vr = r::RefTensor::new(&[b, d], v.clone());
         let (a, u, w) = (up(&dev, &[d], &m.a), up(&dev, &[d], &m.u), up(&dev, &[d], &m.w));
-        let got = lapis_ops::lcm_frobenius(&a, m.lam as f32, &u, &w, &vt).unwrap() as f64;
+        let got = lapis_ops::lcm_frobenius(&a, m.lam as f32, &u, &w, &vt).unwrap().to_scalar().unwrap() as f64;
         let want = r::remix_frobenius_batch(&m.u, &m.w, &m.a, m.lam, &vr);
         // A sum of O(d²) products of O(1) terms: 1e-4 relative to the sum of magnitudes.
         let mag = r::remix_frobenius_batch(&m.u, &m.w, &m.a, m.lam, &r::RefTensor::new(&[b, d], vec![0.0; b * d])).abs() + d as f64;
@@ -285,10 +286,10 @@ fn lcm_sample_gradients_match_finite_differences() {
             r::assert_close(&to64(got), &want, 0.0, 1e-3 * scale_of(&want))
                 .unwrap_or_else(|e| panic!("d = {d}, {name}: {e}"));
         }
+        let g_l = g.lambda.to_scalar().unwrap() as f64;
         assert!(
-            (g.lambda as f64 - fd_l).abs() <= 1e-3 * fd_l.abs().max(1.0),
-            "d = {d}: λ̄ {} vs {fd_l}",
-            g.lambda
+            (g_l - fd_l).abs() <= 1e-3 * fd_l.abs().max(1.0),
+            "d = {d}: λ̄ {g_l} vs {fd_l}"
         );
     }
 }
@@ -346,7 +347,7 @@ fn lcm_strong_correlation_is_accurate() {
     let sigma = r::remix_cov_dense(&m.u, &m.w, &m.a, m.lam);
     let l = r::cholesky(&sigma);
     let want_ld = r::cholesky_logdet(&l);
-    let got_ld = cov.logdet().unwrap() as f64;
+    let got_ld = cov.logdet().unwrap().to_scalar().unwrap() as f64;
     assert!(
         (got_ld - want_ld).abs() <= 1e-3 * want_ld.abs(),
         "logdet {got_ld} vs {want_ld}"
@@ -378,17 +379,32 @@ fn lcm_rejects_bad_arguments() {
             .expect("bad λ accepted");
         assert!(e.to_string().contains("lambda"), "{e}");
     }
-    let e = LaplaceCovariance::new(&a, 1.0, &v(&[-1.0, 1.0]), &w)
-        .err()
-        .unwrap();
+    // Values of a, u, w are deferred device checks (no read in the op).
+    let new = |a: &Tensor, u: &Tensor, w: &Tensor| LaplaceCovariance::new(a, 1.0, u, w).map(|_| ());
+    let e = deferred_err(&dev, new(&a, &v(&[-1.0, 1.0]), &w));
     assert!(e.to_string().contains('u'), "{e}");
-    let e = LaplaceCovariance::new(&a, 1.0, &v(&[0.0, 1.0]), &v(&[0.0, 1.0]))
-        .err()
-        .unwrap();
+    let e = deferred_err(&dev, new(&a, &v(&[0.0, 1.0]), &v(&[0.0, 1.0])));
     assert!(e.to_string().contains("u + w²"), "{e}");
-    assert!(LaplaceCovariance::new(&v(&[0.0, f64::NAN]), 1.0, &u, &w).is_err());
+    let e = deferred_err(&dev, new(&v(&[0.0, f64::NAN]), &u, &w));
+    assert!(
+        matches!(e, LapisError::InvalidArgument { name: "a", .. }),
+        "{e}"
+    );
     assert!(LaplaceCovariance::new(&a, 1.0, &v(&[1.0]), &w).is_err());
-    assert!(LaplaceCovariance::new(&a, 1.0, &u, &v(&[f64::INFINITY, 1.0])).is_err());
+    let e = deferred_err(&dev, new(&a, &u, &v(&[f64::INFINITY, 1.0])));
+    assert!(
+        matches!(e, LapisError::InvalidArgument { name: "w", .. }),
+        "{e}"
+    );
+    // A tensor λ: shape at once, value on the device.
+    let bad = Tensor::from_slice(&dev, &[1], &[-1.0f32]).unwrap();
+    let e = deferred_err(&dev, LaplaceCovariance::new(&a, &bad, &u, &w).map(|_| ()));
+    assert!(
+        matches!(e, LapisError::InvalidArgument { name: "lambda", .. }),
+        "{e}"
+    );
+    let two = Tensor::from_slice(&dev, &[2], &[1.0f32, 1.0]).unwrap();
+    assert!(LaplaceCovariance::new(&a, &two, &u, &w).is_err());
     let cov = LaplaceCovariance::new(&a, 1.0, &u, &w).unwrap();
     assert!(cov.solve(&v(&[1.0, 2.0, 3.0])).is_err());
     assert!(cov.nll_backward(&v(&[1.0, 2.0]), &v(&[1.0, 1.0])).is_err());
@@ -458,7 +474,7 @@ fn lcm_chunked_riccati_matches_sequential() {
                 .fold(0.0, f64::max);
             eprintln!("riccati d={d} λ={lam} gap={gap} chunk={chunk:?}: max rel err {err:.2e}");
             assert!(err <= 2e-5, "d={d} chunk={chunk:?}: rel err {err}");
-            logdets.push(cov.logdet().unwrap() as f64);
+            logdets.push(cov.logdet().unwrap().to_scalar().unwrap() as f64);
         }
         for l in &logdets {
             assert!(

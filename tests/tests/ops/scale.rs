@@ -436,7 +436,7 @@ fn covariance_errors(d: usize, seed: u64) -> [f64; 9] {
     )
     .expect("covariance");
     let dr = up1(&dev, &m.r);
-    let logdet = cov.logdet().expect("logdet") as f64;
+    let logdet = cov.logdet().expect("logdet").to_scalar().expect("logdet") as f64;
     let maha = host(&cov.mahalanobis(&dr).expect("mahalanobis"))[0];
     let solve = host(&cov.solve(&dr).expect("solve"));
     let nll = host(&cov.nll(&dr).expect("nll"))[0];
@@ -447,7 +447,7 @@ fn covariance_errors(d: usize, seed: u64) -> [f64; 9] {
         host(&g.u),
         host(&g.w),
         host(&g.a),
-        g.lambda as f64,
+        g.lambda.to_scalar().expect("λ̄") as f64,
     );
     // Device buffers go before the f64 references (host memory: lavapipe's buffers live
     // there too).
