@@ -547,6 +547,9 @@ fn backward_on_the_forward_sort_is_identical() {
     }
 }
 
+/// One head of the multi-head test: `(s, t, V, Ḡr, Ḡi, a, b)`.
+type Head = (Vec<f64>, Vec<f64>, RefTensor, RefTensor, RefTensor, f64, f64);
+
 proptest! {
     #![proptest_config(cases(16))]
 
@@ -559,7 +562,7 @@ proptest! {
     #[test]
     fn heads_match_dense_reference(h in 1usize..=4, n in 1usize..120, m in 1usize..120, c in 1usize..=3, kind in 0u8..3, phased in any::<bool>(), seed in 0u64..1000) {
         let dev = device();
-        let hs: Vec<(Vec<f64>, Vec<f64>, RefTensor, RefTensor, RefTensor, f64, f64)> = (0..h).map(|k| {
+        let hs: Vec<Head> = (0..h).map(|k| {
             let sd = seed + 10 * k as u64;
             let a = [0.3f64, 1.0, 2.5, 7.0][k] as f32 as f64;
             let b = if phased { [0.9f64, -2.0, 0.4, 3.0][k] as f32 as f64 } else { 0.0 };
