@@ -94,7 +94,8 @@ pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> Result<Tensor> {
         .map(|g| lapis_ops::sum_all(&lapis_ops::mul(g, g)?)?.reshape(&[1]))
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<&Tensor> = parts.iter().collect();
-    let norm = lapis_ops::sqrt(&lapis_ops::sum_all(&lapis_ops::concat(&refs, 0)?)?)?.reshape(&[1])?;
+    let norm =
+        lapis_ops::sqrt(&lapis_ops::sum_all(&lapis_ops::concat(&refs, 0)?)?)?.reshape(&[1])?;
     // s = min(1, c/‖g‖) (‖g‖ = 0 gives +∞ → 1).
     let c = lapis_ops::fill(&dev, &[1], max_norm, lapis_ops::DType::F32)?;
     let one = lapis_ops::ones(&dev, &[1], lapis_ops::DType::F32)?;

@@ -715,6 +715,41 @@ fn grad_matmul_batched() {
     matmul_case("matmul broadcast batch", &[2, 1, 3, 4], &[3, 4, 2]);
 }
 
+/// `op(a) @ op(b)` with transposed operands read through strides (`Var::matmul_t`), every
+/// combination, batched, shared rank-2 and broadcast: ARITH, as [`matmul_case`] (the same
+/// sums; only the memory order of the operands differs).
+#[test]
+fn grad_matmul_t() {
+    let tr = |x: &RefTensor, t: bool| {
+        if t {
+            r::transpose(x, x.shape.len() - 2, x.shape.len() - 1)
+        } else {
+            x.clone()
+        }
+    };
+    for (sa, sb, ta, tb) in [
+        (vec![4, 3], vec![4, 5], true, false),
+        (vec![3, 4], vec![5, 4], false, true),
+        (vec![4, 3], vec![5, 4], true, true),
+        (vec![2, 3, 4], vec![5, 4], false, true),
+        (vec![2, 4, 3], vec![2, 4, 5], true, false),
+        (vec![2, 1, 4, 3], vec![3, 2, 4], true, true),
+    ] {
+        gc(
+            &format!(
+                "matmul_t {sa:?}{} @ {sb:?}{}",
+                if ta { "ᵀ" } else { "" },
+                if tb { "ᵀ" } else { "" }
+            ),
+            &[("a", t(&sa, 62, -1.0, 1.0)), ("b", t(&sb, 63, -1.0, 1.0))],
+            move |v| v[0].matmul_t(&v[1], ta, tb),
+            move |x| r::matmul(&tr(&x[0], ta), &tr(&x[1], tb)),
+            ARITH,
+            0.0,
+        );
+    }
+}
+
 // ------------------------------------------------------------------------------ sort
 
 /// Sorted values `x[π]` in f64: rows of a rank-2 tensor, or the whole of a rank-1 one.

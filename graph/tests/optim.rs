@@ -79,7 +79,10 @@ fn clipping_and_schedule() {
     assert!((norm - 5.0).abs() < 1e-6);
     // Under the bound nothing changes.
     let mut small = vec![Tensor::from_slice(&dev, &[2], &[0.3f32, 0.4]).unwrap()];
-    let n2 = clip_grad_norm(&mut small, 1.0).unwrap().to_scalar().unwrap();
+    let n2 = clip_grad_norm(&mut small, 1.0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
     assert!((n2 - 0.5).abs() < 1e-6);
     assert!((v64(&small[0])[0] - 0.3).abs() < 1e-6 && (v64(&small[0])[1] - 0.4).abs() < 1e-6);
     assert!((v64(&gs[0])[0] - 0.6).abs() < 1e-6 && (v64(&gs[1])[0] - 0.8).abs() < 1e-6);

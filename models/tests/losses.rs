@@ -528,7 +528,10 @@ fn label_errors() {
         let tape = Tape::new();
         let v = tape.leaf(Tensor::from_slice(&dev, &[3, 3], &[0.5f32; 9]).unwrap());
         match f(&v) {
-            Ok(loss) => loss.value().to_scalar().expect_err("a label ≥ C must not read back"),
+            Ok(loss) => loss
+                .value()
+                .to_scalar()
+                .expect_err("a label ≥ C must not read back"),
             Err(e) => e, // strict mode
         }
     };

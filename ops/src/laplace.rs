@@ -182,7 +182,10 @@ fn merge(
     tgt: &Tensor,
     vals: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let (n, m) = (*src.shape().last().unwrap_or(&0), *tgt.shape().last().unwrap_or(&0));
+    let (n, m) = (
+        *src.shape().last().unwrap_or(&0),
+        *tgt.shape().last().unwrap_or(&0),
+    );
     let h = src.numel() / n.max(1);
     let merged = crate::concat(&[&src.reshape(&[h, n])?, &tgt.reshape(&[h, m])?], 1)?;
     crate::checks::check_f32_rows(
@@ -433,7 +436,10 @@ pub fn laplace_apply_split<'a>(
     }
     let hi = crate::concat(&[s.0, t.0], 0)?;
     let lo = crate::concat(&[s.1, t.1], 0)?;
-    for (names, x) in [(("sources", "targets"), &hi), (("sources_lo", "targets_lo"), &lo)] {
+    for (names, x) in [
+        (("sources", "targets"), &hi),
+        (("sources_lo", "targets_lo"), &lo),
+    ] {
         let msg = "coordinates must be finite";
         crate::checks::check_f32_split(OP, names, x, n, Accept::Finite, msg)?;
     }
@@ -576,7 +582,15 @@ pub fn laplace_apply_backward_sorted(
     let c = sort.channels(OP, v)?;
     check_upstream(OP, &sort.z, v, sort.heads, m, &[gy])?;
     let u = scatter_values(&sort.perm, n, n + m, v)?;
-    let sw = sorted_sweeps(sort.z.clone(), sort.perm.clone(), u, lambda, n + m, true, true)?;
+    let sw = sorted_sweeps(
+        sort.z.clone(),
+        sort.perm.clone(),
+        u,
+        lambda,
+        n + m,
+        true,
+        true,
+    )?;
     let g = grads_from(sw, v, gy, n, m, c)?;
     if sort.heads {
         Ok(LaplaceGrads {
@@ -672,7 +686,10 @@ fn phased_sweeps(
     tie: bool,
     moment: bool,
 ) -> Result<PhasedSweeps> {
-    let (n, m) = (*src.shape().last().unwrap_or(&0), *tgt.shape().last().unwrap_or(&0));
+    let (n, m) = (
+        *src.shape().last().unwrap_or(&0),
+        *tgt.shape().last().unwrap_or(&0),
+    );
     let (z, perm, ur) = merge(op, src, tgt, vr)?;
     let ui = scatter_values(&perm, n, n + m, vi)?;
     sorted_phased_sweeps(z, perm, (ur, ui), rate, n + m, tie, moment)

@@ -114,17 +114,17 @@ pub use index::{
 pub use kinds::{BinaryOp, ReduceOp, UnaryOp};
 pub use lapis_kernels;
 pub use laplace::{
-    laplace_apply, laplace_apply_backward, laplace_apply_backward_sorted, laplace_apply_phased,
-    laplace_apply_phased_backward, laplace_apply_phased_backward_sorted,
+    laplace_apply, laplace_apply_backward, laplace_apply_backward_sorted, laplace_apply_heads,
+    laplace_apply_heads_sorted, laplace_apply_phased, laplace_apply_phased_backward,
+    laplace_apply_phased_backward_sorted, laplace_apply_phased_heads_sorted,
     laplace_apply_phased_sorted, laplace_apply_sorted, laplace_apply_split, laplace_gram,
-    laplace_apply_heads, laplace_apply_heads_sorted, laplace_apply_phased_heads_sorted,
     laplace_gram_backward, phase_real, phase_real_backward, LaplaceGrads, LaplaceSort,
 };
 pub use layout::{
     broadcast_to, broadcast_to_backward, concat, concat_backward, copy, permute, permute_backward,
     slice, slice_backward, transpose,
 };
-pub use matmul::{matmul, matmul_backward};
+pub use matmul::{matmul, matmul_backward, matmul_t, matmul_t_backward};
 pub use optim::{adam_update, AdamStep};
 pub use reduce::{
     argmax, max, max_all, mean, mean_all, min, min_all, reduce, reduce_all, reduce_backward, sum,

@@ -136,7 +136,16 @@ fn per_row(
 
 /// `α` per row: finite and `> 0`.
 fn alpha_rows(op: &'static str, alpha: Scalar<'_>, x: &Tensor, b: usize) -> Result<Tensor> {
-    Ok(per_row(op, "alpha", alpha, x, b, Accept::Positive, "must be finite and > 0")?.0)
+    Ok(per_row(
+        op,
+        "alpha",
+        alpha,
+        x,
+        b,
+        Accept::Positive,
+        "must be finite and > 0",
+    )?
+    .0)
 }
 
 /// Sorts the rows of `x2 [B, n]` and runs the two scans.

@@ -44,8 +44,9 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             let x = lapis_ops::uniform(&dev, &[n], -1.0, 1.0, 9)?;
             let x2 = x.reshape(&[1, n])?;
             let radix = lapis_ops::timing::time_op(&dev, 20, || lapis_ops::argsort(&x))?;
-            let bitonic =
-                lapis_ops::timing::time_op(&dev, 20, || lapis_ops::sort::argsort_rows_bitonic(&x2, 64))?;
+            let bitonic = lapis_ops::timing::time_op(&dev, 20, || {
+                lapis_ops::sort::argsort_rows_bitonic(&x2, 64)
+            })?;
             println!(
                 "{}",
                 serde_json::json!({

@@ -100,7 +100,7 @@ impl MultiHeadAttention {
         let k = split(self.k.forward(vars, x)?)?;
         let v = split(self.v.forward(vars, x)?)?;
         let mut scores = q
-            .matmul(&k.transpose(2, 3)?)?
+            .matmul_t(&k, false, true)?
             .mul_scalar(1.0 / (dh as f32).sqrt())?;
         if self.causal {
             scores = scores.add(&x.constant(Self::mask(x.value().device(), t)?))?;

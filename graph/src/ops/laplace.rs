@@ -153,8 +153,13 @@ impl Var {
         }
         let shapes = [a.shape().to_vec(), b.shape().to_vec(), phi.shape().to_vec()];
         let vv = self.value().clone();
-        let ((yr, yi), sort) =
-            ops::laplace_apply_phased_heads_sorted(s.value(), t.value(), &vv, a.value(), b.value())?;
+        let ((yr, yi), sort) = ops::laplace_apply_phased_heads_sorted(
+            s.value(),
+            t.value(),
+            &vv,
+            a.value(),
+            b.value(),
+        )?;
         // One phase per head: Re(e^{iφ_h}(Yr + iYi)), one launch.
         let ph = phi.value().clone();
         let y = ops::phase_real(&yr, &yi, &ph)?;

@@ -128,9 +128,23 @@ fn invalid_argument() {
         Ok(y) => y.to_vec::<f32>().unwrap_err(),
         Err(e) => e, // strict mode
     };
-    assert!(matches!(e, LapisError::InvalidArgument { op: "gather", name: "index", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LapisError::InvalidArgument {
+                op: "gather",
+                name: "index",
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Cleared after the error: a good gather reads back.
-    let ok = lapis_ops::gather(&x, 0, &Tensor::from_slice(&dev, &[3, 5], &[1u32; 15]).unwrap());
+    let ok = lapis_ops::gather(
+        &x,
+        0,
+        &Tensor::from_slice(&dev, &[3, 5], &[1u32; 15]).unwrap(),
+    );
     assert_eq!(ok.unwrap().to_vec::<f32>().unwrap().len(), 15);
 }
 

@@ -176,12 +176,40 @@ fn typed_errors() {
     // Non-finite coordinates: a deferred device check naming the argument.
     let bad = Tensor::from_slice(&dev, &[2], &[0.0f32, f32::NAN]).unwrap();
     let e = deferred_err(&dev, lapis_ops::laplace_apply(&bad, &s, &v, 1.0));
-    assert!(matches!(e, LapisError::InvalidArgument { name: "sources", .. }), "{e}");
-    let e = deferred_err(&dev, lapis_ops::laplace_apply(&s, &bad, &v, 1.0));
-    assert!(matches!(e, LapisError::InvalidArgument { name: "targets", .. }), "{e}");
-    let e = deferred_err(&dev, lapis_ops::laplace_apply_phased_backward(&s, &bad, &v, 1.0, 0.5, &v, &v));
     assert!(
-        matches!(e, LapisError::InvalidArgument { op: "laplace_apply_phased_backward", name: "targets", .. }),
+        matches!(
+            e,
+            LapisError::InvalidArgument {
+                name: "sources",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = deferred_err(&dev, lapis_ops::laplace_apply(&s, &bad, &v, 1.0));
+    assert!(
+        matches!(
+            e,
+            LapisError::InvalidArgument {
+                name: "targets",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = deferred_err(
+        &dev,
+        lapis_ops::laplace_apply_phased_backward(&s, &bad, &v, 1.0, 0.5, &v, &v),
+    );
+    assert!(
+        matches!(
+            e,
+            LapisError::InvalidArgument {
+                op: "laplace_apply_phased_backward",
+                name: "targets",
+                ..
+            }
+        ),
         "{e}"
     );
     let v3 = Tensor::from_slice(&dev, &[3], &[1.0f32; 3]).unwrap();
@@ -457,19 +485,35 @@ fn tensor_scalars_must_hold_one_f32() {
     // the typed error surfaces at the next read (here `Device::check`; `to_vec` likewise).
     let e = deferred_err(&dev, lapis_ops::laplace_apply(&s, &s, &v, &neg));
     assert!(
-        matches!(e, LapisError::InvalidArgument { op: "laplace_apply", name: "lambda", .. }),
+        matches!(
+            e,
+            LapisError::InvalidArgument {
+                op: "laplace_apply",
+                name: "lambda",
+                ..
+            }
+        ),
         "{e}"
     );
     let nan = Tensor::from_slice(&dev, &[1], &[f32::NAN]).unwrap();
     let e = deferred_err(&dev, lapis_ops::laplace_apply_phased(&s, &s, &v, 1.0, &nan));
-    assert!(matches!(e, LapisError::InvalidArgument { name: "b", .. }), "{e}");
+    assert!(
+        matches!(e, LapisError::InvalidArgument { name: "b", .. }),
+        "{e}"
+    );
     let e = deferred_err(&dev, lapis_ops::phase_real(&v, &v, &nan));
-    assert!(matches!(e, LapisError::InvalidArgument { name: "phi", .. }), "{e}");
+    assert!(
+        matches!(e, LapisError::InvalidArgument { name: "phi", .. }),
+        "{e}"
+    );
     // A natural read reports it too, instead of returning the data.
     let y = lapis_ops::laplace_apply_backward(&s, &s, &v, &neg, &v);
     if let Ok(g) = y {
         let e = g.values.to_vec::<f32>().unwrap_err();
-        assert!(matches!(e, LapisError::InvalidArgument { name: "lambda", .. }), "{e}");
+        assert!(
+            matches!(e, LapisError::InvalidArgument { name: "lambda", .. }),
+            "{e}"
+        );
     }
     // Checks are cleared after an error: good input passes again.
     let y = lapis_ops::laplace_apply(&s, &s, &v, &one).unwrap();
@@ -548,7 +592,15 @@ fn backward_on_the_forward_sort_is_identical() {
 }
 
 /// One head of the multi-head test: `(s, t, V, Ḡr, Ḡi, a, b)`.
-type Head = (Vec<f64>, Vec<f64>, RefTensor, RefTensor, RefTensor, f64, f64);
+type Head = (
+    Vec<f64>,
+    Vec<f64>,
+    RefTensor,
+    RefTensor,
+    RefTensor,
+    f64,
+    f64,
+);
 
 proptest! {
     #![proptest_config(cases(16))]

@@ -43,6 +43,60 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(cases(24))]
+
+    /// `matmul_t`: `op(a) @ op(b)` with transposed operands read through strides (no copy),
+    /// every combination, batched and with a shared rank-2 right operand, against the
+    /// reference product of the transposed host tensors (same bound as above). Its VJP
+    /// (`matmul_t_backward`) against the reference VJP `(Ȳ op(B)ᵀ, op(A)ᵀ Ȳ)`, transposed
+    /// back, summed over broadcast batch axes.
+    #[test]
+    fn matmul_t_matches_reference(
+        batch in prop::collection::vec(1usize..=3, 0..=2),
+        shared_b in any::<bool>(),
+        ta in any::<bool>(), tb in any::<bool>(),
+        m in mm_dim(), k in mm_dim(), n in mm_dim(),
+        seed in 0u64..1000,
+    ) {
+        let dev = device();
+        let mk = |batch: &[usize], rows, cols, salt: u64| {
+            let mut s = batch.to_vec();
+            s.extend([rows, cols]);
+            let len: usize = s.iter().product();
+            let d = (0..len).map(|i| ((((i as u64) * 7919 + seed * 31 + salt) % 2003) as f64 / 1001.5) - 1.0).collect();
+            as_f32(&r::RefTensor::new(&s, d))
+        };
+        let batch_b: Vec<usize> = if shared_b { vec![] } else { batch.clone() };
+        // Physical operands: [.., k, m] when `ta` (op(a) = aᵀ is [.., m, k]), likewise b.
+        let a = if ta { mk(&batch, k, m, 1) } else { mk(&batch, m, k, 1) };
+        let b = if tb { mk(&batch_b, n, k, 2) } else { mk(&batch_b, k, n, 2) };
+        let op = |x: &r::RefTensor, t: bool| if t { r::transpose(x, x.shape.len() - 2, x.shape.len() - 1) } else { x.clone() };
+        let (oa, ob) = (op(&a, ta), op(&b, tb));
+        let (da, db) = (upload(&dev, &a), upload(&dev, &b));
+        let got = lapis_ops::matmul_t(&da, &db, ta, tb).unwrap();
+        let want = r::matmul(&oa, &ob);
+        check("matmul_t", &got, &want, 1e-5, 2e-6 * k as f64)?;
+        // VJP: ∂op(A) = G op(B)ᵀ, ∂op(B) = op(A)ᵀ G (summed over b's broadcast batch).
+        let g = mk(&want.shape[..want.shape.len() - 2], m, n, 3);
+        let (ga, gb) = lapis_ops::matmul_t_backward(&da, &db, ta, tb, &upload(&dev, &g)).unwrap();
+        let d_oa = r::matmul(&g, &op(&ob, true));
+        let mut d_ob = r::matmul(&op(&oa, true), &g);
+        if shared_b {
+            // Sum the batch axes out.
+            let len = k * n;
+            let mut acc = vec![0.0; len];
+            for (i, v) in d_ob.data.iter().enumerate() {
+                acc[i % len] += v;
+            }
+            d_ob = r::RefTensor::new(&[k, n], acc);
+        }
+        let batch_terms = batch.iter().product::<usize>().max(1) as f64;
+        check("matmul_t Ā", &ga, &op(&d_oa, ta), 1e-5, 2e-6 * n as f64)?;
+        check("matmul_t B̄", &gb, &op(&d_ob, tb), 1e-5, 2e-6 * m as f64 * batch_terms)?;
+    }
+}
+
 /// A size where the cmma/unit kernels tile: 129×257 @ 257×65, against the reference.
 #[test]
 fn matmul_odd_large() {

@@ -326,10 +326,26 @@ fn soft_topk_rejects_bad_arguments() {
     }
     // Non-finite x: a deferred device check naming `x`.
     let nan = up(&dev, &[3], &[1.0, f64::NAN, 0.0]);
-    let e = deferred_err(&dev, lapis_ops::soft_topk(&nan, 1.0, 1.0).map(|o| o.threshold));
-    assert!(e.to_string().contains("`x`") || e.to_string().contains(" x"), "{e}");
+    let e = deferred_err(
+        &dev,
+        lapis_ops::soft_topk(&nan, 1.0, 1.0).map(|o| o.threshold),
+    );
+    assert!(
+        e.to_string().contains("`x`") || e.to_string().contains(" x"),
+        "{e}"
+    );
     let e = deferred_err(&dev, lapis_ops::soft_rank(&nan, 1.0));
-    assert!(matches!(e, lapis_ops::LapisError::InvalidArgument { op: "soft_rank", name: "x", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            lapis_ops::LapisError::InvalidArgument {
+                op: "soft_rank",
+                name: "x",
+                ..
+            }
+        ),
+        "{e}"
+    );
     let k3 = up(&dev, &[3], &[1.0, 1.0, 1.0]);
     assert!(lapis_ops::soft_topk(&x, &k3, 1.0).is_err());
     let out = lapis_ops::soft_topk(&x, 1.0, 1.0).unwrap();
@@ -522,11 +538,30 @@ fn tensor_scalars_of_other_shapes_are_typed_errors() {
     // Range checks apply to tensor values as to f32s: on the device (no read), reported
     // at the next read of device data.
     let k_big = up(&dev, &[1], &[5.0]);
-    let e = deferred_err(&dev, lapis_ops::soft_topk(&x, &k_big, 1.0).map(|o| o.threshold));
-    assert!(matches!(e, LapisError::InvalidArgument { op: "soft_topk", name: "k", .. }), "{e}");
+    let e = deferred_err(
+        &dev,
+        lapis_ops::soft_topk(&x, &k_big, 1.0).map(|o| o.threshold),
+    );
+    assert!(
+        matches!(
+            e,
+            LapisError::InvalidArgument {
+                op: "soft_topk",
+                name: "k",
+                ..
+            }
+        ),
+        "{e}"
+    );
     let a_neg = up(&dev, &[2], &[0.5, -1.0]);
     let e = deferred_err(&dev, lapis_ops::soft_rank(&x, &a_neg));
-    assert!(matches!(e, LapisError::InvalidArgument { name: "alpha", .. }), "{e}");
+    assert!(
+        matches!(e, LapisError::InvalidArgument { name: "alpha", .. }),
+        "{e}"
+    );
     let r = lapis_ops::soft_sort(&x, &a_neg).and_then(|y| y.to_vec::<f32>());
-    assert!(matches!(r, Err(LapisError::InvalidArgument { name: "alpha", .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(LapisError::InvalidArgument { name: "alpha", .. })),
+        "{r:?}"
+    );
 }
