@@ -50,6 +50,8 @@
 
 use cubecl::prelude::*;
 
+use crate::complex::{cmul_im, cmul_re};
+
 /// Chunk length of every level of the anchored scans.
 pub const DSCAN_CHUNK: u32 = 32;
 
@@ -83,18 +85,6 @@ fn decay(delta: f32, r: f32, #[comptime] tie: bool) -> f32 {
         // r·δ = 0·∞ gives NaN, which fails `f ≥ 0`: treat it as far away.
         select(f >= 0.0f32, f, 0.0f32)
     }
-}
-
-/// Real part of `(ar + i·ai)(br + i·bi)`.
-#[cube]
-fn cmul_re(ar: f32, ai: f32, br: f32, bi: f32) -> f32 {
-    ar * br - ai * bi
-}
-
-/// Imaginary part of `(ar + i·ai)(br + i·bi)`.
-#[cube]
-fn cmul_im(ar: f32, ai: f32, br: f32, bi: f32) -> f32 {
-    ar * bi + ai * br
 }
 
 /// One level's local pass over chunk `p`, channel `ch`: the state after each element,

@@ -17,14 +17,18 @@
 //!   sum behind ∂/∂t with `sign(0) = 0`: tied sources cancel) and
 //!   `Σ_c W[j, c]·(gL + gQ)[k, c]` (behind ∂/∂λ).
 //!
-//! The phased (complex λ = a + i·b) kernels do the same in complex arithmetic with
-//! `e^{−λδ} = e^{−aδ}(cos bδ − i sin bδ)`.
+//! The phased operator (complex λ = a + i·b) runs on the same kernels: a comptime `phased`
+//! flag adds the imaginary parts (planar `*_im` arrays) and
+//! `e^{−λδ} = e^{−aδ}(cos bδ − i sin bδ)`, combined by the one complex-multiply helper of
+//! [`crate::complex`].
 
 // Row ends are tested as `(k + 1) % seg != 0`: `u32::is_multiple_of` is not a function the
 // cube macro expands.
 #![allow(clippy::manual_is_multiple_of)]
 
 use cubecl::prelude::*;
+
+use crate::complex::{cmul_im, cmul_re};
 
 /// The sorted merge of the swapped operator `K(s, t)` from that of `K(t, s)`, without a
 /// second sort: the sequence reversed with its coordinates negated, `z'_k = −z_{N−1−k}`
@@ -88,42 +92,26 @@ pub fn laplace_scatter_kernel(
     u[unit as usize] = v;
 }
 
-/// `e^{−λ(z_{k+1} − z_k)}`, 0 past the end of k's row (of `seg` elements).
+/// The decay `e^{−λ(z_{k+1} − z_k)}` from position `k` to the next one in its row, as
+/// `(re, im)` parts combined by the caller: `λ = a` (real) or `a + ib` (`phased`,
+/// `e^{−aδ}(cos bδ − i sin bδ)`), the gap from split coordinates with `with_lo`. Callers only
+/// ask within a row (`(k + 1) % seg != 0`).
 #[cube]
-fn next_decay(z: &Array<f32>, k: u32, seg: u32, lambda: f32) -> f32 {
-    let mut dn = 0.0f32;
-    if (k + 1) % seg != 0 {
-        dn = (-(lambda * (z[(k + 1) as usize] - z[k as usize]))).exp();
+fn next_gap(z: &Array<f32>, z_lo: &Array<f32>, k: u32, #[comptime] with_lo: bool) -> f32 {
+    let k1 = (k + 1) as usize;
+    let mut gap = z[k1] - z[k as usize];
+    if comptime![with_lo] {
+        // Split coordinates: the gap is (hi + lo) − (hi + lo).
+        gap = (z[k1] - z[k as usize]) + (z_lo[k1] - z_lo[k as usize]);
     }
-    dn
-}
-
-/// Real and imaginary parts of `e^{−λ(z_{k+1} − z_k)}` for `λ = a + ib`, 0 past the end of
-/// k's row (of `seg` elements).
-#[cube]
-fn next_decay_re(z: &Array<f32>, k: u32, seg: u32, a: f32, b: f32) -> f32 {
-    let mut out = 0.0f32;
-    if (k + 1) % seg != 0 {
-        let gap = z[(k + 1) as usize] - z[k as usize];
-        out = (-(a * gap)).exp() * (b * gap).cos();
-    }
-    out
-}
-
-/// See [`next_decay_re`].
-#[cube]
-fn next_decay_im(z: &Array<f32>, k: u32, seg: u32, a: f32, b: f32) -> f32 {
-    let mut out = 0.0f32;
-    if (k + 1) % seg != 0 {
-        let gap = z[(k + 1) as usize] - z[k as usize];
-        out = -(-(a * gap)).exp() * (b * gap).sin();
-    }
-    out
+    gap
 }
 
 /// `Y[j, ch] = L[k, ch] + e^{−λ(z_{k+1} − z_k)} Q[k+1, ch]` for every target
 /// `j = perm[k] − n_src`. With rows (`seg` per row, as in [`laplace_scatter_kernel()`]), row
-/// `r` writes `Y[r, j, ch]` at its own rate `rate[r]`, and nothing crosses a row's end.
+/// `r` writes `Y[r, j, ch]` at its own rate, and nothing crosses a row's end. Real
+/// (`λ_r = rate_a[r]`) or `phased` (`λ_r = rate_a[r] + i·rate_b[r]`: complex states and
+/// outputs, planar `*_im`; without `phased` those arrays are never touched).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn laplace_gather_kernel(
@@ -131,14 +119,19 @@ pub fn laplace_gather_kernel(
     z_lo: &Array<f32>,
     perm: &Array<u32>,
     l: &Array<f32>,
+    l_im: &Array<f32>,
     q: &Array<f32>,
+    q_im: &Array<f32>,
     y: &mut Array<f32>,
+    y_im: &mut Array<f32>,
     n_src: u32,
     total: u32,
     c: u32,
-    rate: &Array<f32>,
+    rate_a: &Array<f32>,
+    rate_b: &Array<f32>,
     seg: u32,
     #[comptime] with_lo: bool,
+    #[comptime] phased: bool,
 ) {
     let unit = ABSOLUTE_POS as u32;
     if unit >= total * c {
@@ -147,146 +140,55 @@ pub fn laplace_gather_kernel(
     let k = unit / c;
     let ch = unit % c;
     let row = k / seg;
-    let lambda = rate[row as usize];
     let p = perm[k as usize];
     if p >= n_src {
-        let mut r = 0.0f32;
+        let mut rr = 0.0f32;
+        let mut ri = 0.0f32;
         if (k + 1) % seg != 0 {
-            let mut dn = next_decay(z, k, seg, lambda);
-            if comptime![with_lo] {
-                // Split coordinates: the gap is (hi + lo) − (hi + lo).
-                let k1 = (k + 1) as usize;
-                let gap = (z[k1] - z[k as usize]) + (z_lo[k1] - z_lo[k as usize]);
-                dn = (-(lambda * gap)).exp();
+            let gap = next_gap(z, z_lo, k, with_lo);
+            let m = (-(rate_a[row as usize] * gap)).exp();
+            let x = q[(unit + c) as usize];
+            if comptime![phased] {
+                let b = rate_b[row as usize];
+                let fr = m * (b * gap).cos();
+                let fi = -m * (b * gap).sin();
+                let xi = q_im[(unit + c) as usize];
+                rr = cmul_re(fr, fi, x, xi);
+                ri = cmul_im(fr, fi, x, xi);
+            } else {
+                rr = m * x;
             }
-            r = dn * q[(unit + c) as usize];
         }
-        let m = seg - n_src;
-        y[((row * m + p - n_src) * c + ch) as usize] = l[unit as usize] + r;
+        let o = ((row * (seg - n_src) + p - n_src) * c + ch) as usize;
+        y[o] = l[unit as usize] + rr;
+        if comptime![phased] {
+            y_im[o] = l_im[unit as usize] + ri;
+        }
     }
 }
 
-/// Per target `j` at position `k`: `signed[j] = scale·λ·Σ_c W[j,c]·(L − T − R)[k,c]` (the
-/// anchor gradient with `scale = ±1`) and `moment[j] = Σ_c W[j,c]·(gL + gQ)[k,c]` (moment
-/// only when `with_moment`). `rate[0]` is λ.
+/// Per target `j` at position `k`, with weights `W[j, c]` (complex with `phased`) and
+/// `S = Σ_c W·(L − T − R)[k, c]`: `signed[j] = scale·Re(λ·S)` (the anchor gradient with
+/// `scale = ±1`; for real λ simply `scale·λ·S`), and `moment[j] = Σ_c W·(gL + gQ)[k, c]`
+/// (behind ∂/∂λ; only with `with_moment`; complex, planar `[m, 2]`, with `phased`). Rows
+/// and rates as in [`laplace_gather_kernel()`].
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn laplace_weighted_kernel(
     z: &Array<f32>,
     perm: &Array<u32>,
     l: &Array<f32>,
+    l_im: &Array<f32>,
     q: &Array<f32>,
+    q_im: &Array<f32>,
     t: &Array<f32>,
+    t_im: &Array<f32>,
     gl: &Array<f32>,
+    gl_im: &Array<f32>,
     gq: &Array<f32>,
+    gq_im: &Array<f32>,
     w: &Array<f32>,
-    signed: &mut Array<f32>,
-    moment: &mut Array<f32>,
-    n_src: u32,
-    total: u32,
-    c: u32,
-    rate: &Array<f32>,
-    scale: f32,
-    seg: u32,
-    #[comptime] with_moment: bool,
-) {
-    let k = ABSOLUTE_POS as u32;
-    if k >= total {
-        terminate!();
-    }
-    let row = k / seg;
-    let lambda = rate[row as usize];
-    let p = perm[k as usize];
-    if p >= n_src {
-        let j = row * (seg - n_src) + p - n_src;
-        let dn = next_decay(z, k, seg, lambda);
-        let mut s = 0.0f32;
-        let mut mo = 0.0f32;
-        for ch in 0..c {
-            let q_idx = k * c + ch;
-            let mut r = 0.0f32;
-            if (k + 1) % seg != 0 {
-                r = dn * q[(q_idx + c) as usize];
-            }
-            let wv = w[(j * c + ch) as usize];
-            s += wv * (l[q_idx as usize] - t[q_idx as usize] - r);
-            if comptime![with_moment] {
-                mo += wv * (gl[q_idx as usize] + gq[q_idx as usize]);
-            }
-        }
-        signed[j as usize] = scale * lambda * s;
-        if comptime![with_moment] {
-            moment[j as usize] = mo;
-        }
-    }
-}
-
-/// Phased gather: `Y[j] = L_k + e^{−λ(z_{k+1} − z_k)} Q_{k+1}` in complex arithmetic,
-/// planar outputs.
-#[cube(launch)]
-#[allow(clippy::too_many_arguments)]
-pub fn laplace_gather_phased_kernel(
-    z: &Array<f32>,
-    perm: &Array<u32>,
-    lr: &Array<f32>,
-    li: &Array<f32>,
-    qr: &Array<f32>,
-    qi: &Array<f32>,
-    yr: &mut Array<f32>,
-    yi: &mut Array<f32>,
-    n_src: u32,
-    total: u32,
-    c: u32,
-    rate_a: &Array<f32>,
-    rate_b: &Array<f32>,
-    seg: u32,
-) {
-    let unit = ABSOLUTE_POS as u32;
-    if unit >= total * c {
-        terminate!();
-    }
-    let k = unit / c;
-    let ch = unit % c;
-    let row = k / seg;
-    let ra = rate_a[row as usize];
-    let rb = rate_b[row as usize];
-    let p = perm[k as usize];
-    if p >= n_src {
-        let mut rr = 0.0f32;
-        let mut ri = 0.0f32;
-        if (k + 1) % seg != 0 {
-            let a = next_decay_re(z, k, seg, ra, rb);
-            let b = next_decay_im(z, k, seg, ra, rb);
-            let x = qr[(unit + c) as usize];
-            let y = qi[(unit + c) as usize];
-            rr = a * x - b * y;
-            ri = a * y + b * x;
-        }
-        let o = ((row * (seg - n_src) + p - n_src) * c + ch) as usize;
-        yr[o] = lr[unit as usize] + rr;
-        yi[o] = li[unit as usize] + ri;
-    }
-}
-
-/// Phased weighted sums per target `j` at position `k`, with complex weights `w`: with
-/// `S = Σ_c w·(L − T − R)`, `signed[j] = scale·Re(λ·S)` (`[m]`, the anchor gradient with
-/// `scale = ±1`), and `moment[j] = Σ_c w·(gL + gQ)` (complex, planar `[m, 2]`: re, im).
-/// `λ = rate_a[0] + i·rate_b[0]`.
-#[cube(launch)]
-#[allow(clippy::too_many_arguments)]
-pub fn laplace_weighted_phased_kernel(
-    z: &Array<f32>,
-    perm: &Array<u32>,
-    lr: &Array<f32>,
-    li: &Array<f32>,
-    qr: &Array<f32>,
-    qi: &Array<f32>,
-    tr: &Array<f32>,
-    ti: &Array<f32>,
-    glr: &Array<f32>,
-    gli: &Array<f32>,
-    wr: &Array<f32>,
-    wi: &Array<f32>,
+    w_im: &Array<f32>,
     signed: &mut Array<f32>,
     moment: &mut Array<f32>,
     n_src: u32,
@@ -297,6 +199,7 @@ pub fn laplace_weighted_phased_kernel(
     scale: f32,
     seg: u32,
     #[comptime] with_moment: bool,
+    #[comptime] phased: bool,
 ) {
     let k = ABSOLUTE_POS as u32;
     if k >= total {
@@ -304,46 +207,76 @@ pub fn laplace_weighted_phased_kernel(
     }
     let row = k / seg;
     let ra = rate_a[row as usize];
-    let rb = rate_b[row as usize];
+    let mut rb = 0.0f32;
+    if comptime![phased] {
+        rb = rate_b[row as usize];
+    }
     let p = perm[k as usize];
     if p >= n_src {
         let j = row * (seg - n_src) + p - n_src;
-        let dnr = next_decay_re(z, k, seg, ra, rb);
-        let dni = next_decay_im(z, k, seg, ra, rb);
+        let has_next = (k + 1) % seg != 0;
+        let mut fr = 0.0f32;
+        let mut fi = 0.0f32;
+        if has_next {
+            let gap = z[(k + 1) as usize] - z[k as usize];
+            let m = (-(ra * gap)).exp();
+            fr = m;
+            if comptime![phased] {
+                fr = m * (rb * gap).cos();
+                fi = -m * (rb * gap).sin();
+            }
+        }
         let mut sr = 0.0f32;
         let mut si = 0.0f32;
         let mut mr = 0.0f32;
         let mut mi = 0.0f32;
         for ch in 0..c {
-            let q = k * c + ch;
-            let mut rr = 0.0f32;
-            let mut ri = 0.0f32;
-            if (k + 1) % seg != 0 {
-                let a = dnr;
-                let b = dni;
-                let x = qr[(q + c) as usize];
-                let y = qi[(q + c) as usize];
-                rr = a * x - b * y;
-                ri = a * y + b * x;
-            }
-            let xr = lr[q as usize] - tr[q as usize] - rr;
-            let xi = li[q as usize] - ti[q as usize] - ri;
-            let a = wr[(j * c + ch) as usize];
-            let b = wi[(j * c + ch) as usize];
-            sr += a * xr - b * xi;
-            si += a * xi + b * xr;
-            if comptime![with_moment] {
-                // gL + gQ arrive pre-summed in (glr, gli).
-                let gr = glr[q as usize];
-                let gi = gli[q as usize];
-                mr += a * gr - b * gi;
-                mi += a * gi + b * gr;
+            let qk = k * c + ch;
+            let wi_ = (j * c + ch) as usize;
+            if comptime![phased] {
+                let mut rr = 0.0f32;
+                let mut ri = 0.0f32;
+                if has_next {
+                    let x = q[(qk + c) as usize];
+                    let y = q_im[(qk + c) as usize];
+                    rr = cmul_re(fr, fi, x, y);
+                    ri = cmul_im(fr, fi, x, y);
+                }
+                let xr = l[qk as usize] - t[qk as usize] - rr;
+                let xi = l_im[qk as usize] - t_im[qk as usize] - ri;
+                let a = w[wi_];
+                let b = w_im[wi_];
+                sr += cmul_re(a, b, xr, xi);
+                si += cmul_im(a, b, xr, xi);
+                if comptime![with_moment] {
+                    let gr = gl[qk as usize] + gq[qk as usize];
+                    let gi = gl_im[qk as usize] + gq_im[qk as usize];
+                    mr += cmul_re(a, b, gr, gi);
+                    mi += cmul_im(a, b, gr, gi);
+                }
+            } else {
+                let mut r = 0.0f32;
+                if has_next {
+                    r = fr * q[(qk + c) as usize];
+                }
+                let wv = w[wi_];
+                sr += wv * (l[qk as usize] - t[qk as usize] - r);
+                if comptime![with_moment] {
+                    mr += wv * (gl[qk as usize] + gq[qk as usize]);
+                }
             }
         }
-        signed[j as usize] = scale * (ra * sr - rb * si);
-        if comptime![with_moment] {
-            moment[(j * 2) as usize] = mr;
-            moment[(j * 2 + 1) as usize] = mi;
+        if comptime![phased] {
+            signed[j as usize] = scale * (ra * sr - rb * si);
+            if comptime![with_moment] {
+                moment[(j * 2) as usize] = mr;
+                moment[(j * 2 + 1) as usize] = mi;
+            }
+        } else {
+            signed[j as usize] = scale * ra * sr;
+            if comptime![with_moment] {
+                moment[j as usize] = mr;
+            }
         }
     }
 }

@@ -33,6 +33,7 @@
 //!   checks this before any launch.
 
 pub mod checks;
+pub mod complex;
 pub mod covariance;
 pub mod decay_scan;
 pub mod elementwise;

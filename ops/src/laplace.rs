@@ -159,17 +159,28 @@ fn check_upstream(
     Ok(())
 }
 
-/// The sweeps on the merged sorted sequence.
+/// Planar values: the real part and, for the phased operator, the imaginary part.
+type Planar = (Tensor, Option<Tensor>);
+
+/// The sweeps on the merged sorted sequence, real or phased: the imaginary parts
+/// (`rate.1`, `l.1`, …) are there exactly for the phased operator, and one set of kernels
+/// serves both (a comptime flag).
 struct Sweeps {
     z: Tensor,
     perm: Tensor,
-    /// `λ`, one per row (head).
-    lambda: Tensor,
-    l: Tensor,
-    q: Tensor,
+    /// `(a, b)`, one per row (head): `λ = a` (real) or `a + ib` (phased).
+    rate: (Tensor, Option<Tensor>),
+    l: Planar,
+    q: Planar,
     /// Tie mass and first moments `(gL, gQ)` (gradients only).
-    tie_mass: Option<Tensor>,
-    moments: Option<(Tensor, Tensor)>,
+    tie_mass: Option<Planar>,
+    moments: Option<(Planar, Planar)>,
+}
+
+impl Sweeps {
+    fn phased(&self) -> bool {
+        self.rate.1.is_some()
+    }
 }
 
 /// Sorts the merged anchors row by row and scatters the source values:
@@ -225,27 +236,28 @@ fn scatter_values(perm: &Tensor, n: usize, seg: usize, vals: &Tensor) -> Result<
     Ok(u)
 }
 
+/// Merges, sorts and sweeps: real values `vals` (the phased operator's values are real
+/// too: their imaginary part is 0) at rate `(a, b)` (`b` for the phased operator).
 fn sweeps(
     op: &'static str,
     src: &Tensor,
     tgt: &Tensor,
     vals: &Tensor,
-    lambda: &Tensor,
+    rate: (&Tensor, Option<&Tensor>),
     tie: bool,
     moment: bool,
 ) -> Result<Sweeps> {
     let seg = src.shape().last().unwrap_or(&0) + tgt.shape().last().unwrap_or(&0);
-    let (z, perm, u) = merge(op, src, tgt, vals)?;
-    sorted_sweeps(z, perm, u, lambda, seg, tie, moment)
+    let (z, perm, ur) = merge(op, src, tgt, vals)?;
+    let ui = match rate.1 {
+        Some(_) => Some(crate::zeros(z.device(), ur.shape(), DType::F32)?),
+        None => None,
+    };
+    sorted_sweeps(z, perm, (ur, ui), rate, seg, tie, moment)
 }
 
 /// The merge of the swapped operator (`K(s, t)` from `K(t, s)`'s sorted merge, no sort):
 /// see [`k::laplace_swap_kernel`]. Coordinates come back negated.
-fn swap_merge(sw: &Sweeps, n_src: usize, seg: usize) -> Result<(Tensor, Tensor)> {
-    swap_perm(&sw.z, &sw.perm, n_src, seg)
-}
-
-/// [`swap_merge`] from the sorted coordinates and permutation.
 fn swap_perm(zs: &Tensor, ps: &Tensor, n_src: usize, seg: usize) -> Result<(Tensor, Tensor)> {
     let total = ps.numel();
     let dev = ps.device();
@@ -264,18 +276,19 @@ fn swap_perm(zs: &Tensor, ps: &Tensor, n_src: usize, seg: usize) -> Result<(Tens
     Ok((z, perm))
 }
 
-/// [`sweeps`] on an already sorted merge `(z, perm)` with the values `u` in merged order.
+/// [`sweeps`] on an already sorted merge `(z, perm)` with the values `u` in merged order
+/// (complex, planar, for the phased operator).
 fn sorted_sweeps(
     z: Tensor,
     perm: Tensor,
-    u: Tensor,
-    lambda: &Tensor,
+    u: Planar,
+    rate: (&Tensor, Option<&Tensor>),
     seg: usize,
     tie: bool,
     moment: bool,
 ) -> Result<Sweeps> {
     let spec = |reverse: bool, tie: bool| DecayScan {
-        rate: lambda,
+        rate: rate.0,
         seg_len: seg,
         reverse,
         moment: moment && !tie,
@@ -283,17 +296,37 @@ fn sorted_sweeps(
         factors: None,
         coords_lo: None,
     };
-    let (l, gl) = decay_scan(&z, &u, &spec(false, false))?;
-    let (q, gq) = decay_scan(&z, &u, &spec(true, false))?;
+    type Scanned = (Planar, Option<Planar>);
+    let scan = |reverse: bool| -> Result<Scanned> {
+        match (rate.1, &u.1) {
+            (Some(b), Some(ui)) => {
+                let ((hr, hi), g) =
+                    decay_scan_complex_on(&z, (&u.0, ui), (rate.0, b), seg, reverse, moment)?;
+                Ok(((hr, Some(hi)), g.map(|(gr, gi)| (gr, Some(gi)))))
+            }
+            _ => {
+                let (h, g) = decay_scan(&z, &u.0, &spec(reverse, false))?;
+                Ok(((h, None), g.map(|g| (g, None))))
+            }
+        }
+    };
+    let (l, gl) = scan(false)?;
+    let (q, gq) = scan(true)?;
     let tie_mass = if tie {
-        Some(decay_scan(&z, &u, &spec(false, true))?.0)
+        // Tie decays are real (and ignore the rate): each part scans on its own.
+        let re = decay_scan(&z, &u.0, &spec(false, true))?.0;
+        let im = match &u.1 {
+            Some(ui) => Some(decay_scan(&z, ui, &spec(false, true))?.0),
+            None => None,
+        };
+        Some((re, im))
     } else {
         None
     };
     Ok(Sweeps {
         z,
         perm,
-        lambda: lambda.clone(),
+        rate: (rate.0.clone(), rate.1.cloned()),
         l,
         q,
         tie_mass,
@@ -301,11 +334,17 @@ fn sorted_sweeps(
     })
 }
 
-fn gather(sw: &Sweeps, n: usize, m: usize, c: usize, shape: &[usize]) -> Result<Tensor> {
+/// The real part, or a stand-in that the kernels never read (the real operator).
+fn im_or(x: &Planar) -> &Tensor {
+    x.1.as_ref().unwrap_or(&x.0)
+}
+
+fn gather(sw: &Sweeps, n: usize, m: usize, c: usize, shape: &[usize]) -> Result<Planar> {
     gather_lo(sw, None, n, m, c, shape)
 }
 
-/// [`gather`] with the low parts of split coordinates (sorted order) when given.
+/// `Y` at the targets (complex for the phased operator), with the low parts of split
+/// coordinates (sorted order) when given.
 fn gather_lo(
     sw: &Sweeps,
     zlo: Option<&Tensor>,
@@ -313,79 +352,159 @@ fn gather_lo(
     m: usize,
     c: usize,
     shape: &[usize],
-) -> Result<Tensor> {
+) -> Result<Planar> {
+    const OP: &str = "laplace_apply";
     let (seg, total) = (n + m, sw.z.numel());
     let with_lo = zlo.is_some();
     let zlo = zlo.unwrap_or(&sw.z);
-    let y = Tensor::empty("laplace_apply", sw.l.device(), shape, DType::F32)?;
+    let phased = sw.phased();
+    let dev = sw.z.device();
+    let y = Tensor::empty(OP, dev, shape, DType::F32)?;
+    let yi = Tensor::empty(OP, dev, if phased { shape } else { &[1] }, DType::F32)?;
+    let rb = sw.rate.1.as_ref().unwrap_or(&sw.rate.0);
     let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
-    launch_1d!(
-        sw.l.device(),
-        total * c,
-        k::laplace_gather_kernel,
-        |client, R| (
-            arr::<R>(&sw.z),
-            arr::<R>(zlo),
-            arr::<R>(&sw.perm),
-            arr::<R>(&sw.l),
-            arr::<R>(&sw.q),
-            arr::<R>(&y),
-            n32,
-            t32,
-            c32,
-            arr::<R>(&sw.lambda),
-            s32,
-            with_lo,
-        )
-    );
-    Ok(y)
+    launch_1d!(dev, total * c, k::laplace_gather_kernel, |client, R| (
+        arr::<R>(&sw.z),
+        arr::<R>(zlo),
+        arr::<R>(&sw.perm),
+        arr::<R>(&sw.l.0),
+        arr::<R>(im_or(&sw.l)),
+        arr::<R>(&sw.q.0),
+        arr::<R>(im_or(&sw.q)),
+        arr::<R>(&y),
+        arr::<R>(&yi),
+        n32,
+        t32,
+        c32,
+        arr::<R>(&sw.rate.0),
+        arr::<R>(rb),
+        s32,
+        with_lo,
+        phased,
+    ));
+    Ok((y, phased.then_some(yi)))
 }
 
-/// Per target: `(scale·λ·Σ_c W·(L − T − R), Σ_c W·(gL + gQ))` (the second only with
-/// moments).
+/// Per target: `scale·Re(λ·Σ_c W·(L − T − R))` (`[rows·m]`) and, with moments,
+/// `Σ_c W·(gL + gQ)` (`[rows·m]`, or `[rows·m, 2]` complex for the phased operator).
 fn weighted(
     sw: &Sweeps,
-    w: &Tensor,
+    w: (&Tensor, Option<&Tensor>),
     n: usize,
     m: usize,
     c: usize,
     scale: f32,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let dev = sw.l.device();
+    const OP: &str = "laplace_backward";
+    let dev = sw.z.device();
     let (seg, total) = (n + m, sw.z.numel());
     let rows_m = total / seg * m;
-    let signed = Tensor::empty("laplace_backward", dev, &[rows_m], DType::F32)?;
-    let moment = Tensor::empty("laplace_backward", dev, &[rows_m], DType::F32)?;
+    let phased = sw.phased();
+    let with_moment = sw.moments.is_some();
+    let signed = Tensor::empty(OP, dev, &[rows_m], DType::F32)?;
+    let mshape: &[usize] = match (with_moment, phased) {
+        (false, _) => &[1],
+        (true, false) => &[rows_m],
+        (true, true) => &[rows_m, 2],
+    };
+    let moment = Tensor::empty(OP, dev, mshape, DType::F32)?;
     let t = sw
         .tie_mass
         .as_ref()
         .expect("backward sweeps carry the tie mass");
     let (gl, gq) = match &sw.moments {
         Some((a, b)) => (a, b),
-        None => (t, t), // unread when `with_moment` is false
+        None => (t, t), // unread without moments
     };
-    let with_moment = sw.moments.is_some();
+    let wi = w.1.unwrap_or(w.0);
+    let rb = sw.rate.1.as_ref().unwrap_or(&sw.rate.0);
     let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
     launch_1d!(dev, total, k::laplace_weighted_kernel, |client, R| (
         arr::<R>(&sw.z),
         arr::<R>(&sw.perm),
-        arr::<R>(&sw.l),
-        arr::<R>(&sw.q),
-        arr::<R>(t),
-        arr::<R>(gl),
-        arr::<R>(gq),
-        arr::<R>(w),
+        arr::<R>(&sw.l.0),
+        arr::<R>(im_or(&sw.l)),
+        arr::<R>(&sw.q.0),
+        arr::<R>(im_or(&sw.q)),
+        arr::<R>(&t.0),
+        arr::<R>(im_or(t)),
+        arr::<R>(&gl.0),
+        arr::<R>(im_or(gl)),
+        arr::<R>(&gq.0),
+        arr::<R>(im_or(gq)),
+        arr::<R>(w.0),
+        arr::<R>(wi),
         arr::<R>(&signed),
         arr::<R>(&moment),
         n32,
         t32,
         c32,
-        arr::<R>(&sw.lambda),
+        arr::<R>(&sw.rate.0),
+        arr::<R>(rb),
         scale,
         s32,
         with_moment,
+        phased,
     ));
     Ok((signed, with_moment.then_some(moment)))
+}
+
+/// Every gradient from the original orientation's backward sweeps (tie mass and
+/// moments); the swapped orientation reuses their sort. `gy = (Ḡr, Ḡi)` (`Ḡi` for the
+/// phased operator, whose loss is `Σ Ḡr·Re Y + Σ Ḡi·Im Y`: the sweeps then carry
+/// `conj(G)`). Returns the gradients and, for the phased operator, `b̄`.
+fn grads_from(
+    sw: Sweeps,
+    v: &Tensor,
+    gy: (&Tensor, Option<&Tensor>),
+    n: usize,
+    m: usize,
+    c: usize,
+) -> Result<(LaplaceGrads, Option<Tensor>)> {
+    let phased = sw.phased();
+    let conj_im = gy.1.map(crate::neg).transpose()?;
+    // t̄ = Re(−λ·S) for the signed sums S (the kernel applies −λ).
+    let (targets, moment) = weighted(&sw, (gy.0, conj_im.as_ref()), n, m, c, -1.0)?;
+    // The swapped orientation (targets carry the weights): V̄ and s̄, on the same sort
+    // reversed with its coordinates negated (one sort per backward instead of two); the
+    // signed sums change sign with the coordinates, so s̄ = +Re(λ·signed).
+    let (zs, ps) = swap_perm(&sw.z, &sw.perm, n, n + m)?;
+    let rate = sw.rate.clone();
+    let h = sw.z.numel() / (n + m);
+    drop(sw);
+    // Rate gradients per row (head), from the moment sums over its targets: λ̄ = −Σ, or for
+    // the phased operator ā = −Re Σ, b̄ = +Im Σ; all on the device.
+    let moment = moment.expect("moment sweeps requested");
+    let (lam, grad_b) = if phased {
+        let msum = crate::sum(&moment.reshape(&[h, m, 2])?, 1)?.reshape(&[h, 2])?;
+        let a = crate::neg(&crate::slice(&msum, 1, 0, 1)?)?.reshape(&[h])?;
+        (a, Some(crate::slice(&msum, 1, 1, 2)?.reshape(&[h])?))
+    } else {
+        let a = crate::neg(&crate::sum(&moment.reshape(&[h, m])?, 1)?)?.reshape(&[h])?;
+        (a, None)
+    };
+    let us = (
+        scatter_values(&ps, m, n + m, gy.0)?,
+        match &conj_im {
+            Some(g) => Some(scatter_values(&ps, m, n + m, g)?),
+            None => None,
+        },
+    );
+    let sw = sorted_sweeps(zs, ps, us, (&rate.0, rate.1.as_ref()), n + m, true, false)?;
+    let values = gather(&sw, m, n, c, v.shape())?.0;
+    let zero_v = if phased {
+        Some(crate::zeros(v.device(), v.shape(), DType::F32)?)
+    } else {
+        None
+    };
+    let (sources, _) = weighted(&sw, (v, zero_v.as_ref()), m, n, c, 1.0)?;
+    let grads = LaplaceGrads {
+        values,
+        sources,
+        targets,
+        lambda: lam,
+    };
+    Ok((grads, grad_b))
 }
 
 /// `Y[j, :] = Σ_i exp(−λ|t_j − s_i|) V[i, :]`: `s [n]`, `t [m]`, `V [n]` or `[n, c]` (f32),
@@ -400,9 +519,9 @@ pub fn laplace_apply<'a>(
     const OP: &str = "laplace_apply";
     let (n, m, c) = check(OP, s, t, v)?;
     let lambda = rate_arg(OP, "lambda", lambda, s)?;
-    let sw = sweeps(OP, s, t, v, &lambda, false, false)?;
+    let sw = sweeps(OP, s, t, v, (&lambda, None), false, false)?;
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    gather(&sw, n, m, c, &shape)
+    Ok(gather(&sw, n, m, c, &shape)?.0)
 }
 
 /// [`laplace_apply`] for **split anchors**: each anchor is `hi + lo`, two f32 tensors of one
@@ -463,14 +582,14 @@ pub fn laplace_apply_split<'a>(
     let sw = Sweeps {
         z,
         perm,
-        lambda: lambda.clone(),
-        l,
-        q,
+        rate: (lambda.clone(), None),
+        l: (l, None),
+        q: (q, None),
         tie_mass: None,
         moments: None,
     };
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    gather_lo(&sw, Some(&zlo), n, m, c, &shape)
+    Ok(gather_lo(&sw, Some(&zlo), n, m, c, &shape)?.0)
 }
 
 /// The sorted merge of a Laplace operator's anchors (`[s; t]` stably sorted, sources before
@@ -550,9 +669,9 @@ pub fn laplace_apply_sorted<'a>(
     const OP: &str = "laplace_apply";
     let (n, m, c) = check(OP, s, t, v)?;
     let lambda = rate_arg(OP, "lambda", lambda, s)?;
-    let sw = sweeps(OP, s, t, v, &lambda, false, false)?;
+    let sw = sweeps(OP, s, t, v, (&lambda, None), false, false)?;
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    let y = gather(&sw, n, m, c, &shape)?;
+    let y = gather(&sw, n, m, c, &shape)?.0;
     Ok((
         y,
         LaplaceSort {
@@ -582,16 +701,9 @@ pub fn laplace_apply_backward_sorted(
     let c = sort.channels(OP, v)?;
     check_upstream(OP, &sort.z, v, sort.heads, m, &[gy])?;
     let u = scatter_values(&sort.perm, n, n + m, v)?;
-    let sw = sorted_sweeps(
-        sort.z.clone(),
-        sort.perm.clone(),
-        u,
-        lambda,
-        n + m,
-        true,
-        true,
-    )?;
-    let g = grads_from(sw, v, gy, n, m, c)?;
+    let (z, perm) = (sort.z.clone(), sort.perm.clone());
+    let sw = sorted_sweeps(z, perm, (u, None), (lambda, None), n + m, true, true)?;
+    let g = grads_from(sw, v, (gy, None), n, m, c)?.0;
     if sort.heads {
         Ok(LaplaceGrads {
             sources: g.sources.reshape(&[sort.h, n])?,
@@ -622,204 +734,8 @@ pub fn laplace_apply_backward<'a>(
     let lambda = rate_arg(OP, "lambda", lambda, s)?;
     check_upstream(OP, s, v, false, m, &[gy])?;
     // Original orientation: t̄ and λ̄.
-    let sw = sweeps(OP, s, t, v, &lambda, true, true)?;
-    grads_from(sw, v, gy, n, m, c)
-}
-
-/// Every gradient from the original orientation's backward sweeps (tie mass and moments);
-/// the swapped orientation reuses their sort.
-fn grads_from(
-    sw: Sweeps,
-    v: &Tensor,
-    gy: &Tensor,
-    n: usize,
-    m: usize,
-    c: usize,
-) -> Result<LaplaceGrads> {
-    let (targets, moment) = weighted(&sw, gy, n, m, c, -1.0)?;
-    let lambda = sw.lambda.clone();
-    // λ̄ per row (head): −Σ over its targets of the moment sums.
-    let h = sw.z.numel() / (n + m);
-    let moment = moment.expect("moment sweeps requested").reshape(&[h, m])?;
-    let lam = crate::neg(&crate::sum(&moment, 1)?)?.reshape(&[h])?;
-    // Swapped orientation (targets carry Ȳ): V̄ and s̄, on the same sort reversed with its
-    // coordinates negated (one sort per backward instead of two); the signed sums change
-    // sign with the coordinates, so s̄ = +λ·signed.
-    let (zs, ps) = swap_merge(&sw, n, n + m)?;
-    drop(sw);
-    let us = scatter_values(&ps, m, n + m, gy)?;
-    let sw = sorted_sweeps(zs, ps, us, &lambda, n + m, true, false)?;
-    let values = gather(&sw, m, n, c, v.shape())?;
-    let (sources, _) = weighted(&sw, v, m, n, c, 1.0)?;
-    Ok(LaplaceGrads {
-        values,
-        sources,
-        targets,
-        lambda: lam,
-    })
-}
-
-/// Planar complex tensor `(re, im)`.
-type Cx = (Tensor, Tensor);
-
-/// The phased sweeps on the merged sorted sequence.
-struct PhasedSweeps {
-    z: Tensor,
-    perm: Tensor,
-    /// `(a, b)`, `[1]` each.
-    rate: (Tensor, Tensor),
-    l: Cx,
-    q: Cx,
-    tie_mass: Option<Cx>,
-    /// `gL + gQ` (gradients only).
-    moment: Option<Cx>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn phased_sweeps(
-    op: &'static str,
-    src: &Tensor,
-    tgt: &Tensor,
-    vr: &Tensor,
-    vi: &Tensor,
-    rate: (&Tensor, &Tensor),
-    tie: bool,
-    moment: bool,
-) -> Result<PhasedSweeps> {
-    let (n, m) = (
-        *src.shape().last().unwrap_or(&0),
-        *tgt.shape().last().unwrap_or(&0),
-    );
-    let (z, perm, ur) = merge(op, src, tgt, vr)?;
-    let ui = scatter_values(&perm, n, n + m, vi)?;
-    sorted_phased_sweeps(z, perm, (ur, ui), rate, n + m, tie, moment)
-}
-
-/// [`phased_sweeps`] on an already sorted merge with the values in merged order.
-fn sorted_phased_sweeps(
-    z: Tensor,
-    perm: Tensor,
-    (ur, ui): Cx,
-    (a, b): (&Tensor, &Tensor),
-    seg: usize,
-    tie: bool,
-    moment: bool,
-) -> Result<PhasedSweeps> {
-    let (l, gl) = decay_scan_complex_on(&z, (&ur, &ui), (a, b), seg, false, moment)?;
-    let (q, gq) = decay_scan_complex_on(&z, (&ur, &ui), (a, b), seg, true, moment)?;
-    let tie_mass = if tie {
-        // Tie decays are real (and ignore the rate): the real and imaginary parts scan
-        // separately.
-        let spec = DecayScan {
-            rate: a,
-            seg_len: seg,
-            reverse: false,
-            moment: false,
-            tie: true,
-            factors: None,
-            coords_lo: None,
-        };
-        Some((decay_scan(&z, &ur, &spec)?.0, decay_scan(&z, &ui, &spec)?.0))
-    } else {
-        None
-    };
-    let moment = match gl.zip(gq) {
-        Some((gl, gq)) => Some((crate::add(&gl.0, &gq.0)?, crate::add(&gl.1, &gq.1)?)),
-        None => None,
-    };
-    Ok(PhasedSweeps {
-        z,
-        perm,
-        rate: (a.clone(), b.clone()),
-        l,
-        q,
-        tie_mass,
-        moment,
-    })
-}
-
-fn phased_gather(sw: &PhasedSweeps, n: usize, m: usize, c: usize, shape: &[usize]) -> Result<Cx> {
-    let dev = sw.perm.device();
-    let (seg, total) = (n + m, sw.z.numel());
-    let yr = Tensor::empty("laplace_apply_phased", dev, shape, DType::F32)?;
-    let yi = Tensor::empty("laplace_apply_phased", dev, shape, DType::F32)?;
-    let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
-    launch_1d!(
-        dev,
-        total * c,
-        k::laplace_gather_phased_kernel,
-        |client, R| (
-            arr::<R>(&sw.z),
-            arr::<R>(&sw.perm),
-            arr::<R>(&sw.l.0),
-            arr::<R>(&sw.l.1),
-            arr::<R>(&sw.q.0),
-            arr::<R>(&sw.q.1),
-            arr::<R>(&yr),
-            arr::<R>(&yi),
-            n32,
-            t32,
-            c32,
-            arr::<R>(&sw.rate.0),
-            arr::<R>(&sw.rate.1),
-            s32,
-        )
-    );
-    Ok((yr, yi))
-}
-
-/// Per target: `scale·Re(λ·Σ_c w·(L − T − R))` (`[m]`) and (with moments) the complex
-/// `Σ_c w·(gL + gQ)` (`[m, 2]`).
-fn phased_weighted(
-    sw: &PhasedSweeps,
-    w: &Cx,
-    n: usize,
-    m: usize,
-    c: usize,
-    scale: f32,
-) -> Result<(Tensor, Option<Tensor>)> {
-    let dev = sw.perm.device();
-    let (seg, total) = (n + m, sw.z.numel());
-    let rows_m = total / seg * m;
-    let signed = Tensor::empty("laplace_backward", dev, &[rows_m], DType::F32)?;
-    let moment = Tensor::empty("laplace_backward", dev, &[rows_m, 2], DType::F32)?;
-    let t = sw
-        .tie_mass
-        .as_ref()
-        .expect("backward sweeps carry the tie mass");
-    let g = sw.moment.as_ref().unwrap_or(t); // unread without moments
-    let with_moment = sw.moment.is_some();
-    let (n32, t32, c32, s32) = (n as u32, total as u32, c as u32, seg as u32);
-    launch_1d!(
-        dev,
-        total,
-        k::laplace_weighted_phased_kernel,
-        |client, R| (
-            arr::<R>(&sw.z),
-            arr::<R>(&sw.perm),
-            arr::<R>(&sw.l.0),
-            arr::<R>(&sw.l.1),
-            arr::<R>(&sw.q.0),
-            arr::<R>(&sw.q.1),
-            arr::<R>(&t.0),
-            arr::<R>(&t.1),
-            arr::<R>(&g.0),
-            arr::<R>(&g.1),
-            arr::<R>(&w.0),
-            arr::<R>(&w.1),
-            arr::<R>(&signed),
-            arr::<R>(&moment),
-            n32,
-            t32,
-            c32,
-            arr::<R>(&sw.rate.0),
-            arr::<R>(&sw.rate.1),
-            scale,
-            s32,
-            with_moment,
-        )
-    );
-    Ok((signed, with_moment.then_some(moment)))
+    let sw = sweeps(OP, s, t, v, (&lambda, None), true, true)?;
+    Ok(grads_from(sw, v, (gy, None), n, m, c)?.0)
 }
 
 /// Phased operator, `λ = a + i·b` with `a > 0`: `(Re Y, Im Y)` for real `V` (`[n]` or
@@ -849,10 +765,10 @@ fn laplace_apply_phased_sorted_op(
     let (n, m, c) = check(op, s, t, v)?;
     let a = rate_arg(op, "a", a, s)?;
     let b = phase_arg(op, b, s)?;
-    let zero = crate::zeros(s.device(), v.shape(), DType::F32)?;
-    let sw = phased_sweeps(op, s, t, v, &zero, (&a, &b), false, false)?;
+    let sw = sweeps(op, s, t, v, (&a, Some(&b)), false, false)?;
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
-    let y = phased_gather(&sw, n, m, c, &shape)?;
+    let (yr, yi) = gather(&sw, n, m, c, &shape)?;
+    let y = (yr, yi.expect("phased"));
     Ok((
         y,
         LaplaceSort {
@@ -894,16 +810,13 @@ pub fn laplace_apply_phased_backward_sorted(
     let (n, m) = (sort.n, sort.m);
     let c = sort.channels(OP, v)?;
     check_upstream(OP, &sort.z, v, sort.heads, m, &[gy_re, gy_im])?;
-    let zero_v = crate::zeros(v.device(), v.shape(), DType::F32)?;
-    let us = (
-        scatter_values(&sort.perm, n, n + m, v)?,
-        scatter_values(&sort.perm, n, n + m, &zero_v)?,
-    );
-    let b = sort.rate.1.as_ref().expect("a phased sort holds b");
-    let rate = (&sort.rate.0, b);
+    let ur = scatter_values(&sort.perm, n, n + m, v)?;
+    let ui = crate::zeros(v.device(), ur.shape(), DType::F32)?;
+    let rate = (&sort.rate.0, sort.rate.1.as_ref());
     let (z, perm) = (sort.z.clone(), sort.perm.clone());
-    let sw = sorted_phased_sweeps(z, perm, us, rate, n + m, true, true)?;
-    let (g, gb) = phased_grads_from(sw, v, zero_v, gy_re, gy_im, n, m, c)?;
+    let sw = sorted_sweeps(z, perm, (ur, Some(ui)), rate, n + m, true, true)?;
+    let (g, gb) = grads_from(sw, v, (gy_re, Some(gy_im)), n, m, c)?;
+    let gb = gb.expect("phased");
     if sort.heads {
         let g = LaplaceGrads {
             sources: g.sources.reshape(&[sort.h, n])?,
@@ -936,56 +849,9 @@ pub fn laplace_apply_phased_backward<'a>(
     let b = phase_arg(OP, b, s)?;
     check_upstream(OP, s, v, false, m, &[gy_re, gy_im])?;
     // Original orientation: t̄, ā, b̄.
-    let zero_v = crate::zeros(s.device(), v.shape(), DType::F32)?;
-    let sw = phased_sweeps(OP, s, t, v, &zero_v, (&a, &b), true, true)?;
-    phased_grads_from(sw, v, zero_v, gy_re, gy_im, n, m, c)
-}
-
-/// Every phased gradient from the original orientation's backward sweeps; the swapped
-/// orientation reuses their sort.
-#[allow(clippy::too_many_arguments)]
-fn phased_grads_from(
-    sw: PhasedSweeps,
-    v: &Tensor,
-    zero_v: Tensor,
-    gy_re: &Tensor,
-    gy_im: &Tensor,
-    n: usize,
-    m: usize,
-    c: usize,
-) -> Result<(LaplaceGrads, Tensor)> {
-    let conj_g = (gy_re.clone(), crate::neg(gy_im)?);
-    // t̄ = Re(−λ·S) for the signed sums S (the kernel applies −λ).
-    let (targets, moment) = phased_weighted(&sw, &conj_g, n, m, c, -1.0)?;
-    // The swapped orientation reuses this sort, reversed with negated coordinates
-    // (see `swap_merge`): its signed sums come back negated.
-    let (zs, ps) = swap_perm(&sw.z, &sw.perm, n, n + m)?;
-    let rate = sw.rate.clone();
-    let h = sw.z.numel() / (n + m);
-    drop(sw);
-    // Σ over each row's targets of the complex moment `[h, m, 2]`: ā = −Re, b̄ = +Im per
-    // row (head), on the device.
-    let moment = moment.expect("moments requested").reshape(&[h, m, 2])?;
-    let msum = crate::sum(&moment, 1)?.reshape(&[h, 2])?;
-    let grad_a = crate::neg(&crate::slice(&msum, 1, 0, 1)?)?.reshape(&[h])?;
-    let grad_b = crate::slice(&msum, 1, 1, 2)?.reshape(&[h])?;
-    // Swapped orientation: the sweeps carry conj(G); V̄ = Re, s̄ from weights V.
-    let us = (
-        scatter_values(&ps, m, n + m, &conj_g.0)?,
-        scatter_values(&ps, m, n + m, &conj_g.1)?,
-    );
-    let sw = sorted_phased_sweeps(zs, ps, us, (&rate.0, &rate.1), n + m, true, false)?;
-    let (values, _) = phased_gather(&sw, m, n, c, v.shape())?;
-    let (sources, _) = phased_weighted(&sw, &(v.clone(), zero_v), m, n, c, 1.0)?;
-    Ok((
-        LaplaceGrads {
-            values,
-            sources,
-            targets,
-            lambda: grad_a,
-        },
-        grad_b,
-    ))
+    let sw = sweeps(OP, s, t, v, (&a, Some(&b)), true, true)?;
+    let (g, gb) = grads_from(sw, v, (gy_re, Some(gy_im)), n, m, c)?;
+    Ok((g, gb.expect("phased")))
 }
 
 /// Gradients of the Gram operator `y = K(x, x) v`: `(V̄, x̄, λ̄)` with `x̄ = s̄ + t̄` (the
@@ -1132,8 +998,8 @@ pub fn laplace_apply_heads_sorted<'a>(
     let (lambda, _) = lambda
         .into()
         .device_rows(OP, "lambda", s, h, Accept::Positive, msg)?;
-    let sw = sweeps(OP, s, t, v, &lambda, false, false)?;
-    let y = gather(&sw, n, m, c, &out_shape(v, true, m))?;
+    let sw = sweeps(OP, s, t, v, (&lambda, None), false, false)?;
+    let y = gather(&sw, n, m, c, &out_shape(v, true, m))?.0;
     let sort = LaplaceSort {
         z: sw.z,
         perm: sw.perm,
@@ -1175,9 +1041,9 @@ pub fn laplace_apply_phased_heads_sorted<'a>(
     let (b, _) = b
         .into()
         .device_rows(OP, "b", s, h, Accept::Finite, "the phase must be finite")?;
-    let zero = crate::zeros(s.device(), v.shape(), DType::F32)?;
-    let sw = phased_sweeps(OP, s, t, v, &zero, (&a, &b), false, false)?;
-    let y = phased_gather(&sw, n, m, c, &out_shape(v, true, m))?;
+    let sw = sweeps(OP, s, t, v, (&a, Some(&b)), false, false)?;
+    let (yr, yi) = gather(&sw, n, m, c, &out_shape(v, true, m))?;
+    let y = (yr, yi.expect("phased"));
     let sort = LaplaceSort {
         z: sw.z,
         perm: sw.perm,
