@@ -73,6 +73,7 @@ pub struct SoftTopK {
 }
 
 /// Rows sorted and scanned.
+#[derive(Clone, Debug)]
 struct Scanned {
     o: Tensor,
     perm: Tensor,
@@ -541,10 +542,15 @@ pub fn soft_rank<'a>(x: &Tensor, alpha: impl Into<Scalar<'a>>) -> Result<Tensor>
     const OP: &str = "soft_rank";
     let (x2, b, n) = rows(OP, x)?;
     let at = alpha_rows(OP, alpha.into(), x, b)?;
-    let dev = x.device();
-    let total = b * n;
     let s = scan_rows(&x2, &at, n, false)?;
-    let sorted = Tensor::empty(OP, dev, &[total], DType::F32)?;
+    rank_from(OP, &s, b, n)?.reshape(x.shape())
+}
+
+/// The ranks from the row scans, in the rows' original order.
+fn rank_from(op: &'static str, s: &Scanned, b: usize, n: usize) -> Result<Tensor> {
+    let total = b * n;
+    let dev = s.o.device();
+    let sorted = Tensor::empty(op, dev, &[total], DType::F32)?;
     launch_1d!(dev, total, k::stk_rank_kernel, |client, R| (
         arr::<R>(&s.p),
         arr::<R>(&s.q),
@@ -552,7 +558,34 @@ pub fn soft_rank<'a>(x: &Tensor, alpha: impl Into<Scalar<'a>>) -> Result<Tensor>
         n as u32,
         total as u32,
     ));
-    unsort(&sorted, &s.perm, n)?.reshape(x.shape())
+    unsort(&sorted, &s.perm, n)
+}
+
+/// A soft rank with what its backward needs (the rows' sort and scans, with moments), so
+/// that [`SoftRank::backward`] neither sorts nor scans the rows again (what the tape uses).
+#[derive(Clone, Debug)]
+pub struct SoftRank {
+    /// The soft ranks, shape of `x`.
+    pub rank: Tensor,
+    s: Scanned,
+    alpha: Tensor,
+    shape: Vec<usize>,
+    b: usize,
+}
+
+/// [`soft_rank`] that keeps its sort and scans for [`SoftRank::backward`].
+pub fn soft_rank_sorted<'a>(x: &Tensor, alpha: impl Into<Scalar<'a>>) -> Result<SoftRank> {
+    const OP: &str = "soft_rank";
+    let (x2, b, n) = rows(OP, x)?;
+    let at = alpha_rows(OP, alpha.into(), x, b)?;
+    let s = scan_rows(&x2, &at, n, true)?;
+    Ok(SoftRank {
+        rank: rank_from(OP, &s, b, n)?.reshape(x.shape())?,
+        s,
+        alpha: at,
+        shape: x.shape().to_vec(),
+        b,
+    })
 }
 
 fn unsort(v: &Tensor, perm: &Tensor, n: usize) -> Result<Tensor> {
@@ -579,7 +612,6 @@ pub fn soft_rank_backward<'a>(
     g: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
     const OP: &str = "soft_rank_backward";
-    let (x2, b, n) = rows(OP, x)?;
     if g.shape() != x.shape() || g.dtype() != DType::F32 {
         return Err(LapisError::ShapeMismatch {
             op: OP,
@@ -588,40 +620,58 @@ pub fn soft_rank_backward<'a>(
         });
     }
     crate::validate::same_device(OP, x, g)?;
-    let at = alpha_rows(OP, alpha.into(), x, b)?;
-    let dev = x.device();
-    let total = b * n;
-    let s = scan_rows(&x2, &at, n, true)?;
-    let gs = Tensor::empty(OP, dev, &[total], DType::F32)?;
-    launch_1d!(dev, total, k::row_gather_kernel, |client, R| (
-        arr::<R>(g),
-        arr::<R>(&s.perm),
-        arr::<R>(&gs),
-        n as u32,
-        total as u32,
-    ));
-    // Σ_j f_mj = ½(P + Q − 1); Σ_i g_i f_im = ½(PG + QG − g).
-    let pg = s.scan(&gs, false)?;
-    let qg = s.scan(&gs, true)?;
-    let fsum = crate::affine(&crate::add(&s.p, &s.q)?, 0.5, -0.5)?;
-    let gfsum = crate::affine(&crate::sub(&crate::add(&pg, &qg)?, &gs)?, 0.5, 0.0)?;
-    let arow = at.reshape(&[b, 1])?;
-    let dxs = crate::div(
-        &crate::sub(&crate::mul(&gs, &fsum)?, &gfsum)?.reshape(&[b, n])?,
-        &arow,
-    )?;
-    // Σ_j f_ij (x_i − x_j)/α = ½(ML_i − MR_i).
-    let (ml, mr) = s.moments.clone().expect("moments requested");
-    let mom = crate::affine(&crate::sub(&ml, &mr)?, 0.5, 0.0)?;
-    let da = crate::neg(&crate::div(
-        &crate::sum(&crate::mul(&gs, &mom)?.reshape(&[b, n])?, 1)?,
-        &arow,
-    )?)?;
-    let dx = unsort(&dxs.reshape(&[total])?, &s.perm, n)?;
-    Ok((dx.reshape(x.shape())?, da.reshape(&[b])?))
+    soft_rank_sorted(x, alpha)?.backward(g)
+}
+
+impl SoftRank {
+    /// The VJP of the soft rank for `g = ∂ℓ/∂rank` (shape of `x`): `(∂x, ∂α [B])`, from the
+    /// forward's sort and scans (see [`soft_rank_backward`] for the math).
+    pub fn backward(&self, g: &Tensor) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "soft_rank_backward";
+        if g.shape() != self.shape.as_slice() || g.dtype() != DType::F32 {
+            return Err(LapisError::ShapeMismatch {
+                op: OP,
+                lhs: self.shape.clone(),
+                rhs: g.shape().to_vec(),
+            });
+        }
+        crate::validate::same_device(OP, &self.rank, g)?;
+        let (s, b, n) = (&self.s, self.b, self.s.n);
+        let at = &self.alpha;
+        let dev = g.device();
+        let total = b * n;
+        let gs = Tensor::empty(OP, dev, &[total], DType::F32)?;
+        launch_1d!(dev, total, k::row_gather_kernel, |client, R| (
+            arr::<R>(g),
+            arr::<R>(&s.perm),
+            arr::<R>(&gs),
+            n as u32,
+            total as u32,
+        ));
+        // Σ_j f_mj = ½(P + Q − 1); Σ_i g_i f_im = ½(PG + QG − g).
+        let pg = s.scan(&gs, false)?;
+        let qg = s.scan(&gs, true)?;
+        let fsum = crate::affine(&crate::add(&s.p, &s.q)?, 0.5, -0.5)?;
+        let gfsum = crate::affine(&crate::sub(&crate::add(&pg, &qg)?, &gs)?, 0.5, 0.0)?;
+        let arow = at.reshape(&[b, 1])?;
+        let dxs = crate::div(
+            &crate::sub(&crate::mul(&gs, &fsum)?, &gfsum)?.reshape(&[b, n])?,
+            &arow,
+        )?;
+        // Σ_j f_ij (x_i − x_j)/α = ½(ML_i − MR_i).
+        let (ml, mr) = s.moments.clone().expect("moments requested");
+        let mom = crate::affine(&crate::sub(&ml, &mr)?, 0.5, 0.0)?;
+        let da = crate::neg(&crate::div(
+            &crate::sum(&crate::mul(&gs, &mom)?.reshape(&[b, n])?, 1)?,
+            &arow,
+        )?)?;
+        let dx = unsort(&dxs.reshape(&[total])?, &s.perm, n)?;
+        Ok((dx.reshape(&self.shape)?, da.reshape(&[b])?))
+    }
 }
 
 /// Soft sort output with what its backward needs.
+#[derive(Clone, Debug)]
 struct SoftSorted {
     values: Tensor,
     fsum: Tensor,
@@ -695,13 +745,51 @@ pub fn soft_sort_backward<'a>(
         });
     }
     crate::validate::same_device(OP, x, g)?;
-    let s = soft_sort_impl(OP, x, alpha.into())?;
-    let (b, n) = (s.b, s.n);
-    let g2 = g.reshape(&[b, n])?;
-    let da = crate::sum(&crate::mul(&g2, &s.ratio)?, 1)?.reshape(&[b])?;
-    let w = crate::div(&g2, &crate::affine(&s.fsum, 2.0, 0.0)?)?;
-    // One batched Laplace pass over the rows (rate 1/α per row), no loop on the host.
-    let rate = crate::div(&crate::ones(x.device(), &[b], DType::F32)?, &s.alpha)?;
-    let dx = crate::laplace::laplace_apply_heads(&s.values, &s.x2, &w.reshape(&[b, n, 1])?, &rate)?;
-    Ok((dx.reshape(x.shape())?, da))
+    soft_sort_sorted(x, alpha)?.backward(g)
+}
+
+/// A soft sort with what its backward needs (the thresholds, `F_i`, the moment ratios),
+/// so that [`SoftSort::backward`] does not sort or scan the rows again (what the tape uses).
+#[derive(Clone, Debug)]
+pub struct SoftSort {
+    /// The soft-sorted rows, shape of `x`.
+    pub values: Tensor,
+    s: SoftSorted,
+    shape: Vec<usize>,
+}
+
+/// [`soft_sort`] that keeps what [`SoftSort::backward`] needs.
+pub fn soft_sort_sorted<'a>(x: &Tensor, alpha: impl Into<Scalar<'a>>) -> Result<SoftSort> {
+    let s = soft_sort_impl("soft_sort", x, alpha.into())?;
+    Ok(SoftSort {
+        values: s.values.reshape(x.shape())?,
+        s,
+        shape: x.shape().to_vec(),
+    })
+}
+
+impl SoftSort {
+    /// The VJP of the soft sort for `g` (shape of `x`): `(∂x, ∂α [B])` (see
+    /// [`soft_sort_backward`] for the math); one batched Laplace pass over the rows.
+    pub fn backward(&self, g: &Tensor) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "soft_sort_backward";
+        if g.shape() != self.shape.as_slice() || g.dtype() != DType::F32 {
+            return Err(LapisError::ShapeMismatch {
+                op: OP,
+                lhs: self.shape.clone(),
+                rhs: g.shape().to_vec(),
+            });
+        }
+        crate::validate::same_device(OP, &self.values, g)?;
+        let s = &self.s;
+        let (b, n) = (s.b, s.n);
+        let g2 = g.reshape(&[b, n])?;
+        let da = crate::sum(&crate::mul(&g2, &s.ratio)?, 1)?.reshape(&[b])?;
+        let w = crate::div(&g2, &crate::affine(&s.fsum, 2.0, 0.0)?)?;
+        // One batched Laplace pass over the rows (rate 1/α per row), no loop on the host.
+        let rate = crate::div(&crate::ones(g.device(), &[b], DType::F32)?, &s.alpha)?;
+        let w = w.reshape(&[b, n, 1])?;
+        let dx = crate::laplace::laplace_apply_heads(&s.values, &s.x2, &w, &rate)?;
+        Ok((dx.reshape(&self.shape)?, da))
+    }
 }

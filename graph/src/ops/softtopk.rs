@@ -52,6 +52,9 @@ pub struct TruncatedVar {
     pub mask: Tensor,
 }
 
+/// The VJP of a row op with a per-row temperature: `ȳ ↦ (x̄, ᾱ)`.
+type RowVjp = Box<dyn Fn(&Tensor) -> Result<(Tensor, Tensor)>>;
+
 impl Var {
     /// LapSum soft top-k of each row of `self` (`[n]` or `[B, n]`): weights in `[0, 1]`
     /// summing to `k` per row. `k` and `alpha` are each an `f32`, a `&Tensor` or a `&Var`
@@ -115,40 +118,39 @@ impl Var {
     /// LapSum soft rank of each row (ascending, 1-based as `α → 0`); `alpha` an `f32`, a
     /// `&Tensor` or a `&Var` ([`ScalarArg`]) of shape `[B]` or `[1]`.
     pub fn soft_rank<'a>(&self, alpha: impl Into<ScalarArg<'a>>) -> Result<Var> {
-        self.per_row_alpha_op(
-            "soft_rank",
-            alpha.into(),
-            |x, a| ops::soft_rank(x, a),
-            |x, a, g| ops::soft_rank_backward(x, a, g),
-        )
+        // The forward keeps its sort and scans for the backward (no second sort).
+        self.per_row_alpha_op("soft_rank", alpha.into(), |x, a| {
+            let out = ops::soft_rank_sorted(x, a)?;
+            let y = out.rank.clone();
+            Ok((y, Box::new(move |g: &Tensor| out.backward(g))))
+        })
     }
 
     /// LapSum soft sort of each row (ascending); `alpha` as in [`Var::soft_rank`].
     pub fn soft_sort<'a>(&self, alpha: impl Into<ScalarArg<'a>>) -> Result<Var> {
-        self.per_row_alpha_op(
-            "soft_sort",
-            alpha.into(),
-            |x, a| ops::soft_sort(x, a),
-            |x, a, g| ops::soft_sort_backward(x, a, g),
-        )
+        // The forward keeps what the backward needs (no second sort or scan).
+        self.per_row_alpha_op("soft_sort", alpha.into(), |x, a| {
+            let out = ops::soft_sort_sorted(x, a)?;
+            let y = out.values.clone();
+            Ok((y, Box::new(move |g: &Tensor| out.backward(g))))
+        })
     }
 
-    /// Records a row op with a per-row temperature: `fwd(x, α)`, VJP `bwd(x, α, ȳ) = (x̄, ᾱ)`.
+    /// Records a row op with a per-row temperature: `fwd(x, α)` gives the output and its
+    /// VJP `ȳ ↦ (x̄, ᾱ)` (which keeps what it needs from the forward).
     fn per_row_alpha_op(
         &self,
         op: &'static str,
         alpha: ScalarArg<'_>,
-        fwd: fn(&Tensor, &Tensor) -> Result<Tensor>,
-        bwd: fn(&Tensor, &Tensor, &Tensor) -> Result<(Tensor, Tensor)>,
+        fwd: impl FnOnce(&Tensor, &Tensor) -> Result<(Tensor, RowVjp)>,
     ) -> Result<Var> {
         let alpha = per_row(op, "alpha", self, alpha, rows(self))?;
-        let (x, a) = (self.value().clone(), alpha.value().clone());
-        let y = fwd(&x, &a)?;
+        let (y, bwd) = fwd(self.value(), alpha.value())?;
         Ok(self.record(
             &[self, &alpha],
             y,
             Box::new(move |g| {
-                let (gx, ga) = bwd(&x, &a, g)?;
+                let (gx, ga) = bwd(g)?;
                 Ok(vec![Some(gx), Some(ga)])
             }),
         ))
