@@ -213,14 +213,49 @@ pub fn row_gather_kernel(
     out[pos as usize] = v[(row * n + perm[pos as usize]) as usize];
 }
 
+/// Column of the `i`-th largest entry of row `base..base + n` in stable descending order
+/// (ties in index order), read from the row's stable ascending sort (`o` the sorted values,
+/// `perm` their columns): position `n − 1 − i` ascending, moved within its run of equal
+/// values (two binary searches) so that tied entries keep their index order.
+#[cube]
+fn desc_index(o: &Array<f32>, perm: &Array<u32>, base: u32, n: u32, i: u32) -> u32 {
+    let a = n - 1 - i;
+    let v = o[(base + a) as usize];
+    // lo: the first position with o ≥ v; hi: the last with o ≤ v.
+    let mut lo = 0u32;
+    let mut top = a;
+    while lo < top {
+        let mid = (lo + top) / 2;
+        if o[(base + mid) as usize] < v {
+            lo = mid + 1;
+        } else {
+            top = mid;
+        }
+    }
+    let mut after = a + 1;
+    top = n;
+    while after < top {
+        let mid = (after + top) / 2;
+        if o[(base + mid) as usize] <= v {
+            after = mid + 1;
+        } else {
+            top = mid;
+        }
+    }
+    // The run [lo, after) comes first in descending order at position n − after.
+    perm[(base + lo + i - (n - after)) as usize]
+}
+
 /// SoftMoE's truncation (`specs/sparse-methods.md` §1.1): per row, with `perm` the row's
 /// order by descending `p` (ties by index) and `m = min(⌈c_cap·k⌉, n)`,
 /// `τ = clamp(c_τ·k/n, p_(m), p_(1))`; output slot `i < cap` holds index `perm[i]` and
 /// value `p·1[i < m and p ≥ τ]` (so slots past the kept entries carry valid indices with
 /// value 0), and `mask` is that indicator.
 #[cube(launch)]
+#[allow(clippy::too_many_arguments)]
 pub fn stk_truncate_kernel(
     p: &Array<f32>,
+    o: &Array<f32>,
     perm: &Array<u32>,
     k: &Array<f32>,
     idx: &mut Array<u32>,
@@ -241,10 +276,10 @@ pub fn stk_truncate_kernel(
     let kr = k[row as usize];
     let m = min(u32::cast_from((c_cap * kr).ceil()), n);
     let base = row * n;
-    let p1 = p[(base + perm[base as usize]) as usize];
-    let pm = p[(base + perm[(base + m - 1) as usize]) as usize];
+    let p1 = p[(base + desc_index(o, perm, base, n, 0u32)) as usize];
+    let pm = p[(base + desc_index(o, perm, base, n, m - 1)) as usize];
     let tau = (c_tau * kr / f32::cast_from(n)).clamp(pm, p1);
-    let src = perm[(base + i) as usize];
+    let src = desc_index(o, perm, base, n, i);
     let v = p[(base + src) as usize];
     let keep = i < m && v >= tau;
     idx[pos as usize] = src;

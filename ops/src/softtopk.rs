@@ -206,17 +206,24 @@ pub fn soft_topk_closed_form_threshold<'a>(
     k: impl Into<Scalar<'a>>,
     alpha: impl Into<Scalar<'a>>,
 ) -> Result<Tensor> {
-    Ok(closed_form(x, k.into(), alpha.into())?.3)
+    Ok(closed_form(x, k.into(), alpha.into())?.thr)
 }
 
-/// Checks, sorts, scans and solves for the threshold in closed form:
-/// `(x [B, n], k [B], α [B], b [B], B, n)`.
-#[allow(clippy::type_complexity)]
-fn closed_form(
-    x: &Tensor,
-    k: Scalar<'_>,
-    alpha: Scalar<'_>,
-) -> Result<(Tensor, Tensor, Tensor, Tensor, usize, usize)> {
+/// What [`closed_form`] gives: `x [B, n]`, `k [B]`, `α [B]`, the threshold `b [B]`, the
+/// sizes, and the rows' stable ascending sort `(o, perm)` (sorted values, column indices).
+struct Closed {
+    x2: Tensor,
+    kt: Tensor,
+    at: Tensor,
+    thr: Tensor,
+    b: usize,
+    n: usize,
+    o: Tensor,
+    perm: Tensor,
+}
+
+/// Checks, sorts, scans and solves for the threshold in closed form.
+fn closed_form(x: &Tensor, k: Scalar<'_>, alpha: Scalar<'_>) -> Result<Closed> {
     const OP: &str = "soft_topk";
     let (x2, b, n) = rows(OP, x)?;
     let k_ok = Accept::Between(0.0, n as f32);
@@ -250,7 +257,16 @@ fn closed_form(
         n as u32,
         b as u32,
     ));
-    Ok((x2, kt, at, thr, b, n))
+    Ok(Closed {
+        x2,
+        kt,
+        at,
+        thr,
+        b,
+        n,
+        o: s.o,
+        perm: s.perm,
+    })
 }
 
 /// Soft top-k of each row of `x` (`[n]` or `[B, n]`): `p` with `Σ_i p_i = k` per row.
@@ -262,15 +278,26 @@ pub fn soft_topk<'a>(
     k: impl Into<Scalar<'a>>,
     alpha: impl Into<Scalar<'a>>,
 ) -> Result<SoftTopK> {
-    let (x2, kt, at, thr, b, n) = closed_form(x, k.into(), alpha.into())?;
-    let p = refine_threshold(&x2, &kt, &at, &thr, b, n)?;
-    Ok(SoftTopK {
+    Ok(soft_topk_impl(x, k.into(), alpha.into())?.0)
+}
+
+/// [`soft_topk`] with the rows' stable ascending sort `(o, perm)` (for the truncated
+/// variant, which needs the descending order: no second sort).
+fn soft_topk_impl(
+    x: &Tensor,
+    k: Scalar<'_>,
+    alpha: Scalar<'_>,
+) -> Result<(SoftTopK, Tensor, Tensor)> {
+    let c = closed_form(x, k, alpha)?;
+    let p = refine_threshold(&c.x2, &c.kt, &c.at, &c.thr, c.b, c.n)?;
+    let out = SoftTopK {
         p: p.reshape(x.shape())?,
-        threshold: thr,
-        x: x2,
-        alpha: at,
+        threshold: c.thr,
+        x: c.x2,
+        alpha: c.at,
         shape: x.shape().to_vec(),
-    })
+    };
+    Ok((out, c.o, c.perm))
 }
 
 /// `p` and `f` at the threshold, and their row sums.
@@ -457,7 +484,7 @@ pub fn soft_topk_truncated<'a>(
         ));
     }
     let k = k.into();
-    let dense = soft_topk(x, k, alpha)?;
+    let (dense, o, perm_asc) = soft_topk_impl(x, k, alpha.into())?;
     let (b, n) = (dense.x.shape()[0], dense.x.shape()[1]);
     let dev = x.device();
     let k_ok = Accept::Between(0.0, n as f32);
@@ -469,8 +496,8 @@ pub fn soft_topk_truncated<'a>(
         None => crate::max_all(&kt)?.to_scalar()?,
     };
     let cap = ((c_cap * khi).ceil() as usize).clamp(1, n);
-    // Descending order of p = descending x; a stable sort of −x puts ties in index order.
-    let (_, perm_desc) = crate::argsort_rows(&crate::neg(&dense.x)?)?;
+    // Descending order of p = descending x, ties in index order: read from the forward's
+    // ascending sort by the kernel (no second sort).
     let total = b * cap;
     let indices = Tensor::empty(OP, dev, &[b, cap], DType::U32)?;
     let values = Tensor::empty(OP, dev, &[b, cap], DType::F32)?;
@@ -478,7 +505,8 @@ pub fn soft_topk_truncated<'a>(
     let p2 = dense.p.reshape(&[b, n])?;
     launch_1d!(dev, total, k::stk_truncate_kernel, |client, R| (
         arr::<R>(&p2),
-        arr::<R>(&perm_desc),
+        arr::<R>(&o),
+        arr::<R>(&perm_asc),
         arr::<R>(&kt),
         arr::<R>(&indices),
         arr::<R>(&values),

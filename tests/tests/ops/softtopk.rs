@@ -565,3 +565,40 @@ fn tensor_scalars_of_other_shapes_are_typed_errors() {
         "{r:?}"
     );
 }
+
+/// The truncated variant's slots follow the stable descending order of x (ties in index
+/// order), read from the dense forward's ascending sort without a second sort: checked
+/// slot by slot against a host sort by (−x, index), on tie-heavy rows through both row-sort
+/// paths (short rows: in-workgroup bitonic; 300 columns × 3 rows: radix).
+#[test]
+fn truncated_slots_follow_the_stable_descending_order() {
+    let dev = device();
+    for (b, n) in [(1usize, 40usize), (3, 300)] {
+        let x: Vec<f64> = (0..b * n)
+            .map(|i| ((i * 7919 + 13) % 11) as f64 * 0.5 - 2.0)
+            .collect();
+        let k = vec![(n / 4) as f64; b];
+        let t = lapis_ops::soft_topk_truncated(
+            &up(&dev, &[b, n], &x),
+            &up(&dev, &[b], &k),
+            0.3,
+            2.0,
+            1.8,
+        )
+        .unwrap();
+        let cap = t.indices.shape()[1];
+        let idx = t.indices.to_vec::<u32>().unwrap();
+        for row in 0..b {
+            let xr = &x[row * n..(row + 1) * n];
+            let mut want: Vec<usize> = (0..n).collect();
+            want.sort_by(|&i, &j| xr[j].partial_cmp(&xr[i]).unwrap().then(i.cmp(&j)));
+            for s in 0..cap {
+                assert_eq!(
+                    idx[row * cap + s] as usize,
+                    want[s],
+                    "row {row}, slot {s} (b = {b}, n = {n})"
+                );
+            }
+        }
+    }
+}
