@@ -23,6 +23,10 @@ struct Args {
     /// path at these sizes (e.g. `256,512,4096`), median of 20.
     #[arg(long)]
     sort_sizes: Option<String>,
+    /// Instead: time each kernel of one `laplace_apply_backward` at n = m = this size
+    /// (e.g. `2^20`), after a warm-up call.
+    #[arg(long)]
+    profile_backward: Option<String>,
 }
 
 /// Launches and host reads of `f`'s second call (the first compiles and warms the pool).
@@ -56,6 +60,36 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                     "device": dev.info().name,
                 })
             );
+        }
+        return Ok(());
+    }
+    if let Some(size) = &args.profile_backward {
+        let n = lapis_ops::timing::parse_sizes(size)?[0];
+        let s = lapis_ops::uniform(&dev, &[n], 0.0, n as f32 / 64.0, 1)?;
+        let t = lapis_ops::uniform(&dev, &[n], 0.0, n as f32 / 64.0, 2)?;
+        let v = lapis_ops::normal(&dev, &[n], 0.0, 1.0, 3)?;
+        let gy = lapis_ops::normal(&dev, &[n], 0.0, 1.0, 4)?;
+        for (what, backward) in [("forward", false), ("backward", true)] {
+            let run = || -> Result<()> {
+                if backward {
+                    lapis_ops::laplace_apply_backward(&s, &t, &v, 1.0, &gy).map(|_| ())
+                } else {
+                    lapis_ops::laplace_apply(&s, &t, &v, 1.0).map(|_| ())
+                }
+            };
+            run()?;
+            dev.sync()?;
+            lapis_ops::set_profiling(true);
+            run()?;
+            dev.sync()?;
+            lapis_ops::set_profiling(false);
+            for r in lapis_ops::profile() {
+                println!(
+                    "{}",
+                    serde_json::json!({"bench": "profile", "op": what, "kernel": r.name,
+                        "launches": r.count, "ms": r.time.as_secs_f64() * 1e3})
+                );
+            }
         }
         return Ok(());
     }
