@@ -16,7 +16,7 @@
 //!
 //! [`Tensor`]: lapis_ops::Tensor
 
-use lapis_ops::{self as ops, Result};
+use lapis_ops::{self as ops, Result, Tensor};
 
 use super::scalar::ScalarArg;
 use crate::var::Var;
@@ -80,19 +80,36 @@ impl Var {
         let a = &a.into().to_var(self, OP, "a")?;
         let b = &b.into().to_var(self, OP, "b")?;
         let phi = &phi.into().to_var(self, OP, "phi")?;
-        let shapes = [a.shape().to_vec(), b.shape().to_vec(), phi.shape().to_vec()];
-        let vv = self.value().clone();
         // The forward's sort is kept for the backward (one sort per step, not two).
-        let ((yr, yi), sort) =
-            ops::laplace_apply_phased_sorted(s.value(), t.value(), &vv, a.value(), b.value())?;
-        // Re(e^{iφ}(Yr + iYi)) = cos φ Yr − sin φ Yi, one launch.
+        let fwd = ops::laplace_apply_phased_sorted(
+            s.value(),
+            t.value(),
+            self.value(),
+            a.value(),
+            b.value(),
+        )?;
+        self.record_phased([s, t, a, b, phi], fwd)
+    }
+
+    /// Records a phased forward `((Y_re, Y_im), sort)` of `self` with inputs `[s, t, a, b, φ]`:
+    /// the output `Re(e^{iφ}(Y_re + iY_im)) = cos φ Y_re − sin φ Y_im` (one launch), and the
+    /// VJP `(cos φ Ȳ, −sin φ Ȳ)`, `φ̄ = Σ Ȳ (−sin φ Y_re − cos φ Y_im)` (one launch + a sum)
+    /// fed to the backward on the kept sort. Shared by the one-head and multi-head ops.
+    fn record_phased(
+        &self,
+        ins: [&Var; 5],
+        fwd: ((Tensor, Tensor), ops::LaplaceSort),
+    ) -> Result<Var> {
+        let [s, t, a, b, phi] = ins;
+        let shapes = [a.shape().to_vec(), b.shape().to_vec(), phi.shape().to_vec()];
+        let ((yr, yi), sort) = fwd;
+        let vv = self.value().clone();
         let ph = phi.value().clone();
         let y = ops::phase_real(&yr, &yi, &ph)?;
         Ok(self.record(
             &[self, s, t, a, b, phi],
             y,
             Box::new(move |g| {
-                // (cos φ Ȳ, −sin φ Ȳ) and φ̄ = Σ Ȳ (−sin φ Yr − cos φ Yi), one launch + a sum.
                 let (gre, gim, gphi) = ops::phase_real_backward(&yr, &yi, &ph, g)?;
                 let (gr, gb) = ops::laplace_apply_phased_backward_sorted(&sort, &vv, &gre, &gim)?;
                 Ok(vec![
@@ -151,33 +168,8 @@ impl Var {
         for o in [s, t, a, b, phi] {
             self.same_tape(o, OP)?;
         }
-        let shapes = [a.shape().to_vec(), b.shape().to_vec(), phi.shape().to_vec()];
-        let vv = self.value().clone();
-        let ((yr, yi), sort) = ops::laplace_apply_phased_heads_sorted(
-            s.value(),
-            t.value(),
-            &vv,
-            a.value(),
-            b.value(),
-        )?;
-        // One phase per head: Re(e^{iφ_h}(Yr + iYi)), one launch.
-        let ph = phi.value().clone();
-        let y = ops::phase_real(&yr, &yi, &ph)?;
-        Ok(self.record(
-            &[self, s, t, a, b, phi],
-            y,
-            Box::new(move |g| {
-                let (gre, gim, gphi) = ops::phase_real_backward(&yr, &yi, &ph, g)?;
-                let (gr, gb) = ops::laplace_apply_phased_backward_sorted(&sort, &vv, &gre, &gim)?;
-                Ok(vec![
-                    Some(gr.values),
-                    Some(gr.sources),
-                    Some(gr.targets),
-                    Some(gr.lambda.reshape(&shapes[0])?),
-                    Some(gb.reshape(&shapes[1])?),
-                    Some(gphi.reshape(&shapes[2])?),
-                ])
-            }),
-        ))
+        let (v, av, bv) = (self.value(), a.value(), b.value());
+        let fwd = ops::laplace_apply_phased_heads_sorted(s.value(), t.value(), v, av, bv)?;
+        self.record_phased([s, t, a, b, phi], fwd)
     }
 }
