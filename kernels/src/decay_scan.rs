@@ -48,6 +48,15 @@
 //! one), so the phased Laplace operator has every feature of the real one, segments
 //! included.
 
+//!
+//! **One cube per segment.** For segments of at most [`DSCAN_CUBE_MAX_SEG`] elements,
+//! [`dscan_cube_kernel()`] runs the whole hierarchy of one segment in one cube: the
+//! aggregate passes up, the apply passes down, each level a loop over the cube's units,
+//! with a storage barrier between levels and the levels above the first in a global
+//! scratch buffer. It computes exactly what the level-by-level launches compute (the same
+//! unit code, [`aggregate_unit`] and [`apply_unit`], on slices), in one launch instead of
+//! `2·levels − 1`.
+
 use cubecl::prelude::*;
 
 use crate::complex::{cmul_im, cmul_re};
@@ -55,9 +64,104 @@ use crate::complex::{cmul_im, cmul_re};
 /// Chunk length of every level of the anchored scans.
 pub const DSCAN_CHUNK: u32 = 32;
 
+/// Longest segment [`dscan_cube_kernel()`] takes: three levels of [`DSCAN_CHUNK`].
+pub const DSCAN_CUBE_MAX_SEG: u32 = DSCAN_CHUNK * DSCAN_CHUNK * DSCAN_CHUNK;
+
+/// `seg_len` that puts every element of a (sliced) level in segment 0.
+const ONE_SEGMENT: u32 = u32::MAX;
+
+/// What a scan level computes (comptime: each combination is its own shader).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct ScanFlags {
+    /// Scan from the end (`i ≥ k`).
+    pub reverse: bool,
+    /// Also the first moment `g`.
+    pub moment: bool,
+    /// `f(δ) = [δ = 0]` (no moment).
+    pub tie: bool,
+    /// Segment of element `k` is `⌊k / seg_len⌋` (else stored in `seg`).
+    pub seg_from_len: bool,
+    /// The moment inputs `ug` are zero (level 0).
+    pub ug_zero: bool,
+    /// Extra factors `q`.
+    pub with_q: bool,
+    /// Split coordinates (`z + z_lo`).
+    pub with_lo: bool,
+    /// Complex rates and values.
+    pub phased: bool,
+    /// The one-cube view: the whole level is one segment, top segments included.
+    pub single: bool,
+}
+
+/// One level's read-only sequence: coordinates, their low parts, stored segments, extra
+/// factors, values and moment inputs (real and imaginary parts). Fields a level's flags
+/// switch off are never read.
+#[derive(CubeType, Clone, Copy)]
+pub struct Seq {
+    z: Slice<f32>,
+    z_lo: Slice<f32>,
+    seg: Slice<u32>,
+    q: Slice<f32>,
+    u: Slice<f32>,
+    u_im: Slice<f32>,
+    ug: Slice<f32>,
+    ug_im: Slice<f32>,
+}
+
+/// Rates per segment: `a` (real part) and `b` (imaginary part, phased only).
+#[derive(CubeType, Clone, Copy)]
+pub struct Rates {
+    a: Slice<f32>,
+    b: Slice<f32>,
+}
+
+/// Written states `h`, `g` and their imaginary parts, `[·, c]`.
+#[derive(CubeType, Clone, Copy)]
+pub struct States {
+    h: SliceMut<f32>,
+    h_im: SliceMut<f32>,
+    g: SliceMut<f32>,
+    g_im: SliceMut<f32>,
+}
+
+/// Written per-chunk data of an aggregate pass: the coordinate (and low part) of each
+/// chunk's last element in scan order, and the product of its extra factors.
+#[derive(CubeType, Clone, Copy)]
+pub struct Meta {
+    z: SliceMut<f32>,
+    z_lo: SliceMut<f32>,
+    q: SliceMut<f32>,
+}
+
+/// The scanned level above: per chunk its coordinate, segment and inclusive states.
+#[derive(CubeType, Clone, Copy)]
+pub struct Top {
+    z: Slice<f32>,
+    z_lo: Slice<f32>,
+    seg: Slice<u32>,
+    h: Slice<f32>,
+    h_im: Slice<f32>,
+    g: Slice<f32>,
+    g_im: Slice<f32>,
+}
+
+/// A state carried into a chunk from its neighbour: `(h, g)` (real, imaginary) held at
+/// coordinate `(z, lo)` in segment `seg`; `has` is false when there is none.
+#[derive(CubeType, Clone, Copy)]
+struct Carry {
+    h: f32,
+    hi: f32,
+    g: f32,
+    gi: f32,
+    z: f32,
+    lo: f32,
+    seg: u32,
+    has: bool,
+}
+
 /// Segment of element `k` at this level.
 #[cube]
-fn seg_of(seg: &Array<u32>, k: u32, seg_len: u32, #[comptime] seg_from_len: bool) -> u32 {
+fn seg_of(seg: &Slice<u32>, k: u32, seg_len: u32, #[comptime] seg_from_len: bool) -> u32 {
     if comptime![seg_from_len] {
         k / seg_len
     } else {
@@ -87,51 +191,26 @@ fn decay(delta: f32, r: f32, #[comptime] tie: bool) -> f32 {
     }
 }
 
-/// One level's local pass over chunk `p`, channel `ch`: the state after each element,
-/// starting from nothing at the chunk's first element (in scan order). With `write`,
-/// stores every state plus the carried-in neighbour state at its element; otherwise only
-/// the last state, at `last_at`. With `phased` the rate of segment `s` is complex,
-/// `rate[s] + i·rate_b[s]`, so is every state (`*_im` the imaginary parts) and
-/// `f(δ) = e^{−rδ}(cos bδ − i sin bδ)`; without it the `*_im` arrays are never touched.
+/// One level's local pass over the chunk `[start, end)`, channel `ch`: the state after
+/// each element, starting from nothing at the chunk's first element (in scan order). With
+/// `write`, stores every state plus the carried-in neighbour state at its element;
+/// otherwise only the last state, at `last_at`. With `phased` the rate of segment `s` is
+/// complex, `a[s] + i·b[s]`, and so is every state (`*_im` the imaginary parts),
+/// `f(δ) = e^{−rδ}(cos bδ − i sin bδ)`; without it the `*_im` slices are never touched.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn local_pass(
-    z: &Array<f32>,
-    z_lo: &Array<f32>,
-    seg: &Array<u32>,
-    rate: &Array<f32>,
-    rate_b: &Array<f32>,
-    q_in: &Array<f32>,
-    u: &Array<f32>,
-    u_im: &Array<f32>,
-    ug: &Array<f32>,
-    ug_im: &Array<f32>,
-    out_h: &mut Array<f32>,
-    out_h_im: &mut Array<f32>,
-    out_g: &mut Array<f32>,
-    out_g_im: &mut Array<f32>,
+    sq: &Seq,
+    rates: &Rates,
+    out: &mut States,
     start: u32,
     end: u32,
     ch: u32,
     c: u32,
     seg_len: u32,
-    carry_h: f32,
-    carry_hi: f32,
-    carry_g: f32,
-    carry_gi: f32,
-    carry_z: f32,
-    carry_lo: f32,
-    carry_seg: u32,
-    has_carry: bool,
+    carry: &Carry,
     last_at: u32,
-    #[comptime] reverse: bool,
-    #[comptime] moment: bool,
-    #[comptime] tie: bool,
-    #[comptime] seg_from_len: bool,
-    #[comptime] ug_zero: bool,
-    #[comptime] with_q: bool,
-    #[comptime] with_lo: bool,
-    #[comptime] phased: bool,
+    #[comptime] f: ScanFlags,
     #[comptime] write: bool,
 ) {
     let mut h = 0.0f32;
@@ -146,37 +225,37 @@ fn local_pass(
     let len = end - start;
     for i in 0..len {
         let mut k = start + i;
-        if comptime![reverse] {
+        if comptime![f.reverse] {
             k = end - 1 - i;
         }
-        let zk = z[k as usize];
+        let zk = sq.z[k as usize];
         let mut lk = 0.0f32;
-        if comptime![with_lo] {
-            lk = z_lo[k as usize];
+        if comptime![f.with_lo] {
+            lk = sq.z_lo[k as usize];
         }
-        let sk = seg_of(seg, k, seg_len, seg_from_len);
-        let r = rate[sk as usize];
+        let sk = seg_of(&sq.seg, k, seg_len, f.seg_from_len);
+        let r = rates.a[sk as usize];
         let mut rb = 0.0f32;
-        if comptime![phased] {
-            rb = rate_b[sk as usize];
+        if comptime![f.phased] {
+            rb = rates.b[sk as usize];
         }
         let q = (k * c + ch) as usize;
-        let uk = u[q];
+        let uk = sq.u[q];
         let mut uik = 0.0f32;
-        if comptime![phased] {
-            uik = u_im[q];
+        if comptime![f.phased] {
+            uik = sq.u_im[q];
         }
         let mut ugk = 0.0f32;
         let mut ugik = 0.0f32;
-        if comptime![moment && !ug_zero] {
-            ugk = ug[q];
-            if comptime![phased] {
-                ugik = ug_im[q];
+        if comptime![f.moment && !f.ug_zero] {
+            ugk = sq.ug[q];
+            if comptime![f.phased] {
+                ugik = sq.ug_im[q];
             }
         }
         let mut qk = 1.0f32;
-        if comptime![with_q] {
-            qk = q_in[k as usize];
+        if comptime![f.with_q] {
+            qk = sq.q[k as usize];
             qq *= qk;
         }
         if i == 0 || sk != sp {
@@ -185,12 +264,12 @@ fn local_pass(
             g = ugk;
             gi = ugik;
         } else {
-            let delta = dist(zk, lk, zp, lp, with_lo);
-            let m = decay(delta, r, tie) * qk;
-            if comptime![phased] {
+            let delta = dist(zk, lk, zp, lp, f.with_lo);
+            let m = decay(delta, r, f.tie) * qk;
+            if comptime![f.phased] {
                 let fr = m * (rb * delta).cos();
                 let fi = -m * (rb * delta).sin();
-                if comptime![moment] {
+                if comptime![f.moment] {
                     // f · (g + δ h)
                     let yr = g + delta * h;
                     let yi = gi + delta * hi;
@@ -202,7 +281,7 @@ fn local_pass(
                 hi = cmul_im(fr, fi, h, hi) + uik;
                 h = nh;
             } else {
-                if comptime![moment] {
+                if comptime![f.moment] {
                     let moved = select(m > 0.0f32, m * (g + delta * h), 0.0f32);
                     g = moved + ugk;
                 }
@@ -217,52 +296,196 @@ fn local_pass(
             let mut ohi = hi;
             let mut og = g;
             let mut ogi = gi;
-            if has_carry && sk == carry_seg {
-                let delta = dist(zk, lk, carry_z, carry_lo, with_lo);
-                let m = decay(delta, r, tie) * qq;
-                if comptime![phased] {
+            if carry.has && sk == carry.seg {
+                let delta = dist(zk, lk, carry.z, carry.lo, f.with_lo);
+                let m = decay(delta, r, f.tie) * qq;
+                if comptime![f.phased] {
                     let fr = m * (rb * delta).cos();
                     let fi = -m * (rb * delta).sin();
-                    oh += cmul_re(fr, fi, carry_h, carry_hi);
-                    ohi += cmul_im(fr, fi, carry_h, carry_hi);
-                    if comptime![moment] {
-                        let yr = carry_g + delta * carry_h;
-                        let yi = carry_gi + delta * carry_hi;
+                    oh += cmul_re(fr, fi, carry.h, carry.hi);
+                    ohi += cmul_im(fr, fi, carry.h, carry.hi);
+                    if comptime![f.moment] {
+                        let yr = carry.g + delta * carry.h;
+                        let yi = carry.gi + delta * carry.hi;
                         let live = m > 0.0f32;
                         og += select(live, cmul_re(fr, fi, yr, yi), 0.0f32);
                         ogi += select(live, cmul_im(fr, fi, yr, yi), 0.0f32);
                     }
                 } else {
-                    oh += m * carry_h;
-                    if comptime![moment] {
-                        og += select(m > 0.0f32, m * (carry_g + delta * carry_h), 0.0f32);
+                    oh += m * carry.h;
+                    if comptime![f.moment] {
+                        og += select(m > 0.0f32, m * (carry.g + delta * carry.h), 0.0f32);
                     }
                 }
             }
-            out_h[q] = oh;
-            if comptime![phased] {
-                out_h_im[q] = ohi;
+            out.h[q] = oh;
+            if comptime![f.phased] {
+                out.h_im[q] = ohi;
             }
-            if comptime![moment] {
-                out_g[q] = og;
-                if comptime![phased] {
-                    out_g_im[q] = ogi;
+            if comptime![f.moment] {
+                out.g[q] = og;
+                if comptime![f.phased] {
+                    out.g_im[q] = ogi;
                 }
             }
         }
     }
     if comptime![!write] {
-        out_h[last_at as usize] = h;
-        if comptime![phased] {
-            out_h_im[last_at as usize] = hi;
+        out.h[last_at as usize] = h;
+        if comptime![f.phased] {
+            out.h_im[last_at as usize] = hi;
         }
-        if comptime![moment] {
-            out_g[last_at as usize] = g;
-            if comptime![phased] {
-                out_g_im[last_at as usize] = gi;
+        if comptime![f.moment] {
+            out.g[last_at as usize] = g;
+            if comptime![f.phased] {
+                out.g_im[last_at as usize] = gi;
             }
         }
     }
+}
+
+/// No carried state.
+#[cube]
+fn no_carry() -> Carry {
+    Carry {
+        h: 0.0f32,
+        hi: 0.0f32,
+        g: 0.0f32,
+        gi: 0.0f32,
+        z: 0.0f32,
+        lo: 0.0f32,
+        seg: 0u32,
+        has: false,
+    }
+}
+
+/// Aggregate pass of chunk `p`, channel `ch` of a level of `n` elements: the local scan's
+/// final state at `p·c + ch` of `agg`, and (channel 0) the chunk's last coordinate in scan
+/// order and the product of its extra factors in `meta` at `p`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn aggregate_unit(
+    p: u32,
+    ch: u32,
+    n: u32,
+    c: u32,
+    seg_len: u32,
+    sq: &Seq,
+    rates: &Rates,
+    agg: &mut States,
+    meta: &mut Meta,
+    #[comptime] f: ScanFlags,
+) {
+    let start = p * DSCAN_CHUNK;
+    let end = min(start + DSCAN_CHUNK, n);
+    let carry = no_carry();
+    local_pass(
+        sq,
+        rates,
+        agg,
+        start,
+        end,
+        ch,
+        c,
+        seg_len,
+        &carry,
+        p * c + ch,
+        f,
+        false,
+    );
+    if ch == 0 {
+        if comptime![f.with_q] {
+            let mut prod = 1.0f32;
+            for k in start..end {
+                prod *= sq.q[k as usize];
+            }
+            meta.q[p as usize] = prod;
+        }
+        let mut last = end - 1;
+        if comptime![f.reverse] {
+            last = start;
+        }
+        meta.z[p as usize] = sq.z[last as usize];
+        if comptime![f.with_lo] {
+            meta.z_lo[p as usize] = sq.z_lo[last as usize];
+        }
+    }
+}
+
+/// Apply pass of chunk `p`, channel `ch` of a level of `n` elements in `num_chunks`
+/// chunks: rescans the chunk and adds the inclusive state of the neighbouring chunk
+/// (`p − 1` forward, `p + 1` reverse; from the scanned level above, `top`) moved to each
+/// element by `f(|z_k − Z_q|)`. A level of one chunk has no level above.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn apply_unit(
+    p: u32,
+    ch: u32,
+    n: u32,
+    c: u32,
+    num_chunks: u32,
+    seg_len: u32,
+    sq: &Seq,
+    rates: &Rates,
+    top: &Top,
+    out: &mut States,
+    #[comptime] f: ScanFlags,
+) {
+    let start = p * DSCAN_CHUNK;
+    let end = min(start + DSCAN_CHUNK, n);
+    let mut has = false;
+    let mut ch_h = 0.0f32;
+    let mut ch_hi = 0.0f32;
+    let mut ch_g = 0.0f32;
+    let mut ch_gi = 0.0f32;
+    let mut ch_z = 0.0f32;
+    let mut ch_lo = 0.0f32;
+    let mut ch_s = 0u32;
+    if num_chunks > 1 {
+        let mut q = p;
+        if comptime![f.reverse] {
+            has = p + 1 < num_chunks;
+            q = p + 1;
+        } else {
+            has = p > 0;
+            if p > 0 {
+                q = p - 1;
+            }
+        }
+        if has {
+            let o = (q * c + ch) as usize;
+            ch_h = top.h[o];
+            if comptime![f.phased] {
+                ch_hi = top.h_im[o];
+            }
+            if comptime![f.moment] {
+                ch_g = top.g[o];
+                if comptime![f.phased] {
+                    ch_gi = top.g_im[o];
+                }
+            }
+            ch_z = top.z[q as usize];
+            if comptime![f.with_lo] {
+                ch_lo = top.z_lo[q as usize];
+            }
+            if comptime![!f.single] {
+                ch_s = top.seg[q as usize];
+            }
+        }
+    }
+    let carry = Carry {
+        h: ch_h,
+        hi: ch_hi,
+        g: ch_g,
+        gi: ch_gi,
+        z: ch_z,
+        lo: ch_lo,
+        seg: ch_s,
+        has,
+    };
+    local_pass(
+        sq, rates, out, start, end, ch, c, seg_len, &carry, 0u32, f, true,
+    );
 }
 
 /// Level pass 1: for each (chunk `p`, channel) the local scan's final state, stored at
@@ -270,7 +493,7 @@ fn local_pass(
 /// (channel 0) the coordinate and the segment of the chunk's last element in scan order
 /// (`agg_z[p]`, `agg_seg[p]`).
 #[cube(launch)]
-#[allow(clippy::too_many_arguments, clippy::collapsible_if)]
+#[allow(clippy::too_many_arguments)]
 pub fn dscan_aggregate_kernel(
     z: &Array<f32>,
     z_lo: &Array<f32>,
@@ -292,17 +515,9 @@ pub fn dscan_aggregate_kernel(
     agg_g_im: &mut Array<f32>,
     n: u32,
     c: u32,
-    chunk: u32,
     num_chunks: u32,
     seg_len: u32,
-    #[comptime] reverse: bool,
-    #[comptime] moment: bool,
-    #[comptime] tie: bool,
-    #[comptime] seg_from_len: bool,
-    #[comptime] ug_zero: bool,
-    #[comptime] with_q: bool,
-    #[comptime] with_lo: bool,
-    #[comptime] phased: bool,
+    #[comptime] f: ScanFlags,
 ) {
     let unit = ABSOLUTE_POS as u32;
     if unit >= num_chunks * c {
@@ -310,72 +525,45 @@ pub fn dscan_aggregate_kernel(
     }
     let p = unit / c;
     let ch = unit % c;
-    let start = p * chunk;
-    let end = min(start + chunk, n);
-    local_pass(
-        z,
-        z_lo,
-        seg,
-        rate,
-        rate_b,
-        q_in,
-        u,
-        u_im,
-        ug,
-        ug_im,
-        agg_h,
-        agg_h_im,
-        agg_g,
-        agg_g_im,
-        start,
-        end,
-        ch,
-        c,
-        seg_len,
-        0.0f32,
-        0.0f32,
-        0.0f32,
-        0.0f32,
-        0.0f32,
-        0.0f32,
-        0u32,
-        false,
-        unit,
-        reverse,
-        moment,
-        tie,
-        seg_from_len,
-        ug_zero,
-        with_q,
-        with_lo,
-        phased,
-        false,
-    );
-    if comptime![with_q] {
-        if ch == 0 {
-            let mut prod = 1.0f32;
-            for k in start..end {
-                prod *= q_in[k as usize];
-            }
-            agg_q[p as usize] = prod;
-        }
-    }
+    let sq = Seq {
+        z: z.to_slice(),
+        z_lo: z_lo.to_slice(),
+        seg: seg.to_slice(),
+        q: q_in.to_slice(),
+        u: u.to_slice(),
+        u_im: u_im.to_slice(),
+        ug: ug.to_slice(),
+        ug_im: ug_im.to_slice(),
+    };
+    let rates = Rates {
+        a: rate.to_slice(),
+        b: rate_b.to_slice(),
+    };
+    let mut agg = States {
+        h: agg_h.to_slice_mut(),
+        h_im: agg_h_im.to_slice_mut(),
+        g: agg_g.to_slice_mut(),
+        g_im: agg_g_im.to_slice_mut(),
+    };
+    let mut meta = Meta {
+        z: agg_z.to_slice_mut(),
+        z_lo: agg_zlo.to_slice_mut(),
+        q: agg_q.to_slice_mut(),
+    };
+    aggregate_unit(p, ch, n, c, seg_len, &sq, &rates, &mut agg, &mut meta, f);
     if ch == 0 {
-        let mut last = end - 1;
-        if comptime![reverse] {
+        let start = p * DSCAN_CHUNK;
+        let mut last = min(start + DSCAN_CHUNK, n) - 1;
+        if comptime![f.reverse] {
             last = start;
         }
-        agg_z[p as usize] = z[last as usize];
-        if comptime![with_lo] {
-            agg_zlo[p as usize] = z_lo[last as usize];
-        }
-        agg_seg[p as usize] = seg_of(seg, last, seg_len, seg_from_len);
+        agg_seg[p as usize] = seg_of(&sq.seg, last, seg_len, f.seg_from_len);
     }
 }
 
 /// Level pass 2: rescans each chunk and adds the inclusive state of the neighbouring chunk
 /// (`p − 1` forward, `p + 1` reverse; from the scanned aggregates `top_*`) moved to each
-/// element by `f(|z_k − Z_q|)`. Without `has_top` (a level of one chunk) nothing is added.
+/// element by `f(|z_k − Z_q|)`. A level of one chunk (`num_chunks = 1`) has no level above.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn dscan_apply_kernel(
@@ -402,102 +590,439 @@ pub fn dscan_apply_kernel(
     out_g_im: &mut Array<f32>,
     n: u32,
     c: u32,
-    chunk: u32,
     num_chunks: u32,
     seg_len: u32,
-    #[comptime] reverse: bool,
-    #[comptime] moment: bool,
-    #[comptime] tie: bool,
-    #[comptime] seg_from_len: bool,
-    #[comptime] ug_zero: bool,
-    #[comptime] with_q: bool,
-    #[comptime] with_lo: bool,
-    #[comptime] phased: bool,
-    #[comptime] has_top: bool,
+    #[comptime] f: ScanFlags,
 ) {
     let unit = ABSOLUTE_POS as u32;
     if unit >= num_chunks * c {
         terminate!();
     }
-    let p = unit / c;
-    let ch = unit % c;
-    let start = p * chunk;
-    let end = min(start + chunk, n);
-    let mut has_carry = false;
-    let mut ch_h = 0.0f32;
-    let mut ch_hi = 0.0f32;
-    let mut ch_g = 0.0f32;
-    let mut ch_gi = 0.0f32;
-    let mut ch_z = 0.0f32;
-    let mut ch_lo = 0.0f32;
-    let mut ch_s = 0u32;
-    if comptime![has_top] {
-        let mut q = p;
-        if comptime![reverse] {
-            has_carry = p + 1 < num_chunks;
-            q = p + 1;
-        } else {
-            has_carry = p > 0;
-            if p > 0 {
-                q = p - 1;
+    let sq = Seq {
+        z: z.to_slice(),
+        z_lo: z_lo.to_slice(),
+        seg: seg.to_slice(),
+        q: q_in.to_slice(),
+        u: u.to_slice(),
+        u_im: u_im.to_slice(),
+        ug: ug.to_slice(),
+        ug_im: ug_im.to_slice(),
+    };
+    let rates = Rates {
+        a: rate.to_slice(),
+        b: rate_b.to_slice(),
+    };
+    let top = Top {
+        z: top_z.to_slice(),
+        z_lo: top_zlo.to_slice(),
+        seg: top_seg.to_slice(),
+        h: top_h.to_slice(),
+        h_im: top_h_im.to_slice(),
+        g: top_g.to_slice(),
+        g_im: top_g_im.to_slice(),
+    };
+    let mut out = States {
+        h: out_h.to_slice_mut(),
+        h_im: out_h_im.to_slice_mut(),
+        g: out_g.to_slice_mut(),
+        g_im: out_g_im.to_slice_mut(),
+    };
+    apply_unit(
+        unit / c,
+        unit % c,
+        n,
+        c,
+        num_chunks,
+        seg_len,
+        &sq,
+        &rates,
+        &top,
+        &mut out,
+        f,
+    );
+}
+
+/// Scratch `f32` words per segment of [`dscan_cube_kernel()`] for segments of `seg_len`
+/// and `c` channels: for each of the two levels above the first (`P₁ = ⌈seg_len/32⌉`,
+/// `P₂ = ⌈P₁/32⌉` chunks), three per-chunk words (coordinate, low part, factor product)
+/// and eight per-chunk-and-channel words (aggregate and scanned `h`, `g`, real and
+/// imaginary).
+pub fn dscan_cube_scratch(seg_len: u32, c: u32) -> u32 {
+    let p1 = seg_len.div_ceil(DSCAN_CHUNK);
+    let p2 = p1.div_ceil(DSCAN_CHUNK);
+    (p1 + p2) * (3 + 8 * c)
+}
+
+/// Offsets of one level's scratch regions (see [`dscan_cube_scratch`]).
+#[derive(CubeType, Clone, Copy)]
+struct Region {
+    z: u32,
+    lo: u32,
+    q: u32,
+    h: u32,
+    s: u32,
+    end: u32,
+}
+
+#[cube]
+fn region(base: u32, p: u32, c: u32) -> Region {
+    let pc = p * c;
+    let h = base + 3 * p;
+    let s = h + 4 * pc;
+    Region {
+        z: base,
+        lo: base + p,
+        q: base + 2 * p,
+        h,
+        s,
+        end: s + 4 * pc,
+    }
+}
+
+/// `States` over `[at, at + 4·pc)` of the scratch: `h`, `h_im`, `g`, `g_im` in turn.
+#[cube]
+fn scratch_states(scratch: &mut Array<f32>, at: u32, pc: u32) -> States {
+    let a = at as usize;
+    let w = pc as usize;
+    States {
+        h: scratch.slice_mut(a, a + w),
+        h_im: scratch.slice_mut(a + w, a + 2 * w),
+        g: scratch.slice_mut(a + 2 * w, a + 3 * w),
+        g_im: scratch.slice_mut(a + 3 * w, a + 4 * w),
+    }
+}
+
+/// The level above stored in region `r` (`p` chunks): its per-chunk data as a sequence
+/// whose values are the aggregate states.
+#[cube]
+fn scratch_seq(scratch: &Array<f32>, seg: &Array<u32>, r: &Region, p: u32, c: u32) -> Seq {
+    let w = (p * c) as usize;
+    let h = r.h as usize;
+    Seq {
+        z: scratch.slice(r.z as usize, (r.z + p) as usize),
+        z_lo: scratch.slice(r.lo as usize, (r.lo + p) as usize),
+        seg: seg.to_slice(),
+        q: scratch.slice(r.q as usize, (r.q + p) as usize),
+        u: scratch.slice(h, h + w),
+        u_im: scratch.slice(h + w, h + 2 * w),
+        ug: scratch.slice(h + 2 * w, h + 3 * w),
+        ug_im: scratch.slice(h + 3 * w, h + 4 * w),
+    }
+}
+
+/// The scanned level in region `r` (`p` chunks) as the top of the level below.
+#[cube]
+fn scratch_top(scratch: &Array<f32>, seg: &Array<u32>, r: &Region, p: u32, c: u32) -> Top {
+    let w = (p * c) as usize;
+    let s = r.s as usize;
+    Top {
+        z: scratch.slice(r.z as usize, (r.z + p) as usize),
+        z_lo: scratch.slice(r.lo as usize, (r.lo + p) as usize),
+        seg: seg.to_slice(),
+        h: scratch.slice(s, s + w),
+        h_im: scratch.slice(s + w, s + 2 * w),
+        g: scratch.slice(s + 2 * w, s + 3 * w),
+        g_im: scratch.slice(s + 3 * w, s + 4 * w),
+    }
+}
+
+/// The flags of the levels above the first in the one-cube view: stored values carry
+/// the moment inputs (`ug_zero = !moment`).
+pub fn upper_flags(f: ScanFlags) -> ScanFlags {
+    ScanFlags {
+        seg_from_len: true,
+        ug_zero: !f.moment,
+        single: true,
+        ..f
+    }
+}
+
+/// The whole scan of one segment (`sq`, `seg_len ≤ DSCAN_CUBE_MAX_SEG` elements, `c`
+/// channels) by the units of one cube: levels up by [`aggregate_unit`], down by
+/// [`apply_unit`], a storage barrier between levels, the levels above the first in the
+/// scratch regions `r1`, `r2`. `f0` are the first level's flags (with `single`).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn cube_scan(
+    sq: &Seq,
+    rates: &Rates,
+    out: &mut States,
+    scratch: &mut Array<f32>,
+    seg: &Array<u32>,
+    seg_len: u32,
+    c: u32,
+    r1: &Region,
+    r2: &Region,
+    #[comptime] f0: ScanFlags,
+) {
+    let f1 = comptime![upper_flags(f0)];
+    let units = CUBE_DIM as u32;
+    let unit = UNIT_POS as u32;
+    let p0 = (seg_len + DSCAN_CHUNK - 1) / DSCAN_CHUNK;
+    let p1 = (p0 + DSCAN_CHUNK - 1) / DSCAN_CHUNK;
+    if p0 > 1 {
+        // Up: level 0 → region 1.
+        {
+            let mut agg = scratch_states(scratch, r1.h, p0 * c);
+            let mut meta = Meta {
+                z: scratch.slice_mut(r1.z as usize, (r1.z + p0) as usize),
+                z_lo: scratch.slice_mut(r1.lo as usize, (r1.lo + p0) as usize),
+                q: scratch.slice_mut(r1.q as usize, (r1.q + p0) as usize),
+            };
+            for w in range_stepped(unit, p0 * c, units) {
+                aggregate_unit(
+                    w / c,
+                    w % c,
+                    seg_len,
+                    c,
+                    ONE_SEGMENT,
+                    sq,
+                    rates,
+                    &mut agg,
+                    &mut meta,
+                    f0,
+                );
             }
         }
-        if has_carry {
-            let o = (q * c + ch) as usize;
-            ch_h = top_h[o];
-            if comptime![phased] {
-                ch_hi = top_h_im[o];
-            }
-            if comptime![moment] {
-                ch_g = top_g[o];
-                if comptime![phased] {
-                    ch_gi = top_g_im[o];
+        sync_storage();
+        let sq1 = scratch_seq(scratch, seg, r1, p0, c);
+        if p1 > 1 {
+            // Up: region 1 → region 2, then down: region 2 (one chunk) and region 1.
+            {
+                let mut agg = scratch_states(scratch, r2.h, p1 * c);
+                let mut meta = Meta {
+                    z: scratch.slice_mut(r2.z as usize, (r2.z + p1) as usize),
+                    z_lo: scratch.slice_mut(r2.lo as usize, (r2.lo + p1) as usize),
+                    q: scratch.slice_mut(r2.q as usize, (r2.q + p1) as usize),
+                };
+                for w in range_stepped(unit, p1 * c, units) {
+                    aggregate_unit(
+                        w / c,
+                        w % c,
+                        p0,
+                        c,
+                        ONE_SEGMENT,
+                        &sq1,
+                        rates,
+                        &mut agg,
+                        &mut meta,
+                        f1,
+                    );
                 }
             }
-            ch_z = top_z[q as usize];
-            if comptime![with_lo] {
-                ch_lo = top_zlo[q as usize];
+            sync_storage();
+            let sq2 = scratch_seq(scratch, seg, r2, p1, c);
+            let none = scratch_top(scratch, seg, r2, p1, c);
+            {
+                let mut scanned = scratch_states(scratch, r2.s, p1 * c);
+                for w in range_stepped(unit, c, units) {
+                    apply_unit(
+                        0u32,
+                        w,
+                        p1,
+                        c,
+                        1u32,
+                        ONE_SEGMENT,
+                        &sq2,
+                        rates,
+                        &none,
+                        &mut scanned,
+                        f1,
+                    );
+                }
             }
-            ch_s = top_seg[q as usize];
+            sync_storage();
+            let top2 = scratch_top(scratch, seg, r2, p1, c);
+            let mut scanned = scratch_states(scratch, r1.s, p0 * c);
+            for w in range_stepped(unit, p1 * c, units) {
+                apply_unit(
+                    w / c,
+                    w % c,
+                    p0,
+                    c,
+                    p1,
+                    ONE_SEGMENT,
+                    &sq1,
+                    rates,
+                    &top2,
+                    &mut scanned,
+                    f1,
+                );
+            }
+        } else {
+            // Down: region 1 is one chunk.
+            let none = scratch_top(scratch, seg, r1, p0, c);
+            let mut scanned = scratch_states(scratch, r1.s, p0 * c);
+            for w in range_stepped(unit, c, units) {
+                apply_unit(
+                    0u32,
+                    w,
+                    p0,
+                    c,
+                    1u32,
+                    ONE_SEGMENT,
+                    &sq1,
+                    rates,
+                    &none,
+                    &mut scanned,
+                    f1,
+                );
+            }
+        }
+        sync_storage();
+        let top1 = scratch_top(scratch, seg, r1, p0, c);
+        for w in range_stepped(unit, p0 * c, units) {
+            apply_unit(
+                w / c,
+                w % c,
+                seg_len,
+                c,
+                p0,
+                ONE_SEGMENT,
+                sq,
+                rates,
+                &top1,
+                out,
+                f0,
+            );
+        }
+    } else {
+        let none = scratch_top(scratch, seg, r1, p0, c);
+        for w in range_stepped(unit, c, units) {
+            apply_unit(
+                0u32,
+                w,
+                seg_len,
+                c,
+                1u32,
+                ONE_SEGMENT,
+                sq,
+                rates,
+                &none,
+                out,
+                f0,
+            );
         }
     }
-    local_pass(
-        z,
-        z_lo,
-        seg,
-        rate,
-        rate_b,
-        q_in,
-        u,
-        u_im,
-        ug,
-        ug_im,
-        out_h,
-        out_h_im,
-        out_g,
-        out_g_im,
-        start,
-        end,
-        ch,
-        c,
-        seg_len,
-        ch_h,
-        ch_hi,
-        ch_g,
-        ch_gi,
-        ch_z,
-        ch_lo,
-        ch_s,
-        has_carry,
-        0u32,
-        reverse,
-        moment,
-        tie,
-        seg_from_len,
-        ug_zero,
-        with_q,
-        with_lo,
-        phased,
-        true,
-    );
+}
+
+/// The passes of one [`dscan_cube_kernel()`] launch: `a` always, `b` and `c` when given
+/// (e.g. the forward and reverse sweeps and the tie mass of the Laplace operator). They
+/// share the coordinates, rates, values, factors and `phased`/`with_q`/`with_lo`; each has
+/// its own direction, moment and tie kind. Set `single` and `seg_from_len` in each.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct CubePasses {
+    /// The first pass.
+    pub a: ScanFlags,
+    /// A second pass (outputs `*_b`).
+    pub b: Option<ScanFlags>,
+    /// A third pass (outputs `h_c`, `h_c_im`; no moment).
+    pub c: Option<ScanFlags>,
+}
+
+/// The scans of segment `CUBE_POS` (of `seg_len ≤ DSCAN_CUBE_MAX_SEG` elements) in one
+/// cube, one pass after another ([`CubePasses`]), each by [`cube_scan`] with the levels
+/// above the first in `scratch` (`segs ×` [`dscan_cube_scratch`] words, reused by each
+/// pass after a barrier). The cube count may exceed `segs` (cubes past it exit at once);
+/// `seg` is an unread stand-in.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn dscan_cube_kernel(
+    z: &Array<f32>,
+    z_lo: &Array<f32>,
+    seg: &Array<u32>,
+    rate: &Array<f32>,
+    rate_b: &Array<f32>,
+    q_in: &Array<f32>,
+    u: &Array<f32>,
+    u_im: &Array<f32>,
+    scratch: &mut Array<f32>,
+    h_a: &mut Array<f32>,
+    h_a_im: &mut Array<f32>,
+    g_a: &mut Array<f32>,
+    g_a_im: &mut Array<f32>,
+    h_b: &mut Array<f32>,
+    h_b_im: &mut Array<f32>,
+    g_b: &mut Array<f32>,
+    g_b_im: &mut Array<f32>,
+    h_c: &mut Array<f32>,
+    h_c_im: &mut Array<f32>,
+    segs: u32,
+    seg_len: u32,
+    c: u32,
+    #[comptime] passes: CubePasses,
+) {
+    let s = CUBE_POS as u32;
+    if s >= segs {
+        terminate!();
+    }
+    let p0 = (seg_len + DSCAN_CHUNK - 1) / DSCAN_CHUNK;
+    let p1 = (p0 + DSCAN_CHUNK - 1) / DSCAN_CHUNK;
+    let a = (s * seg_len) as usize;
+    let b = a + seg_len as usize;
+    let ac = a * c as usize;
+    let bc = b * c as usize;
+    let sq = Seq {
+        z: z.slice(a, b),
+        z_lo: z_lo.slice(a, b),
+        seg: seg.to_slice(),
+        q: q_in.slice(a, b),
+        u: u.slice(ac, bc),
+        u_im: u_im.slice(ac, bc),
+        ug: u.slice(ac, bc),
+        ug_im: u.slice(ac, bc),
+    };
+    let si = s as usize;
+    let rates = Rates {
+        a: rate.slice(si, si + 1),
+        b: rate_b.slice(si, si + 1),
+    };
+    let r1 = region(s * dscan_cube_scratch_words(seg_len, c), p0, c);
+    let r2 = region(r1.end, p1, c);
+    {
+        let mut out = States {
+            h: h_a.slice_mut(ac, bc),
+            h_im: h_a_im.slice_mut(ac, bc),
+            g: g_a.slice_mut(ac, bc),
+            g_im: g_a_im.slice_mut(ac, bc),
+        };
+        cube_scan(
+            &sq, &rates, &mut out, scratch, seg, seg_len, c, &r1, &r2, passes.a,
+        );
+    }
+    if comptime![passes.b.is_some()] {
+        sync_storage();
+        let mut out = States {
+            h: h_b.slice_mut(ac, bc),
+            h_im: h_b_im.slice_mut(ac, bc),
+            g: g_b.slice_mut(ac, bc),
+            g_im: g_b_im.slice_mut(ac, bc),
+        };
+        let fb = comptime![passes.b.unwrap()];
+        cube_scan(
+            &sq, &rates, &mut out, scratch, seg, seg_len, c, &r1, &r2, fb,
+        );
+    }
+    if comptime![passes.c.is_some()] {
+        sync_storage();
+        // No moment: `g` is never written.
+        let mut out = States {
+            h: h_c.slice_mut(ac, bc),
+            h_im: h_c_im.slice_mut(ac, bc),
+            g: h_c.slice_mut(ac, bc),
+            g_im: h_c_im.slice_mut(ac, bc),
+        };
+        let fc = comptime![passes.c.unwrap()];
+        cube_scan(
+            &sq, &rates, &mut out, scratch, seg, seg_len, c, &r1, &r2, fc,
+        );
+    }
+}
+
+/// [`dscan_cube_scratch`] inside a kernel.
+#[cube]
+fn dscan_cube_scratch_words(seg_len: u32, c: u32) -> u32 {
+    let p1 = (seg_len + DSCAN_CHUNK - 1) / DSCAN_CHUNK;
+    let p2 = (p1 + DSCAN_CHUNK - 1) / DSCAN_CHUNK;
+    (p1 + p2) * (3 + 8 * c)
 }

@@ -35,6 +35,52 @@ use crate::validate;
 
 const CHUNK: usize = k::DSCAN_CHUNK as usize;
 
+/// Longest segment scanned by one cube ([`k::dscan_cube_kernel`]); longer segments go
+/// level by level over the whole grid.
+pub const ONE_CUBE_MAX_SEG: usize = 4096;
+
+/// Most units of the one-cube kernel's cube.
+const CUBE_UNITS: usize = 256;
+
+/// Whether a level-0 scan of `n` elements in segments of `seg_len`, `c` channels, runs
+/// in one cube per segment: segments of at most [`ONE_CUBE_MAX_SEG`] and at most 8 chunk
+/// passes per unit (`⌈seg_len/32⌉·c ≤ 2048`), and more than one chunk in all (a single
+/// chunk is one launch either way).
+fn one_cube(n: usize, seg_len: usize, c: usize) -> bool {
+    match SCAN_PATH.with(|p| p.get()) {
+        ScanPath::Auto => {
+            seg_len <= ONE_CUBE_MAX_SEG
+                && seg_len.div_ceil(CHUNK) * c <= 8 * CUBE_UNITS
+                && n > CHUNK
+        }
+        ScanPath::Levels => false,
+        ScanPath::OneCube => seg_len <= k::DSCAN_CUBE_MAX_SEG as usize,
+    }
+}
+
+/// Which kernels run the anchored scans (for cross-checks and benches; both compute the
+/// same floating-point operations in the same order, so their outputs are bitwise equal).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanPath {
+    /// One cube per segment for short segments, level by level otherwise.
+    Auto,
+    /// Always level by level over the whole grid.
+    Levels,
+    /// One cube per segment whenever segments are at most `DSCAN_CUBE_MAX_SEG` long.
+    OneCube,
+}
+
+thread_local! {
+    static SCAN_PATH: std::cell::Cell<ScanPath> = const { std::cell::Cell::new(ScanPath::Auto) };
+}
+
+/// Sets this thread's [`ScanPath`]; returns the previous one.
+#[doc(hidden)]
+pub fn set_scan_path(path: ScanPath) -> ScanPath {
+    SCAN_PATH.with(|p| p.replace(path))
+}
+
 /// What a [`decay_scan`] computes.
 #[derive(Clone, Copy, Debug)]
 pub struct DecayScan<'a> {
@@ -77,11 +123,11 @@ struct Im<'a> {
 }
 
 /// A level's outputs: `h` and `g` (with `moment`), with their imaginary parts when phased.
-struct Out {
-    h: Tensor,
-    h_im: Option<Tensor>,
-    g: Option<Tensor>,
-    g_im: Option<Tensor>,
+pub(crate) struct Out {
+    pub(crate) h: Tensor,
+    pub(crate) h_im: Option<Tensor>,
+    pub(crate) g: Option<Tensor>,
+    pub(crate) g_im: Option<Tensor>,
 }
 
 fn scan_level(
@@ -98,6 +144,28 @@ fn scan_level(
     let p = n.div_ceil(CHUNK);
     let moment = spec.moment;
     let phased = im.is_some();
+    if lv.seg.is_none() && one_cube(n, spec.seg_len, c) {
+        // The whole hierarchy of each segment in one cube (one launch).
+        let f = k::ScanFlags {
+            reverse: spec.reverse,
+            moment,
+            tie: spec.tie,
+            seg_from_len: true,
+            ug_zero: ug.is_none(),
+            with_q: lv.q.is_some(),
+            with_lo: lv.zlo.is_some(),
+            phased,
+            single: true,
+        };
+        let passes = k::CubePasses {
+            a: f,
+            b: None,
+            c: None,
+        };
+        let rates = (spec.rate, im.map(|im| im.rate_b));
+        let mut outs = cube_scans(lv, (u, im.map(|im| im.u)), rates, spec.seg_len, c, passes)?;
+        return Ok(outs.remove(0));
+    }
     let mk = |on: bool, rows: usize| -> Result<Tensor> {
         if on {
             Tensor::empty(OP, dev, &[rows, c], DType::F32)
@@ -127,14 +195,23 @@ fn scan_level(
     let q_t = lv.q.unwrap_or(lv.z);
     let with_lo = lv.zlo.is_some();
     let zlo_t = lv.zlo.unwrap_or(lv.z);
-    let (n32, c32, ch32, p32, sl32) = (
+    let (n32, c32, p32, sl32) = (
         n as u32,
         c as u32,
-        CHUNK as u32,
         p as u32,
         spec.seg_len.min(u32::MAX as usize) as u32,
     );
-    let (reverse, tie) = (spec.reverse, spec.tie);
+    let f = k::ScanFlags {
+        reverse: spec.reverse,
+        moment,
+        tie: spec.tie,
+        seg_from_len,
+        ug_zero,
+        with_q,
+        with_lo,
+        phased,
+        single: false,
+    };
     let top = if p > 1 {
         let agg_z = Tensor::empty(OP, dev, &[p], DType::F32)?;
         let agg_zlo = Tensor::empty(OP, dev, &[if with_lo { p } else { 1 }], DType::F32)?;
@@ -165,17 +242,9 @@ fn scan_level(
             arr::<R>(&agg_gi),
             n32,
             c32,
-            ch32,
             p32,
             sl32,
-            reverse,
-            moment,
-            tie,
-            seg_from_len,
-            ug_zero,
-            with_q,
-            with_lo,
-            phased,
+            f,
         ));
         let up = Level {
             z: &agg_z,
@@ -193,7 +262,6 @@ fn scan_level(
     } else {
         None
     };
-    let has_top = top.is_some();
     let (tz, tzlo, ts, th, thi, tg, tgi) = match &top {
         Some((z, zl, s, o)) => {
             let hi = o.h_im.as_ref().unwrap_or(&o.h);
@@ -227,18 +295,9 @@ fn scan_level(
         arr::<R>(&out_gi),
         n32,
         c32,
-        ch32,
         p32,
         sl32,
-        reverse,
-        moment,
-        tie,
-        seg_from_len,
-        ug_zero,
-        with_q,
-        with_lo,
-        phased,
-        has_top,
+        f,
     ));
     Ok(Out {
         h: out_h,
@@ -246,6 +305,160 @@ fn scan_level(
         g: moment.then_some(out_g),
         g_im: (moment && phased).then_some(out_gi),
     })
+}
+
+/// Runs the passes of one [`k::dscan_cube_kernel`] launch on the level-0 sequence `lv`
+/// (segments of `seg_len`, from their length) with values `u` (planar, `[N, c]`) and
+/// rates `(a, b)` (`b` for phased passes); returns one [`Out`] per pass.
+fn cube_scans(
+    lv: Level<'_>,
+    u: (&Tensor, Option<&Tensor>),
+    rate: (&Tensor, Option<&Tensor>),
+    seg_len: usize,
+    c: usize,
+    passes: k::CubePasses,
+) -> Result<Vec<Out>> {
+    const OP: &str = "decay_scan";
+    let dev = lv.z.device();
+    let n = lv.z.numel();
+    let segs = n / seg_len;
+    let phased = passes.a.phased;
+    let flags = [Some(passes.a), passes.b, passes.c];
+    let mk = |on: bool| -> Result<Tensor> {
+        let shape = if on { vec![n, c] } else { vec![1] };
+        Tensor::empty(OP, dev, &shape, DType::F32)
+    };
+    let mut outs = Vec::new();
+    for f in flags {
+        let on = f.is_some();
+        let moment = f.is_some_and(|f| f.moment);
+        outs.push(Out {
+            h: mk(on)?,
+            h_im: Some(mk(on && phased)?),
+            g: Some(mk(moment)?),
+            g_im: Some(mk(moment && phased)?),
+        });
+    }
+    let words = k::dscan_cube_scratch(seg_len as u32, c as u32) as usize;
+    let scratch = Tensor::empty(OP, dev, &[segs * words], DType::F32)?;
+    let dummy_seg = Tensor::empty(OP, dev, &[1], DType::U32)?;
+    let zlo = lv.zlo.unwrap_or(lv.z);
+    let q = lv.q.unwrap_or(lv.z);
+    let ui = u.1.unwrap_or(u.0);
+    let rb = rate.1.unwrap_or(rate.0);
+    let units = (seg_len.div_ceil(CHUNK) * c)
+        .next_power_of_two()
+        .clamp(32, CUBE_UNITS) as u32;
+    let o = |i: usize, which: usize| -> &Tensor {
+        let x = &outs[i];
+        match which {
+            0 => &x.h,
+            1 => x.h_im.as_ref().expect("allocated"),
+            2 => x.g.as_ref().expect("allocated"),
+            _ => x.g_im.as_ref().expect("allocated"),
+        }
+    };
+    crate::counters::count_launch(dev);
+    let prof = crate::counters::profile_start(dev);
+    crate::dispatch!(dev, |client, R| k::dscan_cube_kernel::launch::<R>(
+        client,
+        lapis_kernels::sort_rows::row_sort_cube_count(client, segs),
+        cubecl::prelude::CubeDim::new_1d(units),
+        arr::<R>(lv.z),
+        arr::<R>(zlo),
+        arr::<R>(&dummy_seg),
+        arr::<R>(rate.0),
+        arr::<R>(rb),
+        arr::<R>(q),
+        arr::<R>(u.0),
+        arr::<R>(ui),
+        arr::<R>(&scratch),
+        arr::<R>(o(0, 0)),
+        arr::<R>(o(0, 1)),
+        arr::<R>(o(0, 2)),
+        arr::<R>(o(0, 3)),
+        arr::<R>(o(1, 0)),
+        arr::<R>(o(1, 1)),
+        arr::<R>(o(1, 2)),
+        arr::<R>(o(1, 3)),
+        arr::<R>(o(2, 0)),
+        arr::<R>(o(2, 1)),
+        segs as u32,
+        seg_len as u32,
+        c as u32,
+        passes,
+    ));
+    crate::counters::profile_end(dev, "decay_scan::dscan_cube_kernel", prof);
+    let mut res = Vec::new();
+    for (x, f) in outs.into_iter().zip(flags) {
+        if let Some(f) = f {
+            res.push(Out {
+                h: x.h,
+                h_im: x.h_im.filter(|_| f.phased),
+                g: x.g.filter(|_| f.moment),
+                g_im: x.g_im.filter(|_| f.moment && f.phased),
+            });
+        }
+    }
+    Ok(res)
+}
+
+/// The Laplace operator's sweeps over sorted segments of `seg_len` in one launch, when
+/// the segments are short enough for one cube each (see [`ONE_CUBE_MAX_SEG`]): the
+/// forward and reverse scans (with first moments when `moment`) of the planar values `u`
+/// at rates `(a, b)` (complex with `b`), and with `tie` the tie mass. `None` when the
+/// segments are too long (the caller scans level by level).
+pub(crate) fn laplace_sweeps_one_cube(
+    z: &Tensor,
+    u: (&Tensor, Option<&Tensor>),
+    rate: (&Tensor, Option<&Tensor>),
+    seg_len: usize,
+    moment: bool,
+    tie: bool,
+) -> Result<Option<(Out, Out, Option<Out>)>> {
+    let n = z.numel();
+    let c = u.0.numel() / n.max(1);
+    if n == 0 || c == 0 || !one_cube(n, seg_len, c) {
+        return Ok(None);
+    }
+    let phased = rate.1.is_some();
+    let base = k::ScanFlags {
+        reverse: false,
+        moment,
+        tie: false,
+        seg_from_len: true,
+        ug_zero: true,
+        with_q: false,
+        with_lo: false,
+        phased,
+        single: true,
+    };
+    let passes = k::CubePasses {
+        a: base,
+        b: Some(k::ScanFlags {
+            reverse: true,
+            ..base
+        }),
+        c: tie.then_some(k::ScanFlags {
+            moment: false,
+            tie: true,
+            ..base
+        }),
+    };
+    let lv = Level {
+        z,
+        zlo: None,
+        q: None,
+        seg: None,
+    };
+    let u2 = (
+        &u.0.reshape(&[n, c])?,
+        u.1.map(|x| x.reshape(&[n, c])).transpose()?,
+    );
+    let mut outs = cube_scans(lv, (u2.0, u2.1.as_ref()), rate, seg_len, c, passes)?.into_iter();
+    let fwd = outs.next().expect("pass a");
+    let rev = outs.next().expect("pass b");
+    Ok(Some((fwd, rev, outs.next())))
 }
 
 /// Checks `z [N]` and `u [N]`/`[N, c]` (f32, same device); returns `c`.

@@ -296,6 +296,39 @@ fn sorted_sweeps(
         factors: None,
         coords_lo: None,
     };
+    // Short segments: forward, reverse and tie sweeps in one launch (one cube per row).
+    if let Some((f, r, t)) = crate::decay_scan::laplace_sweeps_one_cube(
+        &z,
+        (&u.0, u.1.as_ref()),
+        rate,
+        seg,
+        moment,
+        tie,
+    )? {
+        let planar = |h: Tensor, hi: Option<Tensor>| -> Result<Planar> {
+            Ok((
+                h.reshape(u.0.shape())?,
+                hi.map(|x| x.reshape(u.0.shape())).transpose()?,
+            ))
+        };
+        let moments = match (f.g, r.g) {
+            (Some(gl), Some(gq)) => Some((planar(gl, f.g_im)?, planar(gq, r.g_im)?)),
+            _ => None,
+        };
+        let tie_mass = match t {
+            Some(t) => Some(planar(t.h, t.h_im)?),
+            None => None,
+        };
+        return Ok(Sweeps {
+            z,
+            perm,
+            rate: (rate.0.clone(), rate.1.cloned()),
+            l: planar(f.h, f.h_im)?,
+            q: planar(r.h, r.h_im)?,
+            tie_mass,
+            moments,
+        });
+    }
     type Scanned = (Planar, Option<Planar>);
     let scan = |reverse: bool| -> Result<Scanned> {
         match (rate.1, &u.1) {

@@ -27,6 +27,10 @@ struct Args {
     /// (e.g. `2^20`), after a warm-up call.
     #[arg(long)]
     profile_backward: Option<String>,
+    /// Run the anchored scans level by level even for short segments (the launches before
+    /// the one-cube scan kernel).
+    #[arg(long)]
+    levels: bool,
 }
 
 /// Launches and host reads of `f`'s second call (the first compiles and warms the pool).
@@ -42,6 +46,9 @@ fn count(dev: &Device, mut f: impl FnMut() -> Result<()>) -> Result<(u64, u64)> 
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if args.levels {
+        lapis_ops::decay_scan::set_scan_path(lapis_ops::decay_scan::ScanPath::Levels);
+    }
     let dev = Device::auto()?;
     if let Some(sizes) = &args.sort_sizes {
         for n in lapis_ops::timing::parse_sizes(sizes)? {

@@ -591,6 +591,54 @@ fn backward_on_the_forward_sort_is_identical() {
     }
 }
 
+/// The short-operator path (forward, reverse and tie sweeps of one row in one cube, one
+/// launch) against the level-by-level scans: one operator is one segment, chunked alike
+/// by both, so outputs and every gradient, real and phased, must be bitwise equal — for
+/// uniform, tie-heavy and widely spread anchors, from one chunk to three levels.
+#[test]
+fn one_cube_sweeps_are_bitwise_the_level_sweeps() {
+    use lapis_ops::decay_scan::{set_scan_path, ScanPath};
+    let dev = device();
+    for (case, &(n, m, c, kind)) in [
+        (5usize, 7usize, 1usize, 0u8),
+        (40, 50, 3, 1),
+        (700, 129, 2, 2),
+        (1000, 1000, 2, 0),
+        (2000, 2096, 1, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 300 + case as u64;
+        let s = up1(&dev, &coords(n, kind, seed));
+        let t = up1(&dev, &coords(m, kind, seed + 1));
+        let v = upload(&dev, &vals(n, c, seed + 2));
+        let g = upload(&dev, &vals(m, c, seed + 3));
+        let g2 = lapis_ops::affine(&g, -0.5, 0.25).unwrap();
+        let run = |path| {
+            let old = set_scan_path(path);
+            let y = lapis_ops::laplace_apply(&s, &t, &v, 0.7f32).unwrap();
+            let gr = lapis_ops::laplace_apply_backward(&s, &t, &v, 0.7f32, &g).unwrap();
+            let (pr, pi) = lapis_ops::laplace_apply_phased(&s, &t, &v, 0.7f32, 1.9f32).unwrap();
+            let (gp, gb) =
+                lapis_ops::laplace_apply_phased_backward(&s, &t, &v, 0.7f32, 1.9f32, &g, &g2)
+                    .unwrap();
+            set_scan_path(old);
+            [
+                y, gr.values, gr.sources, gr.targets, gr.lambda, pr, pi, gp.values, gp.sources,
+                gp.targets, gp.lambda, gb,
+            ]
+            .iter()
+            .map(bits)
+            .collect::<Vec<_>>()
+        };
+        let (one, levels) = (run(ScanPath::OneCube), run(ScanPath::Levels));
+        for (i, (a, b)) in one.iter().zip(&levels).enumerate() {
+            assert_eq!(a, b, "output {i}, case {case}");
+        }
+    }
+}
+
 /// One head of the multi-head test: `(s, t, V, Ḡr, Ḡi, a, b)`.
 type Head = (
     Vec<f64>,
