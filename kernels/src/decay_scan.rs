@@ -918,13 +918,17 @@ pub struct CubePasses {
     pub b: Option<ScanFlags>,
     /// A third pass (outputs `h_c`, `h_c_im`; no moment).
     pub c: Option<ScanFlags>,
+    /// After the passes, the Laplace operator's gather from the forward (`a`) and reverse
+    /// (`b`) sweeps into `y`, `y_im` (see [`crate::laplace::gather_unit`]; `perm` and
+    /// `n_src` are read only then).
+    pub gather: bool,
 }
 
 /// The scans of segment `CUBE_POS` (of `seg_len ≤ DSCAN_CUBE_MAX_SEG` elements) in one
 /// cube, one pass after another ([`CubePasses`]), each by [`cube_scan`] with the levels
 /// above the first in `scratch` (`segs ×` [`dscan_cube_scratch`] words, reused by each
-/// pass after a barrier). The cube count may exceed `segs` (cubes past it exit at once);
-/// `seg` is an unread stand-in.
+/// pass after a barrier), then optionally the gather. The cube count may exceed `segs`
+/// (cubes past it exit at once); `seg` is an unread stand-in.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn dscan_cube_kernel(
@@ -947,9 +951,13 @@ pub fn dscan_cube_kernel(
     g_b_im: &mut Array<f32>,
     h_c: &mut Array<f32>,
     h_c_im: &mut Array<f32>,
+    perm: &Array<u32>,
+    y: &mut Array<f32>,
+    y_im: &mut Array<f32>,
     segs: u32,
     seg_len: u32,
     c: u32,
+    n_src: u32,
     #[comptime] passes: CubePasses,
 ) {
     let s = CUBE_POS as u32;
@@ -1016,6 +1024,31 @@ pub fn dscan_cube_kernel(
         cube_scan(
             &sq, &rates, &mut out, scratch, seg, seg_len, c, &r1, &r2, fc,
         );
+    }
+    if comptime![passes.gather] {
+        sync_storage();
+        let base = s * seg_len * c;
+        for w in range_stepped(UNIT_POS as u32, seg_len * c, CUBE_DIM as u32) {
+            crate::laplace::gather_unit(
+                z,
+                z_lo,
+                perm,
+                h_a,
+                h_a_im,
+                h_b,
+                h_b_im,
+                y,
+                y_im,
+                base + w,
+                n_src,
+                c,
+                rate,
+                rate_b,
+                seg_len,
+                passes.a.with_lo,
+                passes.a.phased,
+            );
+        }
     }
 }
 

@@ -64,6 +64,85 @@ pub fn laplace_swap_kernel(
     }
 }
 
+/// The whole merge of one short operator per cube (row `CUBE_POS`, `N = n + m ≤ 4096`
+/// anchors): loads `[s_r; t_r]` as order-preserving keys with their positions, flags a
+/// non-finite source or target (`flags[slot_src]`, `flags[slot_tgt]`; see
+/// [`crate::checks`]), sorts the pairs by the bitonic network of
+/// [`crate::sort_rows`] (stable, so sources before targets at ties), and writes the sorted
+/// coordinates `z`, the positions `perm` (within the row) and the scattered values
+/// `u[k, :] = V[r, perm[k], :]` at sources, 0 at targets — what the concatenation, the
+/// check, the row sort and [`laplace_scatter_kernel()`] compute, in one launch.
+/// `log_len = ⌈log₂ N⌉`; requires `2 ≤ N ≤ 4096` and 32 KiB of shared memory.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments, unused_assignments)]
+pub fn laplace_merge_kernel(
+    src: &Array<f32>,
+    tgt: &Array<f32>,
+    values: &Array<f32>,
+    z: &mut Array<f32>,
+    perm: &mut Array<u32>,
+    u: &mut Array<f32>,
+    flags: &mut Array<u32>,
+    rows: u32,
+    n_src: u32,
+    m: u32,
+    c: u32,
+    log_len: u32,
+    slot_src: u32,
+    slot_tgt: u32,
+) {
+    let row = CUBE_POS as u32;
+    if row >= rows {
+        terminate!();
+    }
+    let mut key = SharedMemory::<u32>::new(4096usize);
+    let mut col = SharedMemory::<u32>::new(4096usize);
+    let seg = n_src + m;
+    let len = 1u32 << log_len;
+    let mut i = UNIT_POS as u32;
+    while i < len {
+        let mut kk = 0xFFFF_FFFFu32;
+        let mut cc = 0xFFFF_FFFFu32;
+        if i < seg {
+            let mut x = 0.0f32;
+            let mut slot = slot_tgt;
+            if i < n_src {
+                x = src[(row * n_src + i) as usize];
+                slot = slot_src;
+            } else {
+                x = tgt[(row * m + i - n_src) as usize];
+            }
+            if x.is_nan() || x.is_inf() {
+                flags[slot as usize] = 1u32;
+            }
+            kk = crate::sort::encode_key(x);
+            cc = i;
+        }
+        key[i as usize] = kk;
+        col[i as usize] = cc;
+        i += CUBE_DIM as u32;
+    }
+    sync_cube();
+    crate::sort_rows::bitonic_network(&mut key, &mut col, len);
+    let base = row * seg;
+    let mut j = UNIT_POS as u32;
+    while j < seg {
+        z[(base + j) as usize] = crate::sort::decode_key(key[j as usize]);
+        perm[(base + j) as usize] = col[j as usize];
+        j += CUBE_DIM as u32;
+    }
+    let mut w = UNIT_POS as u32;
+    while w < seg * c {
+        let p = col[(w / c) as usize];
+        let mut v = 0.0f32;
+        if p < n_src {
+            v = values[((row * n_src + p) * c + w % c) as usize];
+        }
+        u[(base * c + w) as usize] = v;
+        w += CUBE_DIM as u32;
+    }
+}
+
 /// `u[k, :] = V[perm[k], :]` for sources (`perm[k] < n_src`), 0 for targets. With rows
 /// (independent operators sorted row by row, `seg = n_src + m` per row, `perm` holding
 /// indices within the row), row `r` reads `V[r, perm[k], :]`; one operator is `seg = total`.
@@ -137,6 +216,35 @@ pub fn laplace_gather_kernel(
     if unit >= total * c {
         terminate!();
     }
+    gather_unit(
+        z, z_lo, perm, l, l_im, q, q_im, y, y_im, unit, n_src, c, rate_a, rate_b, seg, with_lo,
+        phased,
+    );
+}
+
+/// One `(position, channel)` unit of [`laplace_gather_kernel()`]: writes `Y` when the
+/// position `unit / c` holds a target.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn gather_unit(
+    z: &Array<f32>,
+    z_lo: &Array<f32>,
+    perm: &Array<u32>,
+    l: &Array<f32>,
+    l_im: &Array<f32>,
+    q: &Array<f32>,
+    q_im: &Array<f32>,
+    y: &mut Array<f32>,
+    y_im: &mut Array<f32>,
+    unit: u32,
+    n_src: u32,
+    c: u32,
+    rate_a: &Array<f32>,
+    rate_b: &Array<f32>,
+    seg: u32,
+    #[comptime] with_lo: bool,
+    #[comptime] phased: bool,
+) {
     let k = unit / c;
     let ch = unit % c;
     let row = k / seg;

@@ -28,11 +28,24 @@ pub fn encode_f32_kernel(keys: &Array<f32>, bits: &mut Array<u32>, n: u32) {
     if i >= n as usize {
         terminate!();
     }
-    let x = keys[i];
+    bits[i] = encode_key(keys[i]);
+}
+
+/// The order-preserving u32 of `x` (see [`encode_f32_kernel()`]).
+#[cube]
+pub fn encode_key(x: f32) -> u32 {
     let b = u32::reinterpret(x);
     let neg = (b >> 31) == 1u32;
     let enc = select(neg, b ^ 0xFFFF_FFFFu32, b | 0x8000_0000u32);
-    bits[i] = select(x.is_nan(), 0xFFFF_FFFFu32, enc);
+    select(x.is_nan(), 0xFFFF_FFFFu32, enc)
+}
+
+/// Inverse of [`encode_key`] (NaN comes back as a quiet NaN).
+#[cube]
+pub fn decode_key(b: u32) -> f32 {
+    let was_pos = (b >> 31) == 1u32;
+    let raw = select(was_pos, b ^ 0x8000_0000u32, b ^ 0xFFFF_FFFFu32);
+    f32::reinterpret(raw)
 }
 
 /// Inverse of [`encode_f32_kernel()`] (NaN comes back as a quiet NaN).
@@ -42,10 +55,7 @@ pub fn decode_f32_kernel(bits: &Array<u32>, keys: &mut Array<f32>, n: u32) {
     if i >= n as usize {
         terminate!();
     }
-    let b = bits[i];
-    let was_pos = (b >> 31) == 1u32;
-    let raw = select(was_pos, b ^ 0x8000_0000u32, b ^ 0xFFFF_FFFFu32);
-    keys[i] = f32::reinterpret(raw);
+    keys[i] = decode_key(bits[i]);
 }
 
 /// `out[i] = i` for `i < n`.

@@ -89,7 +89,6 @@ pub fn bitonic_sort_rows_kernel(
     let mut key = SharedMemory::<u32>::new(4096usize);
     let mut col = SharedMemory::<u32>::new(4096usize);
     let len = 1u32 << log_len;
-    let half = len >> 1u32;
     let base = row * n as usize;
 
     // Load the row, padding with sentinels that sort after every real pair.
@@ -107,6 +106,23 @@ pub fn bitonic_sort_rows_kernel(
     }
     sync_cube();
 
+    bitonic_network(&mut key, &mut col, len);
+
+    // The first n slots are the sorted row.
+    let mut j = UNIT_POS;
+    while j < n {
+        sorted[base + j as usize] = key[j as usize];
+        perm[base + j as usize] = col[j as usize];
+        j += CUBE_DIM;
+    }
+}
+
+/// The bitonic network on `len` (a power of two) pairs `(key, col)` in shared memory,
+/// ascending by `(key, col)`, by the cube's units (see the module docs); ends with a
+/// barrier.
+#[cube]
+pub fn bitonic_network(key: &mut SharedMemory<u32>, col: &mut SharedMemory<u32>, len: u32) {
+    let half = len >> 1u32;
     // Bitonic network: block size `size`, compare distance `d`. Unit u owns the pairs
     // [u·per, (u+1)·per) and so the elements [2u·per, 2(u+1)·per): a stage with d ≤ per
     // stays inside each unit's elements, so the runs of such stages need no barrier.
@@ -119,7 +135,7 @@ pub fn bitonic_sort_rows_kernel(
         while d > per {
             let mut t = UNIT_POS;
             while t < half {
-                compare_exchange(&mut key, &mut col, t, d, size);
+                compare_exchange(key, col, t, d, size);
                 t += CUBE_DIM;
             }
             sync_cube();
@@ -129,21 +145,13 @@ pub fn bitonic_sort_rows_kernel(
         if first < half {
             while d > 0u32 {
                 for r in 0..per {
-                    compare_exchange(&mut key, &mut col, first + r, d, size);
+                    compare_exchange(key, col, first + r, d, size);
                 }
                 d >>= 1u32;
             }
         }
         sync_cube();
         size <<= 1u32;
-    }
-
-    // The first n slots are the sorted row.
-    let mut j = UNIT_POS;
-    while j < n {
-        sorted[base + j as usize] = key[j as usize];
-        perm[base + j as usize] = col[j as usize];
-        j += CUBE_DIM;
     }
 }
 

@@ -293,6 +293,26 @@ pub fn check_f32_rows(
     after(dev)
 }
 
+/// Reserves the slots of a check that a fused kernel raises itself: `(flags, slot of
+/// names.0, slot of names.1)`; call [`after_fused`] once the kernel is launched.
+pub(crate) fn reserve_pair(
+    dev: &Device,
+    op: &'static str,
+    names: (&'static str, &'static str),
+    accept: Accept,
+    msg: &str,
+) -> Result<(Tensor, u32, u32)> {
+    let (flags, lo) = reserve(dev, op, names.0, accept.value(), msg.into())?;
+    let (_, hi) = reserve(dev, op, names.1, accept.value(), msg.into())?;
+    Ok((flags, lo, hi))
+}
+
+/// After a fused kernel raised the slots of [`reserve_pair`]: resolves at once in strict
+/// mode.
+pub(crate) fn after_fused(dev: &Device) -> Result<()> {
+    after(dev)
+}
+
 /// Deferred check that every u32 index in `idx` is `< len` (argument `name` of `op`).
 /// One launch, no read.
 pub fn check_index(op: &'static str, name: &'static str, idx: &Tensor, len: usize) -> Result<()> {

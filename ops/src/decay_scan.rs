@@ -161,9 +161,18 @@ fn scan_level(
             a: f,
             b: None,
             c: None,
+            gather: false,
         };
         let rates = (spec.rate, im.map(|im| im.rate_b));
-        let mut outs = cube_scans(lv, (u, im.map(|im| im.u)), rates, spec.seg_len, c, passes)?;
+        let (mut outs, _) = cube_scans(
+            lv,
+            (u, im.map(|im| im.u)),
+            rates,
+            spec.seg_len,
+            c,
+            passes,
+            None,
+        )?;
         return Ok(outs.remove(0));
     }
     let mk = |on: bool, rows: usize| -> Result<Tensor> {
@@ -317,7 +326,8 @@ fn cube_scans(
     seg_len: usize,
     c: usize,
     passes: k::CubePasses,
-) -> Result<Vec<Out>> {
+    gather: Option<(&Tensor, usize)>,
+) -> Result<(Vec<Out>, Option<(Tensor, Option<Tensor>)>)> {
     const OP: &str = "decay_scan";
     let dev = lv.z.device();
     let n = lv.z.numel();
@@ -342,6 +352,14 @@ fn cube_scans(
     let words = k::dscan_cube_scratch(seg_len as u32, c as u32) as usize;
     let scratch = Tensor::empty(OP, dev, &[segs * words], DType::F32)?;
     let dummy_seg = Tensor::empty(OP, dev, &[1], DType::U32)?;
+    let (perm, n_src) = gather.unwrap_or((&dummy_seg, 0));
+    let ny = if gather.is_some() {
+        segs * (seg_len - n_src) * c
+    } else {
+        1
+    };
+    let y = Tensor::empty(OP, dev, &[ny.max(1)], DType::F32)?;
+    let y_im = Tensor::empty(OP, dev, &[if phased { ny.max(1) } else { 1 }], DType::F32)?;
     let zlo = lv.zlo.unwrap_or(lv.z);
     let q = lv.q.unwrap_or(lv.z);
     let ui = u.1.unwrap_or(u.0);
@@ -383,9 +401,13 @@ fn cube_scans(
         arr::<R>(o(1, 3)),
         arr::<R>(o(2, 0)),
         arr::<R>(o(2, 1)),
+        arr::<R>(perm),
+        arr::<R>(&y),
+        arr::<R>(&y_im),
         segs as u32,
         seg_len as u32,
         c as u32,
+        n_src as u32,
         passes,
     ));
     crate::counters::profile_end(dev, "decay_scan::dscan_cube_kernel", prof);
@@ -400,13 +422,19 @@ fn cube_scans(
             });
         }
     }
-    Ok(res)
+    let y = gather.map(|_| (y, phased.then_some(y_im)));
+    Ok((res, y))
 }
+
+/// What [`laplace_sweeps_one_cube`] returns: forward and reverse sweeps, the tie mass,
+/// and the gathered output `(Y, Im Y)` (flat, `[rows·m·c]`) when asked.
+pub(crate) type OneCubeSweeps = (Out, Out, Option<Out>, Option<(Tensor, Option<Tensor>)>);
 
 /// The Laplace operator's sweeps over sorted segments of `seg_len` in one launch, when
 /// the segments are short enough for one cube each (see [`ONE_CUBE_MAX_SEG`]): the
 /// forward and reverse scans (with first moments when `moment`) of the planar values `u`
-/// at rates `(a, b)` (complex with `b`), and with `tie` the tie mass. `None` when the
+/// at rates `(a, b)` (complex with `b`), with `tie` the tie mass, and with
+/// `gather = (perm, n_src)` the operator's output at the targets. `None` when the
 /// segments are too long (the caller scans level by level).
 pub(crate) fn laplace_sweeps_one_cube(
     z: &Tensor,
@@ -415,7 +443,8 @@ pub(crate) fn laplace_sweeps_one_cube(
     seg_len: usize,
     moment: bool,
     tie: bool,
-) -> Result<Option<(Out, Out, Option<Out>)>> {
+    gather: Option<(&Tensor, usize)>,
+) -> Result<Option<OneCubeSweeps>> {
     let n = z.numel();
     let c = u.0.numel() / n.max(1);
     if n == 0 || c == 0 || !one_cube(n, seg_len, c) {
@@ -444,6 +473,7 @@ pub(crate) fn laplace_sweeps_one_cube(
             tie: true,
             ..base
         }),
+        gather: gather.is_some(),
     };
     let lv = Level {
         z,
@@ -455,10 +485,11 @@ pub(crate) fn laplace_sweeps_one_cube(
         &u.0.reshape(&[n, c])?,
         u.1.map(|x| x.reshape(&[n, c])).transpose()?,
     );
-    let mut outs = cube_scans(lv, (u2.0, u2.1.as_ref()), rate, seg_len, c, passes)?.into_iter();
+    let (outs, y) = cube_scans(lv, (u2.0, u2.1.as_ref()), rate, seg_len, c, passes, gather)?;
+    let mut outs = outs.into_iter();
     let fwd = outs.next().expect("pass a");
     let rev = outs.next().expect("pass b");
-    Ok(Some((fwd, rev, outs.next())))
+    Ok(Some((fwd, rev, outs.next(), y)))
 }
 
 /// Checks `z [N]` and `u [N]`/`[N, c]` (f32, same device); returns `c`.

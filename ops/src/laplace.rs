@@ -175,6 +175,8 @@ struct Sweeps {
     /// Tie mass and first moments `(gL, gQ)` (gradients only).
     tie_mass: Option<Planar>,
     moments: Option<(Planar, Planar)>,
+    /// The output at the targets, flat, when the one-cube sweeps gathered it already.
+    y: Option<Planar>,
 }
 
 impl Sweeps {
@@ -198,6 +200,47 @@ fn merge(
         *tgt.shape().last().unwrap_or(&0),
     );
     let h = src.numel() / n.max(1);
+    let dev = src.device();
+    if let Some(units) = crate::sort::bitonic_units(dev, h, n + m) {
+        // Short rows: concatenation, finiteness check, sort and scatter in one launch.
+        let seg = n + m;
+        let c = vals.numel() / (h * n).max(1);
+        let z = Tensor::empty(op, dev, &[h * seg], DType::F32)?;
+        let perm = Tensor::empty(op, dev, &[h * seg], DType::U32)?;
+        let u = Tensor::empty(op, dev, &[h * seg, c], DType::F32)?;
+        let (flags, slot_s, slot_t) = crate::checks::reserve_pair(
+            dev,
+            op,
+            ("sources", "targets"),
+            Accept::Finite,
+            "coordinates must be finite",
+        )?;
+        let len = seg.next_power_of_two();
+        crate::counters::count_launch(dev);
+        let prof = crate::counters::profile_start(dev);
+        crate::dispatch!(dev, |client, R| k::laplace_merge_kernel::launch::<R>(
+            client,
+            lapis_kernels::sort_rows::row_sort_cube_count(client, h),
+            lapis_kernels::sort_rows::row_sort_cube_dim(len, units),
+            arr::<R>(src),
+            arr::<R>(tgt),
+            arr::<R>(vals),
+            arr::<R>(&z),
+            arr::<R>(&perm),
+            arr::<R>(&u),
+            arr::<R>(&flags),
+            h as u32,
+            n as u32,
+            m as u32,
+            c as u32,
+            len.trailing_zeros(),
+            slot_s,
+            slot_t,
+        ));
+        crate::counters::profile_end(dev, "laplace::laplace_merge_kernel", prof);
+        crate::checks::after_fused(dev)?;
+        return Ok((z, perm, u));
+    }
     let merged = crate::concat(&[&src.reshape(&[h, n])?, &tgt.reshape(&[h, m])?], 1)?;
     crate::checks::check_f32_rows(
         op,
@@ -253,7 +296,8 @@ fn sweeps(
         Some(_) => Some(crate::zeros(z.device(), ur.shape(), DType::F32)?),
         None => None,
     };
-    sorted_sweeps(z, perm, (ur, ui), rate, seg, tie, moment)
+    let n_src = *src.shape().last().unwrap_or(&0);
+    sorted_sweeps(z, perm, (ur, ui), rate, (n_src, seg), tie, moment)
 }
 
 /// The merge of the swapped operator (`K(s, t)` from `K(t, s)`'s sorted merge, no sort):
@@ -283,7 +327,7 @@ fn sorted_sweeps(
     perm: Tensor,
     u: Planar,
     rate: (&Tensor, Option<&Tensor>),
-    seg: usize,
+    (n_src, seg): (usize, usize),
     tie: bool,
     moment: bool,
 ) -> Result<Sweeps> {
@@ -297,13 +341,16 @@ fn sorted_sweeps(
         coords_lo: None,
     };
     // Short segments: forward, reverse and tie sweeps in one launch (one cube per row).
-    if let Some((f, r, t)) = crate::decay_scan::laplace_sweeps_one_cube(
+    // The forward sweeps (no tie mass) also gather the output at the targets.
+    let gather = (!tie).then_some((&perm, n_src));
+    if let Some((f, r, t, y)) = crate::decay_scan::laplace_sweeps_one_cube(
         &z,
         (&u.0, u.1.as_ref()),
         rate,
         seg,
         moment,
         tie,
+        gather,
     )? {
         let planar = |h: Tensor, hi: Option<Tensor>| -> Result<Planar> {
             Ok((
@@ -327,6 +374,7 @@ fn sorted_sweeps(
             q: planar(r.h, r.h_im)?,
             tie_mass,
             moments,
+            y,
         });
     }
     type Scanned = (Planar, Option<Planar>);
@@ -364,6 +412,7 @@ fn sorted_sweeps(
         q,
         tie_mass,
         moments: gl.zip(gq),
+        y: None,
     })
 }
 
@@ -387,6 +436,11 @@ fn gather_lo(
     shape: &[usize],
 ) -> Result<Planar> {
     const OP: &str = "laplace_apply";
+    if let (Some((y, yi)), None) = (&sw.y, zlo) {
+        // Gathered by the one-cube sweeps.
+        let yi = yi.as_ref().map(|t| t.reshape(shape)).transpose()?;
+        return Ok((y.reshape(shape)?, yi));
+    }
     let (seg, total) = (n + m, sw.z.numel());
     let with_lo = zlo.is_some();
     let zlo = zlo.unwrap_or(&sw.z);
@@ -523,7 +577,15 @@ fn grads_from(
             None => None,
         },
     );
-    let sw = sorted_sweeps(zs, ps, us, (&rate.0, rate.1.as_ref()), n + m, true, false)?;
+    let sw = sorted_sweeps(
+        zs,
+        ps,
+        us,
+        (&rate.0, rate.1.as_ref()),
+        (m, n + m),
+        true,
+        false,
+    )?;
     let values = gather(&sw, m, n, c, v.shape())?.0;
     let zero_v = if phased {
         Some(crate::zeros(v.device(), v.shape(), DType::F32)?)
@@ -620,6 +682,7 @@ pub fn laplace_apply_split<'a>(
         q: (q, None),
         tie_mass: None,
         moments: None,
+        y: None,
     };
     let shape = if v.rank() == 1 { vec![m] } else { vec![m, c] };
     Ok(gather_lo(&sw, Some(&zlo), n, m, c, &shape)?.0)
@@ -735,7 +798,7 @@ pub fn laplace_apply_backward_sorted(
     check_upstream(OP, &sort.z, v, sort.heads, m, &[gy])?;
     let u = scatter_values(&sort.perm, n, n + m, v)?;
     let (z, perm) = (sort.z.clone(), sort.perm.clone());
-    let sw = sorted_sweeps(z, perm, (u, None), (lambda, None), n + m, true, true)?;
+    let sw = sorted_sweeps(z, perm, (u, None), (lambda, None), (n, n + m), true, true)?;
     let g = grads_from(sw, v, (gy, None), n, m, c)?.0;
     if sort.heads {
         Ok(LaplaceGrads {
@@ -847,7 +910,7 @@ pub fn laplace_apply_phased_backward_sorted(
     let ui = crate::zeros(v.device(), ur.shape(), DType::F32)?;
     let rate = (&sort.rate.0, sort.rate.1.as_ref());
     let (z, perm) = (sort.z.clone(), sort.perm.clone());
-    let sw = sorted_sweeps(z, perm, (ur, Some(ui)), rate, n + m, true, true)?;
+    let sw = sorted_sweeps(z, perm, (ur, Some(ui)), rate, (n, n + m), true, true)?;
     let (g, gb) = grads_from(sw, v, (gy_re, Some(gy_im)), n, m, c)?;
     let gb = gb.expect("phased");
     if sort.heads {

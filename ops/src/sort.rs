@@ -205,12 +205,18 @@ fn bitonic_default_max_len(dev: &Device) -> usize {
 pub fn argsort_rows(keys: &Tensor) -> Result<(Tensor, Tensor)> {
     let (rows, cols) = row_shape("argsort_rows", keys)?;
     let dev = keys.device();
-    // One row is always faster on the bitonic path where it fits (see `argsort`).
-    if bitonic_fits(dev, rows, cols) && (rows == 1 || cols <= bitonic_default_max_len(dev)) {
-        bitonic_rows(keys, rows, cols, bitonic_max_units(dev))
-    } else {
-        radix_rows(keys, rows, cols)
+    match bitonic_units(dev, rows, cols) {
+        Some(units) => bitonic_rows(keys, rows, cols, units),
+        None => radix_rows(keys, rows, cols),
     }
+}
+
+/// The cube size when [`argsort_rows`] sorts `[rows, cols]` keys on the bitonic path
+/// (one cube per row), `None` when it takes the radix path. One row is always faster on
+/// the bitonic path where it fits (see `argsort`).
+pub(crate) fn bitonic_units(dev: &Device, rows: usize, cols: usize) -> Option<u32> {
+    (bitonic_fits(dev, rows, cols) && (rows == 1 || cols <= bitonic_default_max_len(dev)))
+        .then(|| bitonic_max_units(dev))
 }
 
 /// The bitonic path of [`argsort_rows`] with cubes of at most `max_units` units (clamped
