@@ -906,8 +906,8 @@ fn cube_scan(
     }
 }
 
-/// The passes of one [`dscan_cube_kernel()`] launch: `a` always, `b` and `c` when given
-/// (e.g. the forward and reverse sweeps and the tie mass of the Laplace operator). They
+/// The passes of one [`dscan_cube_kernel()`] launch: `a` always, `b` when given (e.g. the
+/// forward and reverse sweeps of the Laplace operator). They
 /// share the coordinates, rates, values, factors and `phased`/`with_q`/`with_lo`; each has
 /// its own direction, moment and tie kind. Set `single` and `seg_from_len` in each.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -916,8 +916,6 @@ pub struct CubePasses {
     pub a: ScanFlags,
     /// A second pass (outputs `*_b`).
     pub b: Option<ScanFlags>,
-    /// A third pass (outputs `h_c`, `h_c_im`; no moment).
-    pub c: Option<ScanFlags>,
     /// After the passes, the Laplace operator's gather from the forward (`a`) and reverse
     /// (`b`) sweeps into `y`, `y_im` (see [`crate::laplace::gather_unit`]; `perm` and
     /// `n_src` are read only then).
@@ -949,8 +947,6 @@ pub fn dscan_cube_kernel(
     h_b_im: &mut Array<f32>,
     g_b: &mut Array<f32>,
     g_b_im: &mut Array<f32>,
-    h_c: &mut Array<f32>,
-    h_c_im: &mut Array<f32>,
     perm: &Array<u32>,
     y: &mut Array<f32>,
     y_im: &mut Array<f32>,
@@ -1009,20 +1005,6 @@ pub fn dscan_cube_kernel(
         let fb = comptime![passes.b.unwrap()];
         cube_scan(
             &sq, &rates, &mut out, scratch, seg, seg_len, c, &r1, &r2, fb,
-        );
-    }
-    if comptime![passes.c.is_some()] {
-        sync_storage();
-        // No moment: `g` is never written.
-        let mut out = States {
-            h: h_c.slice_mut(ac, bc),
-            h_im: h_c_im.slice_mut(ac, bc),
-            g: h_c.slice_mut(ac, bc),
-            g_im: h_c_im.slice_mut(ac, bc),
-        };
-        let fc = comptime![passes.c.unwrap()];
-        cube_scan(
-            &sq, &rates, &mut out, scratch, seg, seg_len, c, &r1, &r2, fc,
         );
     }
     if comptime![passes.gather] {

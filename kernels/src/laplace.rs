@@ -8,14 +8,18 @@
 //! - The sweeps are anchored decay scans ([`crate::decay_scan`], every decay computed from
 //!   coordinates): `L_k = Σ_{i ≤ k} e^{−λ(z_k − z_i)} u_i`,
 //!   `Q_k = Σ_{i ≥ k} e^{−λ(z_i − z_k)} u_i` (then `R_k = e^{−λ(z_{k+1} − z_k)} Q_{k+1}`, the
-//!   sources strictly right of k), and for gradients the tie mass `T_k` (sources tied with
-//!   position k) and the first moments `gL_k = Σ_{i ≤ k} (z_k − z_i) e^{…} u_i`,
+//!   sources strictly right of k), and for gradients the first moments
+//!   `gL_k = Σ_{i ≤ k} (z_k − z_i) e^{…} u_i`,
 //!   `gQ_k = Σ_{i ≥ k} (z_i − z_k) e^{…} u_i`, so that
 //!   `gL_k + gQ_k = Σ_i |z_k − s_i| e^{−λ|z_k − s_i|} u_i`.
 //! - [`laplace_gather_kernel()`]: `Y[j] = L_k + R_k` at the target's position k.
-//! - [`laplace_weighted_kernel()`]: per target, `Σ_c W[j, c]·(L − T − R)[k, c]` (the signed
-//!   sum behind ∂/∂t with `sign(0) = 0`: tied sources cancel) and
-//!   `Σ_c W[j, c]·(gL + gQ)[k, c]` (behind ∂/∂λ).
+//! - [`laplace_weighted_kernel()`]: per target, `Σ_c W[j, c]·(L^< − R)[k, c]` (the signed
+//!   sum behind ∂/∂t with `sign(0) = 0`: tied sources count on neither side) and
+//!   `Σ_c W[j, c]·(gL + gQ)[k, c]` (behind ∂/∂λ). `L^<_k = e^{−λ(z_k − z_a)} L_a` holds the
+//!   sources strictly left of z_k, from the last position `a` with `z_a < z_k` (the one
+//!   before k unless k sits in a run of ties, then found by bisection): sources tied with
+//!   a target precede it in the merge, so the ones tied with k lie in `(a, k]` and nowhere
+//!   else, and `R_k` holds none of them.
 //!
 //! The phased operator (complex λ = a + i·b) runs on the same kernels: a comptime `phased`
 //! flag adds the imaginary parts (planar `*_im` arrays) and
@@ -276,7 +280,7 @@ pub fn gather_unit(
 }
 
 /// Per target `j` at position `k`, with weights `W[j, c]` (complex with `phased`) and
-/// `S = Σ_c W·(L − T − R)[k, c]`: `signed[j] = scale·Re(λ·S)` (the anchor gradient with
+/// `S = Σ_c W·(L^< − R)[k, c]` (module docs): `signed[j] = scale·Re(λ·S)` (the anchor gradient with
 /// `scale = ±1`; for real λ simply `scale·λ·S`), and `moment[j] = Σ_c W·(gL + gQ)[k, c]`
 /// (behind ∂/∂λ; only with `with_moment`; complex, planar `[m, 2]`, with `phased`). Rows
 /// and rates as in [`laplace_gather_kernel()`].
@@ -289,8 +293,6 @@ pub fn laplace_weighted_kernel(
     l_im: &Array<f32>,
     q: &Array<f32>,
     q_im: &Array<f32>,
-    t: &Array<f32>,
-    t_im: &Array<f32>,
     gl: &Array<f32>,
     gl_im: &Array<f32>,
     gq: &Array<f32>,
@@ -334,11 +336,50 @@ pub fn laplace_weighted_kernel(
                 fi = -m * (rb * gap).sin();
             }
         }
+        // The sources strictly left of the target's coordinate: the forward sweep at the
+        // last position `a` with z_a < z_k, moved to z_k (L_k − T_k without a tie sweep).
+        let start = row * seg;
+        let zk = z[k as usize];
+        let mut a = k;
+        if k > start {
+            if z[(k - 1) as usize] < zk {
+                a = k - 1;
+            } else {
+                // Inside a run of ties: the last index before the run, by bisection on
+                // [start, k) (`a = k` when the run starts the row).
+                let mut lo = start;
+                let mut hi = k;
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if z[mid as usize] < zk {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                if lo > start {
+                    a = lo - 1;
+                }
+            }
+        }
+        let has_left = a < k;
+        let mut lr = 0.0f32;
+        let mut li = 0.0f32;
+        if has_left {
+            let gap = zk - z[a as usize];
+            let m = (-(ra * gap)).exp();
+            lr = m;
+            if comptime![phased] {
+                lr = m * (rb * gap).cos();
+                li = -m * (rb * gap).sin();
+            }
+        }
         let mut sr = 0.0f32;
         let mut si = 0.0f32;
         let mut mr = 0.0f32;
         let mut mi = 0.0f32;
         for ch in 0..c {
+            let qa = (a * c + ch) as usize;
             let qk = k * c + ch;
             let wi_ = (j * c + ch) as usize;
             if comptime![phased] {
@@ -350,8 +391,14 @@ pub fn laplace_weighted_kernel(
                     rr = cmul_re(fr, fi, x, y);
                     ri = cmul_im(fr, fi, x, y);
                 }
-                let xr = l[qk as usize] - t[qk as usize] - rr;
-                let xi = l_im[qk as usize] - t_im[qk as usize] - ri;
+                let mut pr = 0.0f32;
+                let mut pi = 0.0f32;
+                if has_left {
+                    pr = cmul_re(lr, li, l[qa], l_im[qa]);
+                    pi = cmul_im(lr, li, l[qa], l_im[qa]);
+                }
+                let xr = pr - rr;
+                let xi = pi - ri;
                 let a = w[wi_];
                 let b = w_im[wi_];
                 sr += cmul_re(a, b, xr, xi);
@@ -367,8 +414,12 @@ pub fn laplace_weighted_kernel(
                 if has_next {
                     r = fr * q[(qk + c) as usize];
                 }
+                let mut left = 0.0f32;
+                if has_left {
+                    left = lr * l[qa];
+                }
                 let wv = w[wi_];
-                sr += wv * (l[qk as usize] - t[qk as usize] - r);
+                sr += wv * (left - r);
                 if comptime![with_moment] {
                     mr += wv * (gl[qk as usize] + gq[qk as usize]);
                 }

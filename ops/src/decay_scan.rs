@@ -160,7 +160,6 @@ fn scan_level(
         let passes = k::CubePasses {
             a: f,
             b: None,
-            c: None,
             gather: false,
         };
         let rates = (spec.rate, im.map(|im| im.rate_b));
@@ -333,7 +332,7 @@ fn cube_scans(
     let n = lv.z.numel();
     let segs = n / seg_len;
     let phased = passes.a.phased;
-    let flags = [Some(passes.a), passes.b, passes.c];
+    let flags = [Some(passes.a), passes.b];
     let mk = |on: bool| -> Result<Tensor> {
         let shape = if on { vec![n, c] } else { vec![1] };
         Tensor::empty(OP, dev, &shape, DType::F32)
@@ -399,8 +398,6 @@ fn cube_scans(
         arr::<R>(o(1, 1)),
         arr::<R>(o(1, 2)),
         arr::<R>(o(1, 3)),
-        arr::<R>(o(2, 0)),
-        arr::<R>(o(2, 1)),
         arr::<R>(perm),
         arr::<R>(&y),
         arr::<R>(&y_im),
@@ -426,15 +423,14 @@ fn cube_scans(
     Ok((res, y))
 }
 
-/// What [`laplace_sweeps_one_cube`] returns: forward and reverse sweeps, the tie mass,
-/// and the gathered output `(Y, Im Y)` (flat, `[rows·m·c]`) when asked.
-pub(crate) type OneCubeSweeps = (Out, Out, Option<Out>, Option<(Tensor, Option<Tensor>)>);
+/// What [`laplace_sweeps_one_cube`] returns: forward and reverse sweeps and the gathered
+/// output `(Y, Im Y)` (flat, `[rows·m·c]`) when asked.
+pub(crate) type OneCubeSweeps = (Out, Out, Option<(Tensor, Option<Tensor>)>);
 
 /// The Laplace operator's sweeps over sorted segments of `seg_len` in one launch, when
 /// the segments are short enough for one cube each (see [`ONE_CUBE_MAX_SEG`]): the
 /// forward and reverse scans (with first moments when `moment`) of the planar values `u`
-/// at rates `(a, b)` (complex with `b`), with `tie` the tie mass, and with
-/// `gather = (perm, n_src)` the operator's output at the targets. `None` when the
+/// at rates `(a, b)` (complex with `b`), and with `gather = (perm, n_src)` the operator's output at the targets. `None` when the
 /// segments are too long (the caller scans level by level).
 pub(crate) fn laplace_sweeps_one_cube(
     z: &Tensor,
@@ -442,7 +438,6 @@ pub(crate) fn laplace_sweeps_one_cube(
     rate: (&Tensor, Option<&Tensor>),
     seg_len: usize,
     moment: bool,
-    tie: bool,
     gather: Option<(&Tensor, usize)>,
 ) -> Result<Option<OneCubeSweeps>> {
     let n = z.numel();
@@ -468,11 +463,6 @@ pub(crate) fn laplace_sweeps_one_cube(
             reverse: true,
             ..base
         }),
-        c: tie.then_some(k::ScanFlags {
-            moment: false,
-            tie: true,
-            ..base
-        }),
         gather: gather.is_some(),
     };
     let lv = Level {
@@ -489,7 +479,7 @@ pub(crate) fn laplace_sweeps_one_cube(
     let mut outs = outs.into_iter();
     let fwd = outs.next().expect("pass a");
     let rev = outs.next().expect("pass b");
-    Ok(Some((fwd, rev, outs.next(), y)))
+    Ok(Some((fwd, rev, y)))
 }
 
 /// Checks `z [N]` and `u [N]`/`[N, c]` (f32, same device); returns `c`.

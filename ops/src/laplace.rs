@@ -14,8 +14,9 @@
 //! - `λ̄ = −Σ_jc Ȳ_jc Σ_i |t_j − s_i| K_ji V_ic` (first-moment sweeps).
 //!
 //! Subgradient at ties: `sign(0) = 0`, so a source exactly at a target's coordinate adds
-//! nothing to `t̄`/`s̄` (a separate tie-mass sweep removes it; without it the sweep order
-//! would silently use `sign(0) = +1`). Numerics: every factor `e^{−λΔ}` is ≤ 1, so no sweep
+//! nothing to `t̄`/`s̄` (the signed sums take the sources strictly left of a target's
+//! coordinate from the forward sweep before its run of ties; the sweep value at the target
+//! itself would silently use `sign(0) = +1`). Numerics: every factor `e^{−λΔ}` is ≤ 1, so no sweep
 //! overflows for any spread; far sources underflow to 0, which is the exact value in f32.
 //! The backward recomputes the sweeps instead of saving them (memory O(N·c) either way).
 //! Phased (complex) λ = a + i·b, `a > 0`: [`laplace_apply_phased`] and
@@ -43,6 +44,16 @@
 //! `sign(0) = 0`). Center and scale coordinates so that λ·max|z| stays small, or pass
 //! **split anchors** (two f32s per anchor, ≈ 48 bits: [`crate::split_f64`] and
 //! [`laplace_apply_split`], forward only) when anchors must stay distinct beyond f32.
+//!
+//! **Launches.** Rows (one operator, or one head) of `n + m ≤ 4096` anchors take the short
+//! path where the device sorts such rows in one workgroup (always for one row on a GPU;
+//! rows ≤ 128 on CPU adapters, see [`crate::argsort_rows`]): one launch merges each row
+//! (concatenation, finiteness check, bitonic sort, scatter of the values;
+//! `lapis_kernels::laplace::laplace_merge_kernel`) and one launch runs the forward and
+//! reverse sweeps of each row in one workgroup and gathers `Y`
+//! (`lapis_kernels::decay_scan::dscan_cube_kernel`); the backward's three sweeps of each
+//! orientation are one launch too. Longer rows take the grid-wide radix sort and the scans
+//! level by level. Both paths compute the same floats (`one_cube_sweeps_are_bitwise_the_level_sweeps`).
 
 use lapis_kernels::laplace as k;
 
@@ -172,8 +183,7 @@ struct Sweeps {
     rate: (Tensor, Option<Tensor>),
     l: Planar,
     q: Planar,
-    /// Tie mass and first moments `(gL, gQ)` (gradients only).
-    tie_mass: Option<Planar>,
+    /// First moments `(gL, gQ)` (gradients only).
     moments: Option<(Planar, Planar)>,
     /// The output at the targets, flat, when the one-cube sweeps gathered it already.
     y: Option<Planar>,
@@ -287,7 +297,7 @@ fn sweeps(
     tgt: &Tensor,
     vals: &Tensor,
     rate: (&Tensor, Option<&Tensor>),
-    tie: bool,
+    backward: bool,
     moment: bool,
 ) -> Result<Sweeps> {
     let seg = src.shape().last().unwrap_or(&0) + tgt.shape().last().unwrap_or(&0);
@@ -297,7 +307,7 @@ fn sweeps(
         None => None,
     };
     let n_src = *src.shape().last().unwrap_or(&0);
-    sorted_sweeps(z, perm, (ur, ui), rate, (n_src, seg), tie, moment)
+    sorted_sweeps(z, perm, (ur, ui), rate, (n_src, seg), backward, moment)
 }
 
 /// The merge of the swapped operator (`K(s, t)` from `K(t, s)`'s sorted merge, no sort):
@@ -321,35 +331,26 @@ fn swap_perm(zs: &Tensor, ps: &Tensor, n_src: usize, seg: usize) -> Result<(Tens
 }
 
 /// [`sweeps`] on an already sorted merge `(z, perm)` with the values `u` in merged order
-/// (complex, planar, for the phased operator).
+/// (complex, planar, for the phased operator). `backward`: the sweeps of a backward (no
+/// gather of the output; with `moment`, the first moments too).
 fn sorted_sweeps(
     z: Tensor,
     perm: Tensor,
     u: Planar,
     rate: (&Tensor, Option<&Tensor>),
     (n_src, seg): (usize, usize),
-    tie: bool,
+    backward: bool,
     moment: bool,
 ) -> Result<Sweeps> {
-    let spec = |reverse: bool, tie: bool| DecayScan {
-        rate: rate.0,
-        seg_len: seg,
-        reverse,
-        moment: moment && !tie,
-        tie,
-        factors: None,
-        coords_lo: None,
-    };
-    // Short segments: forward, reverse and tie sweeps in one launch (one cube per row).
-    // The forward sweeps (no tie mass) also gather the output at the targets.
-    let gather = (!tie).then_some((&perm, n_src));
-    if let Some((f, r, t, y)) = crate::decay_scan::laplace_sweeps_one_cube(
+    // Short segments: forward and reverse sweeps in one launch (one cube per row); a
+    // forward also gathers the output at the targets there.
+    let gather = (!backward).then_some((&perm, n_src));
+    if let Some((f, r, y)) = crate::decay_scan::laplace_sweeps_one_cube(
         &z,
         (&u.0, u.1.as_ref()),
         rate,
         seg,
         moment,
-        tie,
         gather,
     )? {
         let planar = |h: Tensor, hi: Option<Tensor>| -> Result<Planar> {
@@ -362,21 +363,25 @@ fn sorted_sweeps(
             (Some(gl), Some(gq)) => Some((planar(gl, f.g_im)?, planar(gq, r.g_im)?)),
             _ => None,
         };
-        let tie_mass = match t {
-            Some(t) => Some(planar(t.h, t.h_im)?),
-            None => None,
-        };
         return Ok(Sweeps {
             z,
             perm,
             rate: (rate.0.clone(), rate.1.cloned()),
             l: planar(f.h, f.h_im)?,
             q: planar(r.h, r.h_im)?,
-            tie_mass,
             moments,
             y,
         });
     }
+    let spec = |reverse: bool| DecayScan {
+        rate: rate.0,
+        seg_len: seg,
+        reverse,
+        moment,
+        tie: false,
+        factors: None,
+        coords_lo: None,
+    };
     type Scanned = (Planar, Option<Planar>);
     let scan = |reverse: bool| -> Result<Scanned> {
         match (rate.1, &u.1) {
@@ -386,31 +391,19 @@ fn sorted_sweeps(
                 Ok(((hr, Some(hi)), g.map(|(gr, gi)| (gr, Some(gi)))))
             }
             _ => {
-                let (h, g) = decay_scan(&z, &u.0, &spec(reverse, false))?;
+                let (h, g) = decay_scan(&z, &u.0, &spec(reverse))?;
                 Ok(((h, None), g.map(|g| (g, None))))
             }
         }
     };
     let (l, gl) = scan(false)?;
     let (q, gq) = scan(true)?;
-    let tie_mass = if tie {
-        // Tie decays are real (and ignore the rate): each part scans on its own.
-        let re = decay_scan(&z, &u.0, &spec(false, true))?.0;
-        let im = match &u.1 {
-            Some(ui) => Some(decay_scan(&z, ui, &spec(false, true))?.0),
-            None => None,
-        };
-        Some((re, im))
-    } else {
-        None
-    };
     Ok(Sweeps {
         z,
         perm,
         rate: (rate.0.clone(), rate.1.cloned()),
         l,
         q,
-        tie_mass,
         moments: gl.zip(gq),
         y: None,
     })
@@ -495,13 +488,9 @@ fn weighted(
         (true, true) => &[rows_m, 2],
     };
     let moment = Tensor::empty(OP, dev, mshape, DType::F32)?;
-    let t = sw
-        .tie_mass
-        .as_ref()
-        .expect("backward sweeps carry the tie mass");
     let (gl, gq) = match &sw.moments {
         Some((a, b)) => (a, b),
-        None => (t, t), // unread without moments
+        None => (&sw.l, &sw.l), // unread without moments
     };
     let wi = w.1.unwrap_or(w.0);
     let rb = sw.rate.1.as_ref().unwrap_or(&sw.rate.0);
@@ -513,8 +502,6 @@ fn weighted(
         arr::<R>(im_or(&sw.l)),
         arr::<R>(&sw.q.0),
         arr::<R>(im_or(&sw.q)),
-        arr::<R>(&t.0),
-        arr::<R>(im_or(t)),
         arr::<R>(&gl.0),
         arr::<R>(im_or(gl)),
         arr::<R>(&gq.0),
@@ -536,7 +523,7 @@ fn weighted(
     Ok((signed, with_moment.then_some(moment)))
 }
 
-/// Every gradient from the original orientation's backward sweeps (tie mass and
+/// Every gradient from the original orientation's backward sweeps (with first
 /// moments); the swapped orientation reuses their sort. `gy = (Ḡr, Ḡi)` (`Ḡi` for the
 /// phased operator, whose loss is `Σ Ḡr·Re Y + Σ Ḡi·Im Y`: the sweeps then carry
 /// `conj(G)`). Returns the gradients and, for the phased operator, `b̄`.
@@ -577,13 +564,15 @@ fn grads_from(
             None => None,
         },
     );
+    // Not a backward's sweeps: V̄ is this orientation's output (gathered in the same
+    // launch on the short path); s̄ needs no moments.
     let sw = sorted_sweeps(
         zs,
         ps,
         us,
         (&rate.0, rate.1.as_ref()),
         (m, n + m),
-        true,
+        false,
         false,
     )?;
     let values = gather(&sw, m, n, c, v.shape())?.0;
@@ -680,7 +669,6 @@ pub fn laplace_apply_split<'a>(
         rate: (lambda.clone(), None),
         l: (l, None),
         q: (q, None),
-        tie_mass: None,
         moments: None,
         y: None,
     };
