@@ -16,8 +16,9 @@
 //! - [`laplace_weighted_kernel()`]: per target, `Σ_c W[j, c]·(L^< − R)[k, c]` (the signed
 //!   sum behind ∂/∂t with `sign(0) = 0`: tied sources count on neither side) and
 //!   `Σ_c W[j, c]·(gL + gQ)[k, c]` (behind ∂/∂λ). `L^<_k = e^{−λ(z_k − z_a)} L_a` holds the
-//!   sources strictly left of z_k, from the last position `a` with `z_a < z_k` (the one
-//!   before k unless k sits in a run of ties, then found by bisection): sources tied with
+//!   sources strictly left of z_k, from the last position `a` with `z_a < z_k`: simply
+//!   `L_k` unless k sits in a run of ties (then a short walk back, and a bisection past 16
+//!   tied positions): sources tied with
 //!   a target precede it in the merge, so the ones tied with k lie in `(a, k]` and nowhere
 //!   else, and `R_k` holds none of them.
 //!
@@ -337,18 +338,33 @@ pub fn laplace_weighted_kernel(
             }
         }
         // The sources strictly left of the target's coordinate: the forward sweep at the
-        // last position `a` with z_a < z_k, moved to z_k (L_k − T_k without a tie sweep).
+        // last position `a` with z_a < z_k, moved to z_k.
         let start = row * seg;
         let zk = z[k as usize];
+        // Without a tie at k (z_{k−1} < z_k, or k first in its row) no source is tied with
+        // the target, so L^< = L_k: factor 1 at a = k, no exp.
         let mut a = k;
-        if k > start {
-            if z[(k - 1) as usize] < zk {
-                a = k - 1;
-            } else {
-                // Inside a run of ties: the last index before the run, by bisection on
-                // [start, k) (`a = k` when the run starts the row).
+        let mut has_left = true;
+        let mut lr = 1.0f32;
+        let mut li = 0.0f32;
+        if k > start && z[(k - 1) as usize] >= zk {
+            // In a run of ties: walk back over it, and bisect on [start, i) only past 16
+            // tied positions (a long run costs log n, not its length).
+            let floor = k - min(k - start, 17u32);
+            let mut i = k - 1u32;
+            loop {
+                if i <= floor || z[i as usize] < zk {
+                    break;
+                }
+                i -= 1u32;
+            }
+            has_left = false;
+            if z[i as usize] < zk {
+                a = i;
+                has_left = true;
+            } else if i > start {
                 let mut lo = start;
-                let mut hi = k;
+                let mut hi = i;
                 while lo < hi {
                     let mid = lo + (hi - lo) / 2;
                     if z[mid as usize] < zk {
@@ -359,19 +375,17 @@ pub fn laplace_weighted_kernel(
                 }
                 if lo > start {
                     a = lo - 1;
+                    has_left = true;
                 }
             }
-        }
-        let has_left = a < k;
-        let mut lr = 0.0f32;
-        let mut li = 0.0f32;
-        if has_left {
-            let gap = zk - z[a as usize];
-            let m = (-(ra * gap)).exp();
-            lr = m;
-            if comptime![phased] {
-                lr = m * (rb * gap).cos();
-                li = -m * (rb * gap).sin();
+            if has_left {
+                let gap = zk - z[a as usize];
+                let m = (-(ra * gap)).exp();
+                lr = m;
+                if comptime![phased] {
+                    lr = m * (rb * gap).cos();
+                    li = -m * (rb * gap).sin();
+                }
             }
         }
         let mut sr = 0.0f32;
