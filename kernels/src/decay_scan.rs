@@ -54,8 +54,12 @@
 //! aggregate passes up, the apply passes down, each level a loop over the cube's units,
 //! with a storage barrier between levels and the levels above the first in a global
 //! scratch buffer. It computes exactly what the level-by-level launches compute (the same
-//! unit code, [`aggregate_unit`] and [`apply_unit`], on slices), in one launch instead of
+//! unit code, [`aggregate_unit()`] and [`apply_unit()`], on slices), in one launch instead of
 //! `2·levels − 1`.
+
+// Chunk counts are written `(x + C − 1) / C`: `u32::div_ceil` is not a function the cube
+// macro expands.
+#![allow(clippy::manual_div_ceil)]
 
 use cubecl::prelude::*;
 
@@ -653,7 +657,7 @@ pub fn dscan_cube_scratch(seg_len: u32, c: u32) -> u32 {
     (p1 + p2) * (3 + 8 * c)
 }
 
-/// Offsets of one level's scratch regions (see [`dscan_cube_scratch`]).
+/// Offsets of one level's scratch regions (see [`dscan_cube_scratch()`]).
 #[derive(CubeType, Clone, Copy)]
 struct Region {
     z: u32,
@@ -738,8 +742,8 @@ pub fn upper_flags(f: ScanFlags) -> ScanFlags {
 }
 
 /// The whole scan of one segment (`sq`, `seg_len ≤ DSCAN_CUBE_MAX_SEG` elements, `c`
-/// channels) by the units of one cube: levels up by [`aggregate_unit`], down by
-/// [`apply_unit`], a storage barrier between levels, the levels above the first in the
+/// channels) by the units of one cube: levels up by [`aggregate_unit()`], down by
+/// [`apply_unit()`], a storage barrier between levels, the levels above the first in the
 /// scratch regions `r1`, `r2`. `f0` are the first level's flags (with `single`).
 #[cube]
 #[allow(clippy::too_many_arguments)]
@@ -756,8 +760,8 @@ fn cube_scan(
     #[comptime] f0: ScanFlags,
 ) {
     let f1 = comptime![upper_flags(f0)];
-    let units = CUBE_DIM as u32;
-    let unit = UNIT_POS as u32;
+    let units = CUBE_DIM;
+    let unit = UNIT_POS;
     let p0 = (seg_len + DSCAN_CHUNK - 1) / DSCAN_CHUNK;
     let p1 = (p0 + DSCAN_CHUNK - 1) / DSCAN_CHUNK;
     if p0 > 1 {
@@ -917,14 +921,14 @@ pub struct CubePasses {
     /// A second pass (outputs `*_b`).
     pub b: Option<ScanFlags>,
     /// After the passes, the Laplace operator's gather from the forward (`a`) and reverse
-    /// (`b`) sweeps into `y`, `y_im` (see [`crate::laplace::gather_unit`]; `perm` and
+    /// (`b`) sweeps into `y`, `y_im` (see [`crate::laplace::gather_unit()`]; `perm` and
     /// `n_src` are read only then).
     pub gather: bool,
 }
 
 /// The scans of segment `CUBE_POS` (of `seg_len ≤ DSCAN_CUBE_MAX_SEG` elements) in one
-/// cube, one pass after another ([`CubePasses`]), each by [`cube_scan`] with the levels
-/// above the first in `scratch` (`segs ×` [`dscan_cube_scratch`] words, reused by each
+/// cube, one pass after another ([`CubePasses`]), each by `cube_scan` with the levels
+/// above the first in `scratch` (`segs ×` [`dscan_cube_scratch()`] words, reused by each
 /// pass after a barrier), then optionally the gather. The cube count may exceed `segs`
 /// (cubes past it exit at once); `seg` is an unread stand-in.
 #[cube(launch)]
@@ -1010,7 +1014,7 @@ pub fn dscan_cube_kernel(
     if comptime![passes.gather] {
         sync_storage();
         let base = s * seg_len * c;
-        for w in range_stepped(UNIT_POS as u32, seg_len * c, CUBE_DIM as u32) {
+        for w in range_stepped(UNIT_POS, seg_len * c, CUBE_DIM) {
             crate::laplace::gather_unit(
                 z,
                 z_lo,
@@ -1034,7 +1038,7 @@ pub fn dscan_cube_kernel(
     }
 }
 
-/// [`dscan_cube_scratch`] inside a kernel.
+/// [`dscan_cube_scratch()`] inside a kernel.
 #[cube]
 fn dscan_cube_scratch_words(seg_len: u32, c: u32) -> u32 {
     let p1 = (seg_len + DSCAN_CHUNK - 1) / DSCAN_CHUNK;

@@ -104,7 +104,7 @@ pub fn laplace_merge_kernel(
     let mut col = SharedMemory::<u32>::new(4096usize);
     let seg = n_src + m;
     let len = 1u32 << log_len;
-    let mut i = UNIT_POS as u32;
+    let mut i = UNIT_POS;
     while i < len {
         let mut kk = 0xFFFF_FFFFu32;
         let mut cc = 0xFFFF_FFFFu32;
@@ -125,18 +125,18 @@ pub fn laplace_merge_kernel(
         }
         key[i as usize] = kk;
         col[i as usize] = cc;
-        i += CUBE_DIM as u32;
+        i += CUBE_DIM;
     }
     sync_cube();
     crate::sort_rows::bitonic_network(&mut key, &mut col, len);
     let base = row * seg;
-    let mut j = UNIT_POS as u32;
+    let mut j = UNIT_POS;
     while j < seg {
         z[(base + j) as usize] = crate::sort::decode_key(key[j as usize]);
         perm[(base + j) as usize] = col[j as usize];
-        j += CUBE_DIM as u32;
+        j += CUBE_DIM;
     }
-    let mut w = UNIT_POS as u32;
+    let mut w = UNIT_POS;
     while w < seg * c {
         let p = col[(w / c) as usize];
         let mut v = 0.0f32;
@@ -144,7 +144,7 @@ pub fn laplace_merge_kernel(
             v = values[((row * n_src + p) * c + w % c) as usize];
         }
         u[(base * c + w) as usize] = v;
-        w += CUBE_DIM as u32;
+        w += CUBE_DIM;
     }
 }
 

@@ -40,7 +40,7 @@ pub fn encode_key(x: f32) -> u32 {
     select(x.is_nan(), 0xFFFF_FFFFu32, enc)
 }
 
-/// Inverse of [`encode_key`] (NaN comes back as a quiet NaN).
+/// Inverse of [`encode_key()`] (NaN comes back as a quiet NaN).
 #[cube]
 pub fn decode_key(b: u32) -> f32 {
     let was_pos = (b >> 31) == 1u32;

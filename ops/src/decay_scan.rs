@@ -35,7 +35,7 @@ use crate::validate;
 
 const CHUNK: usize = k::DSCAN_CHUNK as usize;
 
-/// Longest segment scanned by one cube ([`k::dscan_cube_kernel`]); longer segments go
+/// Longest segment scanned by one cube ([`k::dscan_cube_kernel()`]); longer segments go
 /// level by level over the whole grid.
 pub const ONE_CUBE_MAX_SEG: usize = 4096;
 
@@ -315,7 +315,7 @@ fn scan_level(
     })
 }
 
-/// Runs the passes of one [`k::dscan_cube_kernel`] launch on the level-0 sequence `lv`
+/// Runs the passes of one [`k::dscan_cube_kernel()`] launch on the level-0 sequence `lv`
 /// (segments of `seg_len`, from their length) with values `u` (planar, `[N, c]`) and
 /// rates `(a, b)` (`b` for phased passes); returns one [`Out`] per pass.
 fn cube_scans(
@@ -326,7 +326,7 @@ fn cube_scans(
     c: usize,
     passes: k::CubePasses,
     gather: Option<(&Tensor, usize)>,
-) -> Result<(Vec<Out>, Option<(Tensor, Option<Tensor>)>)> {
+) -> Result<(Vec<Out>, Option<Gathered>)> {
     const OP: &str = "decay_scan";
     let dev = lv.z.device();
     let n = lv.z.numel();
@@ -425,7 +425,10 @@ fn cube_scans(
 
 /// What [`laplace_sweeps_one_cube`] returns: forward and reverse sweeps and the gathered
 /// output `(Y, Im Y)` (flat, `[rows·m·c]`) when asked.
-pub(crate) type OneCubeSweeps = (Out, Out, Option<(Tensor, Option<Tensor>)>);
+pub(crate) type OneCubeSweeps = (Out, Out, Option<Gathered>);
+
+/// The Laplace operator's output gathered by the one-cube sweeps: `(Y, Im Y)` (flat).
+pub(crate) type Gathered = (Tensor, Option<Tensor>);
 
 /// The Laplace operator's sweeps over sorted segments of `seg_len` in one launch, when
 /// the segments are short enough for one cube each (see [`ONE_CUBE_MAX_SEG`]): the
