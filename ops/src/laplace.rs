@@ -465,8 +465,9 @@ fn gather_lo(
     Ok((y, phased.then_some(yi)))
 }
 
-/// Per target: `scale·Re(λ·Σ_c W·(L − T − R))` (`[rows·m]`) and, with moments,
-/// `Σ_c W·(gL + gQ)` (`[rows·m]`, or `[rows·m, 2]` complex for the phased operator).
+/// Per target: `scale·Re(λ·Σ_c W·(L^< − R))` (`[rows·m]`; `L^<` holds the sources strictly
+/// left of the target, see `lapis_kernels::laplace`) and, with moments, `Σ_c W·(gL + gQ)`
+/// (`[rows·m]`, or `[rows·m, 2]` complex for the phased operator).
 fn weighted(
     sw: &Sweeps,
     w: (&Tensor, Option<&Tensor>),
