@@ -10,7 +10,11 @@
 //! checks every file against the SHA-256 recorded here (`lapis fetch minilm`). Nothing
 //! downloads at test time.
 //!
-//! Built so far: the download and its checks. The forward pass comes next (issue 13,
+//! Built so far: the download and its checks ([`fetch`]) and the forward pass on token ids
+//! ([`MiniLm`]); the tokenizer, `lapis embed` and the embedding cache come next (issue 13,
 //! item 3).
 
 pub mod fetch;
+pub mod model;
+
+pub use model::MiniLm;
