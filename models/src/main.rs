@@ -6,6 +6,7 @@
 //! - `lapis reproduce <name> [--quick | --full] [--out DIR]` regenerates a spec's pass/fail
 //!   claims ([`lapis_models::reproduce`]); exits 1 when a gating claim fails.
 //! - `lapis bench …` prints benchmark JSON lines.
+//! - `lapis embed FILE --out F.safetensors` embeds each line with all-MiniLM-L6-v2.
 //! - `lapis fetch minilm [--from DIR]` installs the checked all-MiniLM-L6-v2 files in the
 //!   cache ([`lapis_models::minilm::fetch`]).
 //! - `lapis <method> …`: a method's own commands, registered from the same table.
@@ -67,6 +68,24 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
+    },
+    /// Sentence embeddings (all-MiniLM-L6-v2, 384-d, unit rows) of every non-empty line of a
+    /// text file, written as safetensors (`embeddings` [N, 384]); needs `lapis fetch minilm`.
+    Embed {
+        /// The text file, one text per line.
+        input: PathBuf,
+        /// Output safetensors file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Model folder (default: the one `lapis fetch minilm` installed).
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Texts per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Plain log lines instead of a progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Download and check model files into the cache (once; tests never download).
     Fetch {
@@ -388,6 +407,32 @@ fn main() -> std::process::ExitCode {
         Command::Bench {
             what: BenchWhat::Softtopk { rows, n, reps },
         } => with_sizes(&n, |dev, s| bench::softtopk(dev, rows, s, reps)),
+        Command::Embed {
+            input,
+            out,
+            model,
+            batch,
+            quiet,
+        } => {
+            use lapis_models::minilm::{embed, fetch};
+            let dir = match model {
+                Some(d) => Ok(d),
+                None => fetch::installed(&fetch::default_cache()).ok_or_else(|| {
+                    LapisError::invalid(
+                        "embed",
+                        "model",
+                        "none",
+                        "no all-MiniLM-L6-v2 installed: run `lapis fetch minilm` (or pass --model DIR)",
+                    )
+                }),
+            };
+            dir.and_then(|dir| {
+                let dev = Device::auto()?;
+                let n = embed::embed_file(&dev, &input, &out, &dir, batch, quiet)?;
+                println!("{n} embeddings [{n}, 384] written to {}", out.display());
+                Ok(())
+            })
+        }
         Command::Fetch {
             what: FetchWhat::Minilm { from, cache },
         } => {
