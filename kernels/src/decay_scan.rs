@@ -741,10 +741,66 @@ pub fn upper_flags(f: ScanFlags) -> ScanFlags {
     }
 }
 
+/// One level's aggregate pass by the units of the cube: `sq` (`n` elements, `p` chunks)
+/// up into region `r` of the scratch.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn cube_aggregate(
+    sq: &Seq,
+    rates: &Rates,
+    scratch: &mut Array<f32>,
+    r: &Region,
+    n: u32,
+    p: u32,
+    c: u32,
+    #[comptime] f: ScanFlags,
+) {
+    let mut agg = scratch_states(scratch, r.h, p * c);
+    let mut meta = Meta {
+        z: scratch.slice_mut(r.z as usize, (r.z + p) as usize),
+        z_lo: scratch.slice_mut(r.lo as usize, (r.lo + p) as usize),
+        q: scratch.slice_mut(r.q as usize, (r.q + p) as usize),
+    };
+    for w in range_stepped(UNIT_POS, p * c, CUBE_DIM) {
+        aggregate_unit(
+            w / c,
+            w % c,
+            n,
+            c,
+            ONE_SEGMENT,
+            sq,
+            rates,
+            &mut agg,
+            &mut meta,
+            f,
+        );
+    }
+}
+
+/// One level's apply pass by the units of the cube: `sq` (`n` elements, `p` chunks) with
+/// the scanned level above `top` (read only when `p > 1`) into `out`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn cube_apply(
+    sq: &Seq,
+    rates: &Rates,
+    top: &Top,
+    out: &mut States,
+    n: u32,
+    p: u32,
+    c: u32,
+    #[comptime] f: ScanFlags,
+) {
+    for w in range_stepped(UNIT_POS, p * c, CUBE_DIM) {
+        apply_unit(w / c, w % c, n, c, p, ONE_SEGMENT, sq, rates, top, out, f);
+    }
+}
+
 /// The whole scan of one segment (`sq`, `seg_len ≤ DSCAN_CUBE_MAX_SEG` elements, `c`
-/// channels) by the units of one cube: levels up by [`aggregate_unit()`], down by
-/// [`apply_unit()`], a storage barrier between levels, the levels above the first in the
-/// scratch regions `r1`, `r2`. `f0` are the first level's flags (with `single`).
+/// channels) by the units of one cube: levels up by [`cube_aggregate`], down by
+/// [`cube_apply`], a storage barrier between levels, the levels above the first in the
+/// scratch regions `r1`, `r2` (`P₁ = ⌈seg_len/32⌉ ≤ 1024` and `P₂ = ⌈P₁/32⌉ ≤ 32` chunks,
+/// so the third level is one chunk). `f0` are the first level's flags (with `single`).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn cube_scan(
@@ -760,154 +816,29 @@ fn cube_scan(
     #[comptime] f0: ScanFlags,
 ) {
     let f1 = comptime![upper_flags(f0)];
-    let units = CUBE_DIM;
-    let unit = UNIT_POS;
     let p0 = (seg_len + DSCAN_CHUNK - 1) / DSCAN_CHUNK;
     let p1 = (p0 + DSCAN_CHUNK - 1) / DSCAN_CHUNK;
     if p0 > 1 {
-        // Up: level 0 → region 1.
-        {
-            let mut agg = scratch_states(scratch, r1.h, p0 * c);
-            let mut meta = Meta {
-                z: scratch.slice_mut(r1.z as usize, (r1.z + p0) as usize),
-                z_lo: scratch.slice_mut(r1.lo as usize, (r1.lo + p0) as usize),
-                q: scratch.slice_mut(r1.q as usize, (r1.q + p0) as usize),
-            };
-            for w in range_stepped(unit, p0 * c, units) {
-                aggregate_unit(
-                    w / c,
-                    w % c,
-                    seg_len,
-                    c,
-                    ONE_SEGMENT,
-                    sq,
-                    rates,
-                    &mut agg,
-                    &mut meta,
-                    f0,
-                );
-            }
-        }
+        cube_aggregate(sq, rates, scratch, r1, seg_len, p0, c, f0);
         sync_storage();
         let sq1 = scratch_seq(scratch, seg, r1, p0, c);
+        let top2 = scratch_top(scratch, seg, r2, p1, c);
         if p1 > 1 {
-            // Up: region 1 → region 2, then down: region 2 (one chunk) and region 1.
-            {
-                let mut agg = scratch_states(scratch, r2.h, p1 * c);
-                let mut meta = Meta {
-                    z: scratch.slice_mut(r2.z as usize, (r2.z + p1) as usize),
-                    z_lo: scratch.slice_mut(r2.lo as usize, (r2.lo + p1) as usize),
-                    q: scratch.slice_mut(r2.q as usize, (r2.q + p1) as usize),
-                };
-                for w in range_stepped(unit, p1 * c, units) {
-                    aggregate_unit(
-                        w / c,
-                        w % c,
-                        p0,
-                        c,
-                        ONE_SEGMENT,
-                        &sq1,
-                        rates,
-                        &mut agg,
-                        &mut meta,
-                        f1,
-                    );
-                }
-            }
+            cube_aggregate(&sq1, rates, scratch, r2, p0, p1, c, f1);
             sync_storage();
+            // The third level is one chunk: no level above it (`top2` unread).
             let sq2 = scratch_seq(scratch, seg, r2, p1, c);
-            let none = scratch_top(scratch, seg, r2, p1, c);
-            {
-                let mut scanned = scratch_states(scratch, r2.s, p1 * c);
-                for w in range_stepped(unit, c, units) {
-                    apply_unit(
-                        0u32,
-                        w,
-                        p1,
-                        c,
-                        1u32,
-                        ONE_SEGMENT,
-                        &sq2,
-                        rates,
-                        &none,
-                        &mut scanned,
-                        f1,
-                    );
-                }
-            }
+            let mut scanned2 = scratch_states(scratch, r2.s, p1 * c);
+            cube_apply(&sq2, rates, &top2, &mut scanned2, p1, 1u32, c, f1);
             sync_storage();
-            let top2 = scratch_top(scratch, seg, r2, p1, c);
-            let mut scanned = scratch_states(scratch, r1.s, p0 * c);
-            for w in range_stepped(unit, p1 * c, units) {
-                apply_unit(
-                    w / c,
-                    w % c,
-                    p0,
-                    c,
-                    p1,
-                    ONE_SEGMENT,
-                    &sq1,
-                    rates,
-                    &top2,
-                    &mut scanned,
-                    f1,
-                );
-            }
-        } else {
-            // Down: region 1 is one chunk.
-            let none = scratch_top(scratch, seg, r1, p0, c);
-            let mut scanned = scratch_states(scratch, r1.s, p0 * c);
-            for w in range_stepped(unit, c, units) {
-                apply_unit(
-                    0u32,
-                    w,
-                    p0,
-                    c,
-                    1u32,
-                    ONE_SEGMENT,
-                    &sq1,
-                    rates,
-                    &none,
-                    &mut scanned,
-                    f1,
-                );
-            }
         }
+        let mut scanned1 = scratch_states(scratch, r1.s, p0 * c);
+        cube_apply(&sq1, rates, &top2, &mut scanned1, p0, p1, c, f1);
         sync_storage();
-        let top1 = scratch_top(scratch, seg, r1, p0, c);
-        for w in range_stepped(unit, p0 * c, units) {
-            apply_unit(
-                w / c,
-                w % c,
-                seg_len,
-                c,
-                p0,
-                ONE_SEGMENT,
-                sq,
-                rates,
-                &top1,
-                out,
-                f0,
-            );
-        }
-    } else {
-        let none = scratch_top(scratch, seg, r1, p0, c);
-        for w in range_stepped(unit, c, units) {
-            apply_unit(
-                0u32,
-                w,
-                seg_len,
-                c,
-                1u32,
-                ONE_SEGMENT,
-                sq,
-                rates,
-                &none,
-                out,
-                f0,
-            );
-        }
     }
+    // With one chunk (p0 = 1) the level above is not read.
+    let top1 = scratch_top(scratch, seg, r1, p0, c);
+    cube_apply(sq, rates, &top1, out, seg_len, p0, c, f0);
 }
 
 /// The passes of one [`dscan_cube_kernel()`] launch: `a` always, `b` when given (e.g. the

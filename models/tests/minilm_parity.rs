@@ -38,30 +38,15 @@ fn embeddings_match_the_original_model() {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let doc: serde_json::Value = serde_json::from_str(&text).expect("reference.json");
-    let ids: Vec<Vec<u32>> = doc["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect();
-    let want: Vec<Vec<f64>> = doc["embeddings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect()
-        })
-        .collect();
+    // Rows of a JSON matrix.
+    fn rows<T>(v: &serde_json::Value, f: impl Fn(&serde_json::Value) -> T) -> Vec<Vec<T>> {
+        let rows = v.as_array().expect("an array of rows");
+        rows.iter()
+            .map(|r| r.as_array().expect("a row").iter().map(&f).collect())
+            .collect()
+    }
+    let ids = rows(&doc["input_ids"], |v| v.as_u64().unwrap() as u32);
+    let want = rows(&doc["embeddings"], |v| v.as_f64().unwrap());
     assert!(ids.len() >= 20 && ids.len() == want.len());
     let dev = Device::auto().expect("a compute device (see README: lavapipe)");
     let model = MiniLm::load(&dev, &dir).expect("load the model");

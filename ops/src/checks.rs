@@ -130,8 +130,9 @@ fn reserve(
     Ok((flags, slot as u32))
 }
 
-/// After raising a check: resolve at once in strict mode.
-fn after(dev: &Device) -> Result<()> {
+/// After a check's launch (or a fused kernel's raising of its slots): resolves at once in
+/// strict mode.
+pub(crate) fn after(dev: &Device) -> Result<()> {
     if strict_checks() {
         resolve(dev)
     } else {
@@ -294,7 +295,7 @@ pub fn check_f32_rows(
 }
 
 /// Reserves the slots of a check that a fused kernel raises itself: `(flags, slot of
-/// names.0, slot of names.1)`; call [`after_fused`] once the kernel is launched.
+/// names.0, slot of names.1)`; call [`after`] once the kernel is launched.
 pub(crate) fn reserve_pair(
     dev: &Device,
     op: &'static str,
@@ -305,12 +306,6 @@ pub(crate) fn reserve_pair(
     let (flags, lo) = reserve(dev, op, names.0, accept.value(), msg.into())?;
     let (_, hi) = reserve(dev, op, names.1, accept.value(), msg.into())?;
     Ok((flags, lo, hi))
-}
-
-/// After a fused kernel raised the slots of [`reserve_pair`]: resolves at once in strict
-/// mode.
-pub(crate) fn after_fused(dev: &Device) -> Result<()> {
-    after(dev)
 }
 
 /// Deferred check that every u32 index in `idx` is `< len` (argument `name` of `op`).
