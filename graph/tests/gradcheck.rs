@@ -1537,3 +1537,33 @@ fn gradcheck_detects_a_wrong_vjp() {
     let err = rep.verify(1e-2, 0.0).unwrap_err();
     assert!(!err.contains("forward") && err.contains("∂/∂x"), "{err}");
 }
+
+/// grouped_linear (SoftMoE's expert layer): 7 rows over 3 groups, two rows of no group
+/// (mask 0: zero output and zero gradient); x, W and b tracked. ARITH (rtol 2e-6): f32
+/// dot products of ≤ 4 terms, central differences of a function linear in each input.
+#[test]
+fn grad_grouped_linear() {
+    let dev = device();
+    let gi: Vec<u32> = vec![2, 0, 1, 2, 0, 2, 1];
+    let mk: Vec<f32> = vec![1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0];
+    let (g, m) = (idx(&dev, &[7], &gi), Tensor::from_slice(&dev, &[7], &mk).unwrap());
+    let order = std::rc::Rc::new(lapis_ops::group_order(&g, &m, 3).unwrap());
+    let mk64: Vec<f64> = mk.iter().map(|&v| v as f64).collect();
+    gc(
+        "grouped_linear",
+        &[
+            ("x", t(&[7, 4], 61, -2.0, 2.0)),
+            ("w", t(&[3, 4, 5], 62, -1.0, 1.0)),
+            ("b", t(&[3, 5], 63, -1.0, 1.0)),
+        ],
+        |v| v[0].grouped_linear(&v[1], &v[2], &g, &m, &order),
+        |x| {
+            RefTensor::new(
+                &[7, 5],
+                r::grouped_linear(&x[0].data, &x[1].data, &x[2].data, &gi, &mk64, 4, 5),
+            )
+        },
+        ARITH,
+        0.0,
+    );
+}

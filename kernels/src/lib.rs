@@ -37,6 +37,7 @@ pub mod complex;
 pub mod covariance;
 pub mod decay_scan;
 pub mod elementwise;
+pub mod grouped;
 pub mod index;
 pub mod laplace;
 pub mod layout;

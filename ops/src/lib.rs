@@ -73,6 +73,7 @@ pub mod dtype;
 pub mod elementwise;
 pub mod error;
 pub mod fft;
+pub mod grouped;
 pub mod index;
 pub mod kinds;
 pub mod laplace;
@@ -107,6 +108,9 @@ pub use elementwise::{
 };
 pub use error::{LapisError, Result};
 pub use fft::{rfft, rfft_backward};
+pub use grouped::{
+    group_order, grouped_linear, grouped_linear_backward, GroupOrder, GroupedLinearGrads,
+};
 pub use index::{
     gather, gather_backward, index_add, index_add_backward, index_select, index_select_backward,
     scatter_add, scatter_add_backward,

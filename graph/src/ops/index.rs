@@ -58,3 +58,34 @@ impl Var {
         ))
     }
 }
+
+impl Var {
+    /// A grouped linear map (see [`lapis_ops::grouped`]): `y_r = x_r W[g_r] + b[g_r]` for
+    /// rows with `mask_r > 0`, else 0; `self = x [M, din]`, `w [E, din, dout]`,
+    /// `b [E, dout]`, `group` u32 `[M]`, `mask` f32 `[M]` (constants, no gradient), and
+    /// `order` the routing's [`lapis_ops::GroupOrder`] (from [`lapis_ops::group_order`],
+    /// shared by every grouped map over the same routing). VJPs:
+    /// [`lapis_ops::grouped_linear_backward`].
+    pub fn grouped_linear(
+        &self,
+        w: &Var,
+        b: &Var,
+        group: &Tensor,
+        mask: &Tensor,
+        order: &std::rc::Rc<ops::GroupOrder>,
+    ) -> Result<Var> {
+        self.same_tape(w, "grouped_linear")?;
+        self.same_tape(b, "grouped_linear")?;
+        let y = ops::grouped_linear(self.value(), w.value(), b.value(), group, mask)?;
+        let (x, wv) = (self.value().clone(), w.value().clone());
+        let (group, mask, order) = (group.clone(), mask.clone(), order.clone());
+        Ok(self.record(
+            &[self, w, b],
+            y,
+            Box::new(move |g| {
+                let gr = ops::grouped_linear_backward(g, &x, &wv, &group, &mask, &order)?;
+                Ok(vec![Some(gr.x), Some(gr.w), Some(gr.b)])
+            }),
+        ))
+    }
+}

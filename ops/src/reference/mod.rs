@@ -86,6 +86,7 @@ mod covariance;
 mod covariance_kalman;
 mod elementwise;
 mod fft;
+mod grouped;
 mod index;
 mod laplace;
 mod laplace_sweep;
@@ -118,6 +119,7 @@ pub use covariance_kalman::{
 };
 pub use elementwise::{binary, binary_scalar, unary, unary_scalar};
 pub use fft::rfft;
+pub use grouped::{grouped_linear, grouped_linear_backward};
 pub use index::{gather, index_add, index_select, scatter_add};
 pub use laplace::{
     finite_diff, laplace_apply, laplace_apply_grad, laplace_gram, laplace_gram_grad,

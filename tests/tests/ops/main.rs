@@ -8,6 +8,7 @@ mod dtype;
 mod elementwise;
 mod errors;
 mod fft;
+mod grouped;
 mod index;
 mod laplace;
 mod layout;
