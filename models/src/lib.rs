@@ -30,3 +30,7 @@ pub mod train;
 
 pub mod laplace_engine;
 pub mod softtopk_engine;
+
+pub mod cedar;
+pub mod softmoe;
+pub mod softsae;

@@ -83,9 +83,28 @@ enum Command {
         /// Texts per forward pass.
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        /// Store the embeddings as f16 (half the file; relative rounding ≤ 2⁻¹¹).
+        #[arg(long)]
+        f16: bool,
         /// Plain log lines instead of a progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Text units of the shipped fortunes corpus, one per line (how the MiniLM cache in
+    /// `data/minilm/` was made: see `data/minilm/make_cache.sh`).
+    #[command(hide = true)]
+    Corpus {
+        /// `sentences` (4–64 word-pieces, prose) or `words` (frequent, ≥ 4 letters).
+        what: String,
+        /// Output text file.
+        #[arg(long)]
+        out: PathBuf,
+        /// At most this many.
+        #[arg(long)]
+        max: usize,
+        /// Seed of the draw when more qualify.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Download and check model files into the cache (once; tests never download).
     Fetch {
@@ -412,6 +431,7 @@ fn main() -> std::process::ExitCode {
             out,
             model,
             batch,
+            f16,
             quiet,
         } => {
             use lapis_models::minilm::{embed, fetch};
@@ -428,11 +448,17 @@ fn main() -> std::process::ExitCode {
             };
             dir.and_then(|dir| {
                 let dev = Device::auto()?;
-                let n = embed::embed_file(&dev, &input, &out, &dir, batch, quiet)?;
+                let n = embed::embed_file(&dev, &input, &out, &dir, batch, f16, quiet)?;
                 println!("{n} embeddings [{n}, 384] written to {}", out.display());
                 Ok(())
             })
         }
+        Command::Corpus {
+            what,
+            out,
+            max,
+            seed,
+        } => corpus(&what, &out, max, seed),
         Command::Fetch {
             what: FetchWhat::Minilm { from, cache },
         } => {
@@ -447,6 +473,32 @@ fn main() -> std::process::ExitCode {
         }
     };
     exit(result)
+}
+
+/// `lapis corpus sentences|words --out FILE --max N`.
+fn corpus(what: &str, out: &std::path::Path, max: usize, seed: u64) -> lapis_ops::Result<()> {
+    use lapis_models::data::{self, corpus_sentences, corpus_words};
+    let items = match what {
+        "sentences" => {
+            let tok =
+                lapis_models::minilm::Tokenizer::load(&data::data_path("minilm/tokenizer.json")?)?;
+            corpus_sentences(&tok, max, seed)?
+        }
+        "words" => corpus_words(max)?,
+        _ => {
+            return Err(LapisError::invalid(
+                "corpus",
+                "what",
+                what,
+                "must be `sentences` or `words`",
+            ))
+        }
+    };
+    let mut text = items.join("\n");
+    text.push('\n');
+    std::fs::write(out, text).map_err(|e| data::io_error(out, e))?;
+    println!("{} {what} written to {}", items.len(), out.display());
+    Ok(())
 }
 
 fn exit(result: lapis_ops::Result<()>) -> std::process::ExitCode {

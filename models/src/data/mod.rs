@@ -9,6 +9,8 @@
 //! | [`read_png`], [`write_png`], [`Image`] | PNG images as f32 in `[0, 1]`, channel-last, with [`Image::to_chw`] and [`Image::grid`] | [`png`] |
 //! | [`Standardizer`] | per-feature mean / standard deviation, fitted on training data, applied and inverted in place | [`standardize`] |
 //! | [`Batches`], [`SplitMix64`] | seeded, resumable shuffling into mini-batches (SplitMix64 + Fisher–Yates, no `rand`) | [`batches`] |
+//! | [`TextEmbeddings`], [`sentence_embeddings`], [`word_embeddings`], [`Preprocess`], [`split_90_10`] | text embeddings on the host: the shipped MiniLM cache of the sparse methods and `lapis embed` files | [`embeddings`] |
+//! | [`fortunes`], [`fortunes_split`], [`corpus_sentences`], [`corpus_words`] | the fortunes corpus: its fortunes, the char-LM split, sentences and vocabulary | [`text`] |
 //! | [`data_path`], [`digits`], [`digits_split`], [`tabular`] | the real datasets shipped in the repository's `data/` folder | [`shipped`] |
 //!
 //! Every function returns [`lapis_ops::Result`]: a bad file is a
@@ -37,19 +39,25 @@
 pub mod batches;
 pub mod csvfile;
 pub mod dataset;
+pub mod embeddings;
 pub mod png;
 pub mod shipped;
 pub mod standardize;
+pub mod text;
 
 pub use batches::{Batches, SplitMix64, Step, StepIter};
 pub use csvfile::{read_csv, MAX_CLASSES};
 pub use dataset::Dataset;
+pub use embeddings::{
+    read_embeddings, sentence_embeddings, split_90_10, word_embeddings, Preprocess, TextEmbeddings,
+};
 pub use png::{read_png, write_png, Image};
 pub use shipped::{
     data_path, digits, digits_split, tabular, DIGITS_CLASSES, DIGITS_FILE, DIGITS_ROWS,
     DIGITS_TRAIN, TABULAR_NAMES,
 };
 pub use standardize::{Standardizer, STD_FLOOR};
+pub use text::{corpus_sentences, corpus_words, fortunes, fortunes_split, split_fortunes};
 
 use lapis_ops::LapisError;
 use std::path::Path;
