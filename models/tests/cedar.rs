@@ -424,3 +424,220 @@ fn timing_probe() {
     let _ = Cedar::pca(&dev, &x, d, 16).unwrap();
     eprintln!("pca {:.2} s", t.elapsed().as_secs_f64());
 }
+
+// ---------------------------------------------------------------------------- CLI
+
+fn lapis(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lapis"))
+        .args(args)
+        .output()
+        .expect("run the lapis binary")
+}
+
+fn write_emb(path: &std::path::Path, x: &[f32], d: usize) {
+    let dev = device();
+    let t = Tensor::from_slice(&dev, &[x.len() / d, d], x).unwrap();
+    lapis_graph::checkpoint::save(path, &[("embeddings", &t)]).unwrap();
+}
+
+#[test]
+fn cli_fits_encodes_and_names_axes() {
+    // `lapis cedar fit` on a user file, then `encode` (codes with k non-zeros per row that
+    // decode through the saved model) and `name-axes` (one line per axis, words from the
+    // vocabulary file); wrong shapes and files are refused with messages naming them.
+    let dir = std::env::temp_dir().join(format!("lapis-cedar-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = 16;
+    let (x, _) = planted(400, d, 2, 0.02, 77);
+    let emb = dir.join("emb.safetensors");
+    write_emb(&emb, &x, d);
+    let model = dir.join("model.safetensors");
+    let s = |p: &std::path::Path| p.display().to_string();
+    let out = lapis(&[
+        "cedar",
+        "fit",
+        "--emb",
+        &s(&emb),
+        "--out",
+        &s(&model),
+        "--k",
+        "2",
+        "--steps",
+        "60",
+        "--batch",
+        "128",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = device();
+    let m = Cedar::load(&dev, &model).unwrap();
+    assert_eq!((m.dim(), m.k), (d, 2));
+    assert!(m.orthogonality_error() < 1e-6);
+    // encode
+    let codes = dir.join("codes.safetensors");
+    let out = lapis(&[
+        "cedar",
+        "encode",
+        "--model",
+        &s(&model),
+        "--emb",
+        &s(&emb),
+        "--out",
+        &s(&codes),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (t, meta) = lapis_graph::checkpoint::load_with_metadata(&codes, &dev).unwrap();
+    assert_eq!(meta.get("k").map(String::as_str), Some("2"));
+    let h = t[0].1.to_f32_vec().unwrap();
+    assert_eq!(t[0].1.shape(), &[400, d]);
+    for row in h.chunks(d) {
+        assert_eq!(row.iter().filter(|v| **v != 0.0).count(), 2);
+    }
+    assert_eq!(h, m.encode_rows(&dev, &x, 2).unwrap());
+    // name-axes
+    let words: Vec<String> = (0..30).map(|i| format!("w{i}")).collect();
+    let vocab = dir.join("words.txt");
+    std::fs::write(&vocab, words.join("\n")).unwrap();
+    let vemb = dir.join("words.safetensors");
+    write_emb(&vemb, &x[..30 * d], d);
+    let out = lapis(&[
+        "cedar",
+        "name-axes",
+        "--model",
+        &s(&model),
+        "--vocab-emb",
+        &s(&vemb),
+        "--vocab",
+        &s(&vocab),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("axis")).count(),
+        d,
+        "{text}"
+    );
+    assert!(text.contains("w"), "{text}");
+    // Errors: vocabulary length, width mismatch, not a model, missing file.
+    std::fs::write(&vocab, "a\nb\n").unwrap();
+    let out = lapis(&[
+        "cedar",
+        "name-axes",
+        "--model",
+        &s(&model),
+        "--vocab-emb",
+        &s(&vemb),
+        "--vocab",
+        &s(&vocab),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has 2 words"));
+    let wide = dir.join("wide.safetensors");
+    write_emb(&wide, &vec![0.5f32; 4 * (d + 1)], d + 1);
+    let out = lapis(&[
+        "cedar",
+        "encode",
+        "--model",
+        &s(&model),
+        "--emb",
+        &s(&wide),
+        "--out",
+        &s(&codes),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{}-d rows", d + 1)));
+    let out = lapis(&[
+        "cedar",
+        "encode",
+        "--model",
+        &s(&emb),
+        "--emb",
+        &s(&emb),
+        "--out",
+        &s(&codes),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a CEDAR model"));
+    let out = lapis(&[
+        "cedar",
+        "fit",
+        "--emb",
+        &s(&dir.join("missing.safetensors")),
+        "--out",
+        &s(&model),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.safetensors"));
+    let out = lapis(&[
+        "cedar",
+        "fit",
+        "--emb",
+        &s(&emb),
+        "--out",
+        &s(&model),
+        "--k",
+        "16",
+    ]);
+    assert!(!out.status.success(), "k = d is refused");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------- reproduce
+
+#[test]
+fn reproduce_quick_passes_its_gating_claims() {
+    // `lapis reproduce cedar --quick` (the shipped sentence cache): exit 0, C1 gating and
+    // passed, every claim C1–C5 present, report.json/report.md, the two PNG plots, axes.md.
+    let dir = std::env::temp_dir().join(format!("lapis-cedar-repro-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = lapis(&[
+        "reproduce",
+        "cedar",
+        "--quick",
+        "--quiet",
+        "--out",
+        &dir.display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["name"], "cedar");
+    assert_eq!(r["size"], "quick");
+    let claims = r["claims"].as_array().unwrap();
+    for id in ["C1a", "C1b", "C2a-k16", "C2c", "C4a", "C4b", "C5"] {
+        assert!(claims.iter().any(|c| c["id"] == id), "claim {id} missing");
+    }
+    let gating: Vec<_> = claims.iter().filter(|c| c["gating"] == true).collect();
+    assert!(gating.len() >= 2);
+    for c in &gating {
+        assert_eq!(c["passed"], true, "gating claim failed: {c}");
+    }
+    assert!(gating.iter().any(|c| c["id"] == "C1a") && gating.iter().any(|c| c["id"] == "C1b"));
+    assert!(std::fs::metadata(dir.join("report.md")).unwrap().len() > 0);
+    assert!(std::fs::metadata(dir.join("axes.md")).unwrap().len() > 1000);
+    let plots = r["plots"].as_array().unwrap();
+    assert_eq!(plots.len(), 2);
+    for p in plots {
+        let path = dir.join(p.as_str().unwrap());
+        let img = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(img.width() > 100 && img.height() > 100);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

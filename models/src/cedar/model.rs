@@ -454,7 +454,7 @@ impl Cedar {
 
 /// `x.len()` is a positive multiple of `d`.
 pub(crate) fn check_rows(op: &'static str, x: &[f32], d: usize) -> Result<()> {
-    if d == 0 || x.is_empty() || x.len() % d != 0 {
+    if d == 0 || x.is_empty() || !x.len().is_multiple_of(d) {
         return Err(LapisError::invalid(
             op,
             "x",
