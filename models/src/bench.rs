@@ -251,6 +251,28 @@ fn transformer(dev: &Device) -> Result<StepModel> {
 
 use lapis_models::losses as crate_losses;
 
+/// The SoftMoE char LM of §1.4 (run (d): learned allocation, K = 8; batch 32 × 64) on
+/// random bytes: the loss is `CE + 0.01 Σ L_aux` with no host read.
+fn softmoe(dev: &Device) -> Result<StepModel> {
+    use lapis_models::softmoe::{experiment, soft, CharLm, LmConfig};
+    let mut params = lapis_graph::nn::Params::new();
+    let model = CharLm::new(&mut params, dev, LmConfig::spec(soft(None), 0))?;
+    let (b, t) = (32usize, model.cfg.context);
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let (ids, tgt) = experiment::batch(&bytes, b, t, 1, 0);
+    let ids = Tensor::from_slice(dev, &[b, t], &ids)?;
+    let tgt = Tensor::from_slice(dev, &[b * t], &tgt)?;
+    Ok(StepModel {
+        name: "softmoe",
+        params,
+        loss: Box::new(move |vars| {
+            let tape = vars.vars()[0].tape().clone();
+            Ok(experiment::step_loss(&model, vars, &tape, &ids, &tgt, 0.01)?.0)
+        }),
+        shape: format!("SoftMoE char LM (§1.4, run (d)): d = 96, 4 layers, 8 experts, K = 8, B = {b}, T = {t}"),
+    })
+}
+
 /// `lapis bench step`: per training step (tape, loss, backward, AdamW), the median wall
 /// time and the launches, host reads, uploads and peak live tensor bytes counted by the
 /// device counters ([`lapis_ops::Counters`]), one JSON line per workload. The loss is read
@@ -262,6 +284,7 @@ pub fn step(dev: &Device, workloads: &[String], steps: usize, profile: bool) -> 
             "digits-mlp" => digits_mlp(dev)?,
             "laplex-digits" => laplex_digits(dev)?,
             "transformer" => transformer(dev)?,
+            "softmoe" => softmoe(dev)?,
             other => {
                 return Err(lapis_ops::LapisError::invalid(
                     "bench step",

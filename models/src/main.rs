@@ -158,8 +158,8 @@ enum BenchWhat {
     /// Training steps: ms, launches, host reads, uploads and peak live bytes per step for
     /// the digits MLP, the LAPLEX digits model (B) and a byte-level transformer.
     Step {
-        /// Workloads, comma-separated: digits-mlp, laplex-digits, transformer.
-        #[arg(long, default_value = "digits-mlp,laplex-digits,transformer")]
+        /// Workloads, comma-separated: digits-mlp, laplex-digits, transformer, softmoe.
+        #[arg(long, default_value = "digits-mlp,laplex-digits,transformer,softmoe")]
         workloads: String,
         /// Timed steps per workload (median reported; one warm-up step first).
         #[arg(long, default_value_t = 5)]

@@ -116,12 +116,17 @@ fn a_failing_claim_fails_the_run() {
 }
 
 #[test]
+fn softmoe_quick() {
+    run_quick("softmoe");
+}
+
+#[test]
 fn unknown_and_planned_names_are_refused() {
     let out = lapis(&["reproduce", "no-such-method", "--quick"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("laplace-engine"), "{err}");
-    let out = lapis(&["reproduce", "softmoe", "--quick"]);
+    let out = lapis(&["reproduce", "laplex", "--quick"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("planned"));
     let out = lapis(&["methods"]);

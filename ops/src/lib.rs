@@ -142,7 +142,8 @@ pub use softmax::{log_softmax, log_softmax_backward, softmax, softmax_backward};
 pub use softtopk::{
     soft_rank, soft_rank_backward, soft_rank_sorted, soft_sort, soft_sort_backward,
     soft_sort_sorted, soft_topk, soft_topk_backward, soft_topk_closed_form_threshold,
-    soft_topk_truncated, RowParam, SoftRank, SoftSort, SoftTopK, SoftTopKGrads, SoftTopKTruncated,
+    soft_topk_truncated, soft_topk_truncated_bounded, RowParam, SoftRank, SoftSort, SoftTopK,
+    SoftTopKGrads, SoftTopKTruncated,
 };
 pub use sort::{argsort, argsort_backward, argsort_rows, argsort_rows_backward};
 pub use tensor::{contiguous_strides, Tensor};

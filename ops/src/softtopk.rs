@@ -466,6 +466,40 @@ pub fn soft_topk_truncated<'a>(
     c_cap: f32,
     c_tau: f32,
 ) -> Result<SoftTopKTruncated> {
+    truncated(x, k.into(), alpha.into(), c_cap, c_tau, None)
+}
+
+/// [`soft_topk_truncated`] with a known bound `k_max ≥ k` of every row's `k` (e.g. SoftMoE's
+/// learned allocation, `k_ℓ ≤ K − L + 1` by construction): the capacity is
+/// `cap = min(⌈c_cap·k_max⌉, n)` and nothing is read back, whatever `k` is. A row whose
+/// `k` exceeds `k_max` keeps at most `cap` entries.
+pub fn soft_topk_truncated_bounded<'a>(
+    x: &Tensor,
+    k: impl Into<Scalar<'a>>,
+    alpha: impl Into<Scalar<'a>>,
+    c_cap: f32,
+    c_tau: f32,
+    k_max: f32,
+) -> Result<SoftTopKTruncated> {
+    if !(k_max.is_finite() && k_max > 0.0) {
+        return Err(LapisError::invalid(
+            "soft_topk_truncated_bounded",
+            "k_max",
+            k_max,
+            "must be finite and > 0",
+        ));
+    }
+    truncated(x, k.into(), alpha.into(), c_cap, c_tau, Some(k_max))
+}
+
+fn truncated(
+    x: &Tensor,
+    k: Scalar<'_>,
+    alpha: Scalar<'_>,
+    c_cap: f32,
+    c_tau: f32,
+    k_max: Option<f32>,
+) -> Result<SoftTopKTruncated> {
     const OP: &str = "soft_topk_truncated";
     if !(c_cap.is_finite() && c_cap > 0.0) {
         return Err(LapisError::invalid(
@@ -483,17 +517,16 @@ pub fn soft_topk_truncated<'a>(
             "must be finite and ≥ 0",
         ));
     }
-    let k = k.into();
-    let (dense, o, perm_asc) = soft_topk_impl(x, k, alpha.into())?;
+    let (dense, o, perm_asc) = soft_topk_impl(x, k, alpha)?;
     let (b, n) = (dense.x.shape()[0], dense.x.shape()[1]);
     let dev = x.device();
     let k_ok = Accept::Between(0.0, n as f32);
     let (kt, k_host) = per_row(OP, "k", k, x, b, k_ok, "every k must lie in (0, n)")?;
     // The cap is an allocation size: a tensor k is read here (its row maximum, one host
     // read); an f32 k costs none.
-    let khi = match k_host {
-        Some(v) => v,
-        None => crate::max_all(&kt)?.to_scalar()?,
+    let khi = match (k_max, k_host) {
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => crate::max_all(&kt)?.to_scalar()?,
     };
     let cap = ((c_cap * khi).ceil() as usize).clamp(1, n);
     // Descending order of p = descending x, ties in index order: read from the forward's

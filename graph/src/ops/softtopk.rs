@@ -92,12 +92,46 @@ impl Var {
         c_cap: f32,
         c_tau: f32,
     ) -> Result<TruncatedVar> {
+        self.truncated(k.into(), alpha.into(), c_cap, c_tau, None)
+    }
+
+    /// [`Var::soft_topk_truncated`] with a known bound `k_max` of every row's `k`, so a
+    /// tensor or Var `k` costs no host read (see [`lapis_ops::soft_topk_truncated_bounded`]).
+    pub fn soft_topk_truncated_bounded<'a>(
+        &self,
+        k: impl Into<ScalarArg<'a>>,
+        alpha: impl Into<ScalarArg<'a>>,
+        c_cap: f32,
+        c_tau: f32,
+        k_max: f32,
+    ) -> Result<TruncatedVar> {
+        self.truncated(k.into(), alpha.into(), c_cap, c_tau, Some(k_max))
+    }
+
+    fn truncated(
+        &self,
+        k: ScalarArg<'_>,
+        alpha: ScalarArg<'_>,
+        c_cap: f32,
+        c_tau: f32,
+        k_max: Option<f32>,
+    ) -> Result<TruncatedVar> {
         let b = rows(self);
         let (k, alpha) = (
-            per_row("soft_topk_truncated", "k", self, k.into(), b)?,
-            per_row("soft_topk_truncated", "alpha", self, alpha.into(), b)?,
+            per_row("soft_topk_truncated", "k", self, k, b)?,
+            per_row("soft_topk_truncated", "alpha", self, alpha, b)?,
         );
-        let out = ops::soft_topk_truncated(self.value(), k.value(), alpha.value(), c_cap, c_tau)?;
+        let out = match k_max {
+            None => ops::soft_topk_truncated(self.value(), k.value(), alpha.value(), c_cap, c_tau)?,
+            Some(km) => ops::soft_topk_truncated_bounded(
+                self.value(),
+                k.value(),
+                alpha.value(),
+                c_cap,
+                c_tau,
+                km,
+            )?,
+        };
         let (indices, mask) = (out.indices.clone(), out.mask.clone());
         let y = out.values.clone();
         let values = self.record(
