@@ -258,7 +258,9 @@ fn softmoe(dev: &Device) -> Result<StepModel> {
     let mut params = lapis_graph::nn::Params::new();
     let model = CharLm::new(&mut params, dev, LmConfig::spec(soft(None), 0))?;
     let (b, t) = (32usize, model.cfg.context);
-    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let bytes: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     let (ids, tgt) = experiment::batch(&bytes, b, t, 1, 0);
     let ids = Tensor::from_slice(dev, &[b, t], &ids)?;
     let tgt = Tensor::from_slice(dev, &[b * t], &tgt)?;
@@ -269,7 +271,9 @@ fn softmoe(dev: &Device) -> Result<StepModel> {
             let tape = vars.vars()[0].tape().clone();
             Ok(experiment::step_loss(&model, vars, &tape, &ids, &tgt, 0.01)?.0)
         }),
-        shape: format!("SoftMoE char LM (§1.4, run (d)): d = 96, 4 layers, 8 experts, K = 8, B = {b}, T = {t}"),
+        shape: format!(
+            "SoftMoE char LM (§1.4, run (d)): d = 96, 4 layers, 8 experts, K = 8, B = {b}, T = {t}"
+        ),
     })
 }
 

@@ -57,7 +57,10 @@ impl TextEmbeddings {
     pub fn subset(&self, idx: &[usize]) -> TextEmbeddings {
         TextEmbeddings {
             texts: idx.iter().map(|&i| self.texts[i].clone()).collect(),
-            x: idx.iter().flat_map(|&i| self.row(i).iter().copied()).collect(),
+            x: idx
+                .iter()
+                .flat_map(|&i| self.row(i).iter().copied())
+                .collect(),
             dim: self.dim,
             pieces: idx.iter().map(|&i| self.pieces[i]).collect(),
             words: idx.iter().map(|&i| self.words[i]).collect(),
@@ -109,7 +112,8 @@ impl TextEmbeddings {
 /// `(values, N, d)`. Non-finite values are an error naming the file.
 pub fn read_embeddings(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
     let bytes = std::fs::read(path).map_err(|e| super::io_error(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| super::format_error(path, e.to_string()))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| super::format_error(path, e.to_string()))?;
     let t = st.tensor("embeddings").map_err(|_| {
         super::format_error(
             path,

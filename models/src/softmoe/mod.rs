@@ -293,7 +293,10 @@ pub fn sparse_dense_gap(dev: &Device, seed: u64) -> Result<f64> {
             let g = backward(&y.mul(&tape.constant(w.clone()))?.sum_all()?)?;
             let mut v = vec![y.value().to_f32_vec()?];
             let router = vars.vars()[0].clone();
-            for t in [Some(&xv), Some(&router), kv.as_ref()].into_iter().flatten() {
+            for t in [Some(&xv), Some(&router), kv.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 let gt = g.get(t).ok_or_else(|| {
                     LapisError::invalid("sparse_dense_gap", "grad", "none", "missing gradient")
                 })?;
@@ -303,7 +306,11 @@ pub fn sparse_dense_gap(dev: &Device, seed: u64) -> Result<f64> {
         }
         for (a, b) in outs[0].iter().zip(&outs[1]) {
             let scale = b.iter().map(|v| v.abs() as f64).fold(1e-6, f64::max);
-            let diff = a.iter().zip(b).map(|(p, q)| (p - q).abs() as f64).fold(0.0, f64::max);
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs() as f64)
+                .fold(0.0, f64::max);
             worst = worst.max(diff / scale);
         }
     }
