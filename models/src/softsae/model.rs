@@ -187,10 +187,8 @@ impl SaeConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", self.lr.to_string(), "must be finite and > 0");
         }
-        if !(self.alpha_start > 0.0 && self.alpha_end > 0.0)
-            || !self.alpha_start.is_finite()
-            || !self.alpha_end.is_finite()
-        {
+        let ok = |a: f32| a.is_finite() && a > 0.0;
+        if !(ok(self.alpha_start) && ok(self.alpha_end)) {
             return bad(
                 "alpha",
                 format!("{} → {}", self.alpha_start, self.alpha_end),
@@ -274,7 +272,7 @@ fn unit_rows(dev: &Device, t: &Tensor) -> Result<Tensor> {
 /// at the mean, at most `iters` steps, stop when the update moves < `tol` (as the official
 /// code: weights `1/‖x_i − m‖`, normalised).
 pub fn geometric_median(x: &[f32], d: usize, iters: usize, tol: f64) -> Vec<f32> {
-    let n = if d == 0 { 0 } else { x.len() / d };
+    let n = x.len().checked_div(d).unwrap_or(0);
     if n == 0 {
         return vec![0.0; d];
     }
@@ -464,7 +462,7 @@ impl Sae {
     /// Evaluates reconstruction on host rows `x` (`n × d`) in chunks of 512 rows.
     pub fn evaluate(&self, dev: &Device, x: &[f32]) -> Result<EvalStats> {
         let d = self.dim;
-        if x.is_empty() || x.len() % d != 0 {
+        if x.is_empty() || !x.len().is_multiple_of(d) {
             return Err(LapisError::invalid(
                 "Sae::evaluate",
                 "x",
@@ -525,7 +523,7 @@ impl Sae {
     ) -> Result<TrainLog> {
         cfg.validate(self.dim)?;
         let d = self.dim;
-        if x.is_empty() || x.len() % d != 0 {
+        if x.is_empty() || !x.len().is_multiple_of(d) {
             return Err(LapisError::invalid(
                 "Sae::train",
                 "x",

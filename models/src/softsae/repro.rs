@@ -170,7 +170,7 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
     let mut rb = ReportBuilder::new(
         ctx,
         "softsae",
-        "specs/sparse-methods.md §2",
+        "docs/specs/sparse-methods.md §2",
         serde_json::json!({
             "data": {"A": format!("MiniLM-L6 sentence embeddings of the fortunes corpus: {} train / {} held-out, d = {d}", tr.len(), te.len()),
                       "B": format!("{per_m} inputs per m ∈ 1..4 from held-out sentences")},
@@ -464,7 +464,7 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
 /// `--quick` steps.
 const QUICK_STEPS: usize = 100;
 /// `--quick` dictionary size.
-const QUICK_LATENTS: usize = 768;
+const QUICK_LATENTS: usize = 512;
 /// Default steps (config A cut for ~10 min on lavapipe).
 const DEFAULT_STEPS: usize = 200;
 
