@@ -206,3 +206,71 @@ fn reproduce_quick() {
     assert!(rep.plots.len() >= 3);
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// `lapis softsae fit` then `encode` on a small embeddings file: the codes file holds
+/// `codes [N, F]` and `k_hat [N]` with at most ⌊k̂⌋ nonzeros per row; a missing file is an
+/// error exit, not a panic.
+#[test]
+fn cli_fit_and_encode() {
+    let dev = dev();
+    let (d, n, f) = (32usize, 400usize, 64usize);
+    let x = synthetic(n, d, 20, 21);
+    let dir = std::env::temp_dir().join(format!("lapis_softsae_cli_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let emb = dir.join("emb.safetensors");
+    let xt = Tensor::from_slice(&dev, &[n, d], &x).unwrap();
+    lapis_graph::checkpoint::save_with_metadata(&emb, &[("embeddings", &xt)], &Default::default())
+        .unwrap();
+    let bin = env!("CARGO_BIN_EXE_lapis");
+    let model = dir.join("m.safetensors");
+    let codes = dir.join("c.safetensors");
+    let st = std::process::Command::new(bin)
+        .args(["softsae", "fit", "--emb"])
+        .arg(&emb)
+        .arg("--out")
+        .arg(&model)
+        .args([
+            "--latents",
+            &f.to_string(),
+            "--k",
+            "4",
+            "--steps",
+            "30",
+            "--batch",
+            "64",
+            "--quiet",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = std::process::Command::new(bin)
+        .args(["softsae", "encode", "--model"])
+        .arg(&model)
+        .arg("--emb")
+        .arg(&emb)
+        .arg("--out")
+        .arg(&codes)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (t, _) = lapis_graph::checkpoint::load_with_metadata(&codes, &dev).unwrap();
+    let c = t.iter().find(|(n, _)| n == "codes").unwrap().1.clone();
+    let k = t.iter().find(|(n, _)| n == "k_hat").unwrap().1.clone();
+    assert_eq!(c.shape(), &[n, f]);
+    let (c, k) = (c.to_f32_vec().unwrap(), k.to_f32_vec().unwrap());
+    for (r, kr) in c.chunks_exact(f).zip(&k) {
+        let nnz = r.iter().filter(|v| **v != 0.0).count();
+        assert!(nnz as f32 <= kr.floor(), "nnz {nnz} > ⌊{kr}⌋");
+    }
+    let st = std::process::Command::new(bin)
+        .args(["softsae", "encode", "--model"])
+        .arg(dir.join("missing.safetensors"))
+        .arg("--emb")
+        .arg(&emb)
+        .arg("--out")
+        .arg(&codes)
+        .output()
+        .unwrap();
+    assert!(!st.status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}
