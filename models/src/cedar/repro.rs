@@ -484,7 +484,6 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
         "FVU (held-out)",
     );
     p.log_x = true;
-    p.log_y = true;
     p.legend = LegendPosition::LowerLeft;
     for (i, (n, _)) in models.iter().enumerate() {
         let pts = CURVE_KS
