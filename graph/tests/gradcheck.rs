@@ -1546,7 +1546,10 @@ fn grad_grouped_linear() {
     let dev = device();
     let gi: Vec<u32> = vec![2, 0, 1, 2, 0, 2, 1];
     let mk: Vec<f32> = vec![1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0];
-    let (g, m) = (idx(&dev, &[7], &gi), Tensor::from_slice(&dev, &[7], &mk).unwrap());
+    let (g, m) = (
+        idx(&dev, &[7], &gi),
+        Tensor::from_slice(&dev, &[7], &mk).unwrap(),
+    );
     let order = std::rc::Rc::new(lapis_ops::group_order(&g, &m, 3).unwrap());
     let mk64: Vec<f64> = mk.iter().map(|&v| v as f64).collect();
     gc(
