@@ -200,6 +200,8 @@ pub struct Preprocess {
 
 impl Preprocess {
     /// Fits `μ` and `s` on `x` (`N × dim`, row-major, N ≥ 1), in f64.
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace's rust-version is 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
     pub fn fit(x: &[f32], dim: usize) -> Result<Preprocess> {
         if dim == 0 || x.is_empty() || x.len() % dim != 0 {
             return Err(LapisError::invalid(

@@ -75,6 +75,8 @@ impl LmConfig {
     }
 
     /// Checks the sizes and the routing against each other.
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace's rust-version is 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
     pub fn validate(&self) -> Result<()> {
         let bad = |arg: &'static str, v: String, msg: String| {
             Err(LapisError::invalid("softmoe", arg, v, msg))
@@ -185,6 +187,7 @@ struct Slots {
 impl MoeLayer {
     /// Registers `{prefix}.router`, `{prefix}.w1/b1/w2/b2` (experts: uniform ±1/√fan-in,
     /// biases 0; router N(0, router_std²)).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         params: &mut Params,
         prefix: &str,
