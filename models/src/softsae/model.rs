@@ -462,7 +462,7 @@ impl Sae {
     /// Evaluates reconstruction on host rows `x` (`n × d`) in chunks of 512 rows.
     pub fn evaluate(&self, dev: &Device, x: &[f32]) -> Result<EvalStats> {
         let d = self.dim;
-        if x.is_empty() || !x.len().is_multiple_of(d) {
+        if x.is_empty() || x.len() % d != 0 {
             return Err(LapisError::invalid(
                 "Sae::evaluate",
                 "x",
@@ -523,7 +523,7 @@ impl Sae {
     ) -> Result<TrainLog> {
         cfg.validate(self.dim)?;
         let d = self.dim;
-        if x.is_empty() || !x.len().is_multiple_of(d) {
+        if x.is_empty() || x.len() % d != 0 {
             return Err(LapisError::invalid(
                 "Sae::train",
                 "x",
