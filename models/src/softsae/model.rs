@@ -1,6 +1,9 @@
 //! The SoftSAE and TopK-SAE models, their loss, their training loop and their evaluation
 //! (the math is in the parent module's docs).
 
+// `usize::is_multiple_of` is newer than the crate's rust-version (1.85).
+#![allow(clippy::manual_is_multiple_of)]
+
 use std::path::Path;
 use std::time::Instant;
 
