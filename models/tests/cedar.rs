@@ -625,7 +625,10 @@ fn reproduce_quick_passes_its_gating_claims() {
         assert!(claims.iter().any(|c| c["id"] == id), "claim {id} missing");
     }
     let gating: Vec<_> = claims.iter().filter(|c| c["gating"] == true).collect();
-    assert!(gating.len() >= 5, "C1a, C1b and C2b at three k gate in --quick");
+    assert!(
+        gating.len() >= 5,
+        "C1a, C1b and C2b at three k gate in --quick"
+    );
     for c in &gating {
         assert_eq!(c["passed"], true, "gating claim failed: {c}");
     }

@@ -2,6 +2,8 @@
 //! per-row hard top-k bottleneck, encode / decode, reconstruction error, axis naming and
 //! safetensors files.
 
+#![allow(clippy::manual_is_multiple_of)] // rust-version 1.85: no usize::is_multiple_of
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -454,7 +456,7 @@ impl Cedar {
 
 /// `x.len()` is a positive multiple of `d`.
 pub(crate) fn check_rows(op: &'static str, x: &[f32], d: usize) -> Result<()> {
-    if d == 0 || x.is_empty() || !x.len().is_multiple_of(d) {
+    if d == 0 || x.is_empty() || x.len() % d != 0 {
         return Err(LapisError::invalid(
             op,
             "x",
