@@ -1,4 +1,4 @@
-//! Fitting CEDAR's orthogonal basis (spec §3.2, our design [O]): the soft phase with the
+//! Fitting CEDAR's orthogonal basis (spec §3.2, our design \[O\]): the soft phase with the
 //! LapSum soft top-k bottleneck on `|z|`, then the hard phase with the per-row top-k mask,
 //! both minimizing the x-space FVU `Σ‖z − h‖²/Σ‖z‖²` (optionally its mean over several k);
 //! `Q` kept orthogonal by a Newton–Schulz retraction after each Adam step, or
@@ -172,7 +172,7 @@ impl FitConfig {
     }
 
     /// α (absolute) at `step` of the soft phase: geometric from `alpha_start·rms` to
-    /// `alpha_end·rms` over the soft steps ([O]: the spec gives the end points only).
+    /// `alpha_end·rms` over the soft steps (\[O\]: the spec gives the end points only).
     pub fn alpha_at(&self, step: usize, soft_steps: usize, rms: f64) -> f64 {
         let t = if soft_steps <= 1 {
             1.0

@@ -4,7 +4,7 @@
 //! embeddings by a learned invertible map of the same dimension whose top-k bottleneck
 //! concentrates meaning on few, nameable axes. The paper's code is not public and only its
 //! abstract and summaries were read (`specs/sparse-methods.md` §3.1), so **everything below
-//! is our design [O]** following spec §3.2; lapis is the first public implementation.
+//! is our design \[O\]** following spec §3.2; lapis is the first public implementation.
 //!
 //! ## Model
 //!

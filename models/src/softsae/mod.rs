@@ -35,7 +35,7 @@
 //! k-estimator, `f` = the top-k entries of `a` (gradient through the kept values), the same
 //! init, loss without the k term, the same schedule (k annealed from `d`).
 //!
-//! **Our choices [O]** (spec §2.3): the small experiment (MiniLM sentence embeddings of
+//! **Our choices \[O\]** (spec §2.3): the small experiment (MiniLM sentence embeddings of
 //! the fortunes corpus, config A, data B of known complexity), `k_max = 32` for `k = 16`,
 //! and how the hard top-k runs on the device: a row sort, the descending rank `r` of each
 //! slot, the row threshold `t` = the smallest sorted value with `r ≤ k̂` (exact for integer
