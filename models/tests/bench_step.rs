@@ -3,7 +3,8 @@
 //! Each run is its own process, so the process-wide device counters see only its work.
 
 /// One full training step (tape, loss, backward, AdamW; the loss is not read) of the MLP,
-/// the LAPLEX-headed digits model (phased, H = 4) and the byte-level transformer reads
+/// the LAPLEX-headed digits model (phased, H = 4), the byte-level transformer and the
+/// SoftMoE char LM (learned allocation: a tracked k per layer, sparse experts) reads
 /// nothing back to the host: every scalar parameter stays on the device and every value
 /// check is a deferred device check.
 #[test]
@@ -13,7 +14,7 @@ fn training_steps_do_not_read_back() {
             "bench",
             "step",
             "--workloads",
-            "digits-mlp,laplex-digits,transformer",
+            "digits-mlp,laplex-digits,transformer,softmoe",
             "--steps",
             "1",
         ])
@@ -29,7 +30,7 @@ fn training_steps_do_not_read_back() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
     for l in &lines {
         assert_eq!(l["host_reads_per_step"].as_f64(), Some(0.0), "{l}");
     }
