@@ -32,5 +32,7 @@ pub mod laplace_engine;
 pub mod softtopk_engine;
 
 pub mod cedar;
+pub mod laplex;
+pub mod remix;
 pub mod softmoe;
 pub mod softsae;

@@ -362,12 +362,12 @@ fn main() -> std::process::ExitCode {
     let mut cmd = Cli::command();
     for m in METHODS {
         if let Some(c) = m.command {
-            cmd = cmd.subcommand(c().name(m.name));
+            cmd = cmd.subcommand(c());
         }
     }
     let matches = cmd.get_matches();
     if let Some((name, sub)) = matches.subcommand() {
-        if let Some(run) = methods::find(name).and_then(|m| m.run) {
+        if let Some(run) = methods::find_command(name).and_then(|m| m.run) {
             return exit(run(sub));
         }
     }

@@ -40,7 +40,8 @@ pub struct Method {
     pub status: Status,
     /// Runs its reproduction.
     pub reproduce: Option<fn(&Context) -> Result<Report>>,
-    /// Its user subcommand (`lapis <name> …`), if it has one.
+    /// Its user subcommand, if it has one: `lapis <command name> …`, usually the method's
+    /// name (LAPLEX's is `laplex-cov`).
     pub command: Option<fn() -> clap::Command>,
     /// Runs that subcommand.
     pub run: Option<fn(&clap::ArgMatches) -> Result<()>>,
@@ -105,16 +106,24 @@ pub static METHODS: &[Method] = &[
         command: Some(crate::cedar::command),
         run: Some(crate::cedar::run),
     },
-    planned(
-        "laplex",
-        "trainable Laplace layers (LAPLEX) on digits and at scale",
-        "docs/specs/laplace-methods.md §1–3",
-    ),
-    planned(
-        "remix",
-        "Laplace covariance of photos, data-free continual learning",
-        "docs/specs/laplace-methods.md §0, §3",
-    ),
+    Method {
+        name: "laplex",
+        summary: "trainable Laplace layers on digits and at scale; Gram covariance of photos",
+        spec: "docs/specs/laplace-methods.md §1, §3 E1–E3",
+        status: Status::Reproducible,
+        reproduce: Some(crate::laplex::reproduce),
+        command: Some(crate::laplex::command),
+        run: Some(crate::laplex::run),
+    },
+    Method {
+        name: "remix",
+        summary: "data-free class-incremental learning with Laplace-covariance model inversion",
+        spec: "docs/specs/laplace-methods.md §0, §2, §3 E4",
+        status: Status::Reproducible,
+        reproduce: Some(crate::remix::reproduce),
+        command: None,
+        run: None,
+    },
     planned(
         "dave",
         "distribution-aware attribution via ViT gradient decomposition",
@@ -145,4 +154,11 @@ pub static METHODS: &[Method] = &[
 /// The entry named `name`.
 pub fn find(name: &str) -> Option<&'static Method> {
     METHODS.iter().find(|m| m.name == name)
+}
+
+/// The entry whose user subcommand is called `name` (`laplex-cov` → `laplex`).
+pub fn find_command(name: &str) -> Option<&'static Method> {
+    METHODS
+        .iter()
+        .find(|m| m.command.is_some_and(|c| c().get_name() == name))
 }

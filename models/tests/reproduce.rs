@@ -126,7 +126,7 @@ fn unknown_and_planned_names_are_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("laplace-engine"), "{err}");
-    let out = lapis(&["reproduce", "laplex", "--quick"]);
+    let out = lapis(&["reproduce", "dave", "--quick"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("planned"));
     let out = lapis(&["methods"]);

@@ -308,6 +308,14 @@ impl ReportBuilder {
         }
     }
 
+    /// Adds (or replaces) one entry of the run's configuration, for parts of a reproduction
+    /// that size themselves after the report was started.
+    pub fn config(&mut self, key: &str, value: serde_json::Value) {
+        if let Some(map) = self.report.config.as_object_mut() {
+            map.insert(key.into(), value);
+        }
+    }
+
     /// Adds a claim (ids must be unique).
     pub fn claim(&mut self, c: Claim) {
         debug_assert!(self.report.claims.iter().all(|o| o.id != c.id));
