@@ -678,3 +678,30 @@ fn tensors_download_equal_to_the_host_values() {
         assert!(matches!(err, LapisError::InvalidArgument { .. }), "{err:?}");
     }
 }
+
+/// The stratified split keeps each class's share within one row, covers every row exactly
+/// once, has exactly `n_train` train rows, is a function of the seed, and refuses bad input.
+#[test]
+fn stratified_split_keeps_class_proportions() {
+    use lapis_models::data::{digits, stratified_split};
+    let d = digits().unwrap();
+    let labels = d.labels().unwrap();
+    let (tr, te) = stratified_split(labels, 10, 1200, 0).unwrap();
+    assert_eq!((tr.len(), te.len()), (1200, 597));
+    let mut all: Vec<usize> = tr.iter().chain(&te).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..labels.len()).collect::<Vec<_>>());
+    for c in 0..10u32 {
+        let n_c = labels.iter().filter(|&&l| l == c).count() as f64;
+        let t_c = tr.iter().filter(|&&i| labels[i] == c).count() as f64;
+        let share = 1200.0 * n_c / labels.len() as f64;
+        assert!(
+            (t_c - share).abs() < 1.0 + 1e-9,
+            "class {c}: {t_c} vs {share}"
+        );
+    }
+    assert_eq!(stratified_split(labels, 10, 1200, 0).unwrap().0, tr);
+    assert_ne!(stratified_split(labels, 10, 1200, 1).unwrap().0, tr);
+    assert!(stratified_split(labels, 10, 5000, 0).is_err());
+    assert!(stratified_split(&[0, 3], 2, 1, 0).is_err());
+}

@@ -23,10 +23,12 @@ use lapis_ops::{DType, Device, LapisError, Result, Tensor};
 use crate::var::{Tape, Var};
 
 mod attention;
+mod batchnorm;
 mod laplex;
 mod layers;
 
 pub use attention::MultiHeadAttention;
+pub use batchnorm::{BatchNorm1d, BnMode};
 pub use laplex::{LaplexConfig, LaplexLinear};
 pub use layers::{Activation, Dropout, Embedding, LayerNorm, Mlp, PatchEmbed, SoftTopK};
 

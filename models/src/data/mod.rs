@@ -42,6 +42,7 @@ pub mod dataset;
 pub mod embeddings;
 pub mod png;
 pub mod shipped;
+pub mod split;
 pub mod standardize;
 pub mod text;
 
@@ -56,6 +57,7 @@ pub use shipped::{
     data_path, digits, digits_split, tabular, DIGITS_CLASSES, DIGITS_FILE, DIGITS_ROWS,
     DIGITS_TRAIN, TABULAR_NAMES,
 };
+pub use split::stratified_split;
 pub use standardize::{Standardizer, STD_FLOOR};
 pub use text::{corpus_sentences, corpus_words, fortunes, fortunes_split, split_fortunes};
 
