@@ -25,6 +25,7 @@ fn known(c: usize, seed: u64) -> LcmCorr {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)]
 fn lcm_fit_gradient_matches_finite_differences() {
     // Exact host gradient of mean((R_LCM − R)²) vs central differences (f64, h = 1e-6):
     // relative error ≤ 1e-6 of the largest gradient entry (truncation error is O(h²)).

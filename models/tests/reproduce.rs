@@ -120,6 +120,13 @@ fn softmoe_quick() {
     run_quick("softmoe");
 }
 
+/// LAPLEX `--quick`: E1 in full (claims 1a–1g), E2 digits and scale, E3 photos at p = 16;
+/// every part's claims are in the report.
+#[test]
+fn laplex_quick() {
+    run_quick("laplex");
+}
+
 #[test]
 fn unknown_and_planned_names_are_refused() {
     let out = lapis(&["reproduce", "no-such-method", "--quick"]);

@@ -253,7 +253,7 @@ impl DigitsMlp {
         Ok(opt)
     }
 
-    /// The handles of the fast group (anchors, rates, phases), by name.
+    /// The names of the fast group's parameters (anchors, rates, phases).
     pub fn fast_params(&self) -> Vec<String> {
         self.params
             .names()
@@ -406,9 +406,10 @@ pub const QUICK_EPOCHS: usize = 4;
 /// [`DEFAULT_EPOCHS_WHY`]).
 pub const DEFAULT_EPOCHS: usize = 30;
 /// Why the default run cuts the epochs (the sizing measurement, on lavapipe).
-pub const DEFAULT_EPOCHS_WHY: &str = "one epoch of the four models took ≈ 12 s on lavapipe \
-     (A 1.0, B 7.1, B-real 3.6, C 0.4 s) with the 2-core machine shared (load ≈ 4), about \
-     6 s idle, so 60 epochs × 3 seeds would take ≈ 18 min idle, over the 10–12 min budget";
+pub const DEFAULT_EPOCHS_WHY: &str = "one epoch of the four models takes ≈ 7.4 s on lavapipe \
+     on a lightly loaded 2-core machine (A 0.4, B 4.0, B-real 2.8, C 0.2 s; ≈ 12 s at load 4), \
+     so the spec's 60 epochs × 3 seeds would take ≈ 22 min, over the 10–12 min budget; 30 take \
+     ≈ 11 min";
 /// Quick gate: (B)'s test accuracy after [`QUICK_EPOCHS`] epochs on seed 0, in % (chance is
 /// 10 %).
 pub const QUICK_LEARNS_BAR: f64 = 75.0;
@@ -417,7 +418,8 @@ pub const QUICK_LEARNS_BAR: f64 = 75.0;
 /// table, the plots `e2_curves.png`, `e2_anchors.png`, `e2_weights.png` and the `e2`
 /// configuration entry.
 ///
-/// Sizes: default and `--full` follow the spec (60 epochs × seeds 0–2 × 4 models);
+/// Sizes: `--full` follows the spec (60 epochs × seeds 0–2 × 4 models); the default
+/// run trains every model [`DEFAULT_EPOCHS`] epochs (cut 2×, [`DEFAULT_EPOCHS_WHY`]);
 /// `--quick` trains seed 0 only for [`QUICK_EPOCHS`] epochs and gates the parameter counts
 /// and (B) learning (≥ [`QUICK_LEARNS_BAR`] %), the accuracy claims reported not gated.
 pub fn e2_digits(ctx: &Context, rb: &mut ReportBuilder) -> Result<()> {

@@ -224,7 +224,7 @@ pub struct Inverted {
 
 /// Inverts `teacher` over its `n_old` classes: `per_class · n_old` samples in one
 /// mixed-class batch, `x̂ ~ N(0, I)`, Adam (`cfg.lr`, `cfg.steps` steps) on
-/// [`inversion_loss`]. `progress` is called once per step.
+/// [`InvProblem::loss`]. `progress` is called once per step.
 pub fn invert(
     dev: &Device,
     teacher: &Net,
