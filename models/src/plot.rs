@@ -220,6 +220,19 @@ pub fn format_tick(v: f64) -> String {
     }
 }
 
+/// A tick label on an axis spanning `range`: [`format_tick`], with a linear axis' ticks
+/// within 1e-9 of its span of zero written `0` (not `-2.78e-17`), and non-integer ticks
+/// left unlabelled when `integer`.
+fn axis_tick(v: f64, range: &Range<f64>, log: bool, integer: bool) -> String {
+    if integer && (v - v.round()).abs() > 1e-9 * (1.0 + v.abs()) {
+        return String::new();
+    }
+    if !log && v.abs() <= 1e-9 * (range.end - range.start).abs() {
+        return "0".into();
+    }
+    format_tick(v)
+}
+
 fn text(size: u32) -> TextStyle<'static> {
     (FONT_FAMILY, size).into_font().color(&BLACK)
 }
@@ -326,6 +339,10 @@ pub struct LinePlot {
     pub legend: LegendPosition,
     /// Width and height in pixels (each in `[200, MAX_SIDE]`); default 800 × 560.
     pub size: (u32, u32),
+    /// Label only the integer x ticks (task or epoch numbers, head indices).
+    pub integer_x: bool,
+    /// Label only the integer y ticks.
+    pub integer_y: bool,
 }
 
 impl Default for LinePlot {
@@ -339,6 +356,8 @@ impl Default for LinePlot {
             series: Vec::new(),
             legend: LegendPosition::UpperRight,
             size: (800, 560),
+            integer_x: false,
+            integer_y: false,
         }
     }
 }
@@ -463,16 +482,18 @@ impl LinePlot {
         if !self.title.is_empty() {
             builder.caption(&self.title, text(24));
         }
+        let (xs, ys) = (x.range(), y.range());
         let mut chart = builder.build_cartesian_2d(x, y)?;
-        let fmt = |v: &f64| format_tick(*v);
+        let x_fmt = |v: &f64| axis_tick(*v, &xs, self.log_x, self.integer_x);
+        let y_fmt = |v: &f64| axis_tick(*v, &ys, self.log_y, self.integer_y);
         chart
             .configure_mesh()
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
             .label_style(text(14))
             .axis_desc_style(text(16))
-            .x_label_formatter(&fmt)
-            .y_label_formatter(&fmt)
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
             .bold_line_style(RGBColor(0, 0, 0).mix(0.12))
             .light_line_style(RGBColor(0, 0, 0).mix(0.04))
             .draw()?;
@@ -1040,7 +1061,7 @@ impl Heatmap {
             .margin_left(8)
             .right_y_label_area_size(80)
             .build_cartesian_2d(0.0..1.0, lo..hi)?;
-        let fmt = |v: &f64| format_tick(*v);
+        let fmt = |v: &f64| axis_tick(*v, &(lo..hi), false, false);
         cb.configure_mesh()
             .disable_mesh()
             .disable_x_axis()
@@ -1060,5 +1081,22 @@ impl Heatmap {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::axis_tick;
+
+    #[test]
+    fn axis_ticks_snap_float_noise_to_zero_and_skip_non_integers() {
+        // A diverging colour bar over ±0.2 puts a tick at 0 ± float noise.
+        assert_eq!(axis_tick(-2.78e-17, &(-0.2..0.2), false, false), "0");
+        assert_eq!(axis_tick(0.1, &(-0.2..0.2), false, false), "0.1");
+        // On a log axis a small value is a real value.
+        assert_eq!(axis_tick(1e-12, &(1e-13..1.0), true, false), "1e-12");
+        // Integer axes (task numbers) label 1, 2, … and leave 1.5 blank.
+        assert_eq!(axis_tick(2.0, &(0.9..5.1), false, true), "2");
+        assert_eq!(axis_tick(1.5, &(0.9..5.1), false, true), "");
     }
 }

@@ -689,6 +689,7 @@ fn anchors_plot(ctx: &Context, b: &DigitsMlp, seed: u64) -> Result<()> {
         legend: LegendPosition::UpperRight,
         series,
         size: (1000, 560),
+        integer_y: true,
         ..LinePlot::new(
             format!(
                 "(B) last layer 256→10 after training (seed {seed}): anchors per head (outputs drawn at h + 0.3)"

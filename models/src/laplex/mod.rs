@@ -38,6 +38,10 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
         "docs/specs/laplace-methods.md §1, §3 E1–E3",
         serde_json::json!({}),
     );
+    if ctx.size == crate::reproduce::Size::Full {
+        // Refuse before the long parts run: `--full` needs the 10⁹-anchor scale bench.
+        scale::require_full(ctx)?;
+    }
     let only = std::env::var(ONLY_ENV).ok();
     let parts: [(&str, Part); 4] = [
         ("e1", exact::e1),

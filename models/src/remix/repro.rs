@@ -521,6 +521,7 @@ pub fn reproduce(ctx: &Context) -> Result<Report> {
         "task",
         "accuracy on all seen classes (%)",
     );
+    p.integer_x = true;
     for (k, name) in names.iter().enumerate() {
         let pts: Vec<(f64, f64)> = (0..tasks)
             .map(|t| {
